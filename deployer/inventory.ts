@@ -1,0 +1,290 @@
+/**
+ * The inventory: one schema for `inventory.yaml`, validated on load. Each key's documentation
+ * lives next to its schema entry (`.describe`), and every error names the file, line and key.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import os from 'node:os';
+import { LineCounter, parseDocument, isMap, isSeq, type Node as YamlNode } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]*$/i, 'use letters, digits, ".", "_" or "-" (no spaces)');
+const absPath = z.string().min(1);
+const hostPort = z
+  .string()
+  .regex(/^[^:\s]+:\d{1,5}$/, 'use host:port, e.g. 127.0.0.1:8080');
+
+const ServiceSchema = z
+  .object({
+    start: z.string().min(1).describe('command (run in `current`) that starts the app in the background'),
+    stop: z.string().min(1).describe('command that stops the app; must succeed when it is not running'),
+    restart: z.string().min(1).describe('command that (re)starts the app so it runs the code in `current`'),
+  })
+  .strict();
+
+const AppSchema = z
+  .object({
+    name: name.default('app').describe('the app name, used in messages'),
+    build: z
+      .object({
+        command: z.string().min(1).describe('command (run in the inventory directory) that builds the app'),
+        output: z.string().min(1).describe('directory the build writes; its files become the artifact'),
+      })
+      .strict(),
+    service: ServiceSchema,
+    health_path: z.string().startsWith('/').default('/healthz').describe('GET -> 200 when ready'),
+    version_path: z.string().startsWith('/').default('/version').describe('GET -> JSON {release, digest}'),
+    shared_dirs: z
+      .array(z.string().regex(/^[a-z0-9._-]+$/i, 'a plain directory name'))
+      .default(['data', 'logs', 'run'])
+      .describe('directories under <deploy_to>/shared linked into every release; they outlive releases'),
+    checks: z
+      .object({
+        upload_paths: z.array(z.string().startsWith('/')).min(1).default(['/api/upload']),
+        upload_field: z.string().min(1).default('file'),
+        session_path: z.string().startsWith('/').default('/api/session'),
+        concurrent_sessions: z.number().int().min(2).max(50).default(5),
+      })
+      .strict()
+      .default({
+        upload_paths: ['/api/upload'],
+        upload_field: 'file',
+        session_path: '/api/session',
+        concurrent_sessions: 5,
+      })
+      .describe('post-deploy session isolation checks'),
+  })
+  .strict();
+
+const DeploySchema = z
+  .object({
+    concurrency: z.number().int().min(1).max(64).default(8).describe('instances worked on at once'),
+    keep_releases: z.number().int().min(1).max(100).default(5),
+    batch_size: z.number().int().min(1).default(1).describe('instances activated per rollout batch'),
+    activation_timeout_ms: z.number().int().min(100).default(30_000).describe('health+version gate, per instance'),
+    drain_timeout_ms: z.number().int().min(0).default(10_000),
+    connect_timeout_ms: z.number().int().min(100).default(10_000),
+  })
+  .strict();
+
+const SshSchema = z
+  .object({
+    user: z.string().min(1).optional().describe('login user (default: the current user)'),
+    port: z.number().int().min(1).max(65535).default(22),
+    identity_file: z.string().min(1).optional().describe('private key file (default: ~/.ssh/id_ed25519)'),
+    known_hosts: z.string().min(1).default('.lockstep/known_hosts').describe('host keys Lockstep trusts'),
+  })
+  .strict();
+
+const HealthCheckSchema = z
+  .object({
+    interval_ms: z.number().int().min(50).default(1000),
+    timeout_ms: z.number().int().min(50).default(1000),
+    rise: z.number().int().min(1).default(2),
+    fall: z.number().int().min(1).default(2),
+  })
+  .strict();
+
+const ProxySchema = z
+  .object({
+    listen: hostPort.default('127.0.0.1:8080').describe('where users connect'),
+    admin_listen: hostPort.default('127.0.0.1:8081').describe('admin API; keep it on loopback'),
+    admin_token_env: z.string().default('LOCKSTEP_ADMIN_TOKEN').describe('env var holding the admin bearer token'),
+    admin_token_file: z.string().default('.lockstep/admin-token').describe('used (and created) when the env var is unset'),
+    affinity_secret_env: z.string().default('LOCKSTEP_AFFINITY_SECRET'),
+    health_check: HealthCheckSchema.default({ interval_ms: 1000, timeout_ms: 1000, rise: 2, fall: 2 }),
+  })
+  .strict();
+
+const InstanceSchema = z
+  .object({
+    name: name.describe('unique instance name'),
+    transport: z.enum(['local', 'ssh']).default('ssh'),
+    host: z.string().min(1).optional().describe('SSH host (required for transport: ssh)'),
+    ssh_port: z.number().int().min(1).max(65535).optional().describe('overrides ssh.port'),
+    user: z.string().min(1).optional().describe('overrides ssh.user'),
+    deploy_to: absPath.describe('release root on the instance (relative paths: to the inventory, local only)'),
+    app_address: z.string().min(1).optional().describe('address the app listens on (default: host, or 127.0.0.1)'),
+    app_port: z.number().int().min(1).max(65535).describe('port the app listens on'),
+  })
+  .strict()
+  .superRefine((inst, ctx) => {
+    if (inst.transport === 'ssh' && !inst.host) {
+      ctx.addIssue({ code: 'custom', path: ['host'], message: 'required for transport: ssh' });
+    }
+    if (inst.transport === 'ssh' && !isAbsolute(inst.deploy_to)) {
+      ctx.addIssue({ code: 'custom', path: ['deploy_to'], message: 'must be an absolute path for transport: ssh' });
+    }
+  });
+
+export const InventorySchema = z
+  .object({
+    app: AppSchema,
+    deploy: DeploySchema.default({
+      concurrency: 8,
+      keep_releases: 5,
+      batch_size: 1,
+      activation_timeout_ms: 30_000,
+      drain_timeout_ms: 10_000,
+      connect_timeout_ms: 10_000,
+    }),
+    ssh: SshSchema.default({ port: 22, known_hosts: '.lockstep/known_hosts' }),
+    proxy: ProxySchema.optional(),
+    instances: z.array(InstanceSchema).min(1, 'list at least one instance'),
+  })
+  .strict()
+  .superRefine((inv, ctx) => {
+    const seen = new Map<string, number>();
+    inv.instances.forEach((inst, i) => {
+      const first = seen.get(inst.name);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['instances', i, 'name'],
+          message: `duplicate instance name "${inst.name}" (first used by instances[${first}])`,
+        });
+      } else seen.set(inst.name, i);
+    });
+  });
+
+type RawInventory = z.infer<typeof InventorySchema>;
+
+/** One instance with every default applied and every path resolved. */
+export interface Instance {
+  name: string;
+  transport: 'local' | 'ssh';
+  host: string;
+  sshPort: number;
+  user: string;
+  /** Absolute release root on the instance. */
+  deployTo: string;
+  appAddress: string;
+  appPort: number;
+  /** Base URL of the app on this instance, e.g. http://127.0.0.11:4100 */
+  url: string;
+}
+
+/** The validated inventory. Paths are absolute. */
+export interface Inventory {
+  file: string;
+  dir: string;
+  app: RawInventory['app'];
+  deploy: RawInventory['deploy'];
+  ssh: { port: number; identityFile: string; knownHosts: string; user: string };
+  proxy?: RawInventory['proxy'] & { adminTokenFile: string };
+  instances: Instance[];
+}
+
+function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? os.homedir() + p.slice(1) : p;
+}
+
+function lineOf(doc: ReturnType<typeof parseDocument>, counter: LineCounter, path: (string | number)[]): number | undefined {
+  // Walk down as far as the path exists; report the deepest node found (the key's line).
+  let node: unknown = doc.contents;
+  let line: number | undefined = node && (node as YamlNode).range ? counter.linePos((node as YamlNode).range![0]).line : undefined;
+  for (const key of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === key);
+      if (!pair) break;
+      const keyNode = pair.key as YamlNode | null;
+      if (keyNode?.range) line = counter.linePos(keyNode.range[0]).line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === 'number') {
+      node = node.items[key];
+      if ((node as YamlNode | undefined)?.range) line = counter.linePos((node as YamlNode).range![0]).line;
+    } else break;
+  }
+  return line;
+}
+
+function fieldName(path: PropertyKey[]): string {
+  return path
+    .map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i === 0 ? '' : '.'}${String(k)}`))
+    .join('');
+}
+
+/**
+ * Parse and validate an inventory from YAML text.
+ * @param text YAML source. @param file its path (for messages and to resolve relative paths).
+ * @returns the inventory with defaults applied and paths resolved.
+ * @throws ConfigError naming file, line and field for YAML syntax errors, missing fields,
+ *   wrong types, unknown keys and duplicate instance names.
+ */
+export function parseInventory(text: string, file: string): Inventory {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0]!;
+    const line = counter.linePos(err.pos[0]).line;
+    throw new ConfigError(`${file}:${line}: invalid YAML: ${err.message.split('\n')[0]}`, { file, line });
+  }
+  const result = InventorySchema.safeParse(doc.toJS());
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const line = lineOf(doc, counter, issue.path as (string | number)[]);
+      const field = fieldName(issue.path) || '(top level)';
+      let msg = issue.message;
+      if (issue.code === 'invalid_type' && /received undefined/.test(msg)) msg = 'missing (required)';
+      if (issue.code === 'unrecognized_keys') msg = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      return { text: `${file}:${line ?? 1}: field "${field}": ${msg}`, line, field };
+    });
+    const first = lines[0]!;
+    const err = new ConfigError(lines.map((l) => l.text).join('\n'), { file, line: first.line, field: first.field });
+    throw err;
+  }
+  const raw = result.data;
+  const dir = dirname(resolve(file));
+  const currentUser = os.userInfo().username;
+  const sshUser = raw.ssh.user ?? currentUser;
+  const instances: Instance[] = raw.instances.map((inst) => {
+    const host = inst.host ?? '127.0.0.1';
+    const appAddress = inst.app_address ?? (inst.transport === 'ssh' ? host : '127.0.0.1');
+    return {
+      name: inst.name,
+      transport: inst.transport,
+      host,
+      sshPort: inst.ssh_port ?? raw.ssh.port,
+      user: inst.user ?? sshUser,
+      deployTo: inst.transport === 'local' ? resolve(dir, expandHome(inst.deploy_to)) : inst.deploy_to,
+      appAddress,
+      appPort: inst.app_port,
+      url: `http://${appAddress.includes(':') ? `[${appAddress}]` : appAddress}:${inst.app_port}`,
+    };
+  });
+  return {
+    file: resolve(file),
+    dir,
+    app: raw.app,
+    deploy: raw.deploy,
+    ssh: {
+      port: raw.ssh.port,
+      user: sshUser,
+      identityFile: resolve(dir, expandHome(raw.ssh.identity_file ?? '~/.ssh/id_ed25519')),
+      knownHosts: resolve(dir, expandHome(raw.ssh.known_hosts)),
+    },
+    proxy: raw.proxy ? { ...raw.proxy, adminTokenFile: resolve(dir, expandHome(raw.proxy.admin_token_file)) } : undefined,
+    instances,
+  };
+}
+
+/**
+ * Load and validate an inventory file.
+ * @throws ConfigError when the file is missing or invalid (see parseInventory).
+ */
+export function loadInventory(file: string): Inventory {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(
+      `cannot read inventory ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}. ` +
+        'Pass --inventory FILE or create inventory.yaml (see README).',
+      { file },
+    );
+  }
+  return parseInventory(text, file);
+}
