@@ -1,0 +1,115 @@
+/**
+ * The `lockstep` command line. Parses arguments (commander), runs one verb, and is the one
+ * place that turns typed errors into exit codes: 0 ok, 1 a check found a problem, 2 usage or
+ * configuration error, 3 an operation failed part-way (DESIGN.md, "CLI conventions").
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { resolve } from 'node:path';
+import { buildRelease } from './build.ts';
+import { deploy, type DeployReport } from './deploy.ts';
+import { ConfigError, LockstepError } from './errors.ts';
+import { loadInventory, type Inventory } from './inventory.ts';
+import { renderTable } from './table.ts';
+
+interface GlobalOptions {
+  inventory: string;
+  json?: boolean;
+}
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function err(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** Per-instance progress on stderr, so stdout stays clean for --json and tables. */
+export function progressPrinter(quiet = false): (instance: string, line: string) => void {
+  return (instance, line) => {
+    if (!quiet) err(`[${instance}] ${line}`);
+  };
+}
+
+function inventoryFrom(cmd: Command): Inventory {
+  const opts = cmd.optsWithGlobals() as GlobalOptions;
+  return loadInventory(resolve(opts.inventory));
+}
+
+/** Human summary of a deploy. */
+export function renderDeployReport(r: DeployReport): string {
+  const table = renderTable(
+    ['instance', 'before', 'now', 'uploaded', 'result'],
+    r.instances.map((i) => [i.instance, i.before ?? '-', i.now ?? '-', i.uploadedBytes ? `${i.uploadedBytes} B` : 'skipped', i.error ? `${i.state}: ${i.error}` : i.state]),
+  );
+  const head = r.ok
+    ? `deployed ${r.release} (digest ${r.digest.slice(0, 12)}) to ${r.instances.length} instances in ${r.durationMs} ms`
+    : `deploy of ${r.release} FAILED in phase ${r.phase}: ${r.failure ?? 'see table'}`;
+  return `${head}\n${table}\nstate: ${r.state}`;
+}
+
+/** Build the commander program. Actions set `exitCode` through the returned holder. */
+export function buildProgram(result: { exitCode: number }): Command {
+  const program = new Command('lockstep')
+    .description('Build once, deploy the identical artifact everywhere, prove version parity and session isolation.')
+    .option('-i, --inventory <file>', 'inventory file', 'inventory.yaml')
+    .option('--json', 'machine-readable output')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('build')
+    .description('build the app once into a reproducible artifact with a checksum manifest')
+    .action(async (_o, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const r = await buildRelease(inv, { onProgress: (l) => err(l) });
+      if (json) {
+        out(JSON.stringify({ release: r.release, digest: r.digest, artifact: r.artifact, manifest: r.manifestFile, files: r.files, bytes: r.bytes, artifact_bytes: r.artifactBytes, source: r.manifest.source }, null, 2));
+      } else {
+        out(renderTable(['release', 'digest', 'files', 'bytes', 'artifact'], [[r.release, r.digest, r.files, r.bytes, `${r.artifact} (${r.artifactBytes} B)`]]));
+      }
+    });
+
+  program
+    .command('deploy')
+    .description('push the artifact to every instance, verify it on each host, roll it out through the proxy')
+    .option('-r, --release <id>', 'deploy an already-built release (id, "latest" or manifest path) instead of building')
+    .option('-m, --message <text>', 'note recorded with the lock and history')
+    .action(async (o: { release?: string; message?: string }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter() });
+      out(json ? JSON.stringify(r, null, 2) : renderDeployReport(r));
+      result.exitCode = r.ok ? 0 : 3;
+    });
+
+  program.addOption(new Option('--log-level <level>', 'pino log level for JSON logs on stderr').env('LOCKSTEP_LOG').hideHelp());
+  return program;
+}
+
+/**
+ * Run the CLI. @param argv arguments after `node lockstep`. @returns the process exit code.
+ * Never throws: every error becomes one clear message and an exit code.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const result = { exitCode: 0 };
+  const program = buildProgram(result);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return result.exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2;
+    }
+    if (e instanceof LockstepError) {
+      err(`lockstep: ${e instanceof ConfigError ? 'configuration error' : 'error'}: ${e.message}`);
+      for (const d of e.details) err(`  ${d}`);
+      return e.exitCode;
+    }
+    err(`lockstep: unexpected error: ${(e as Error)?.stack ?? String(e)}`);
+    err('This is a bug in lockstep; the state of each instance is reported by `lockstep status`.');
+    return 3;
+  }
+}
