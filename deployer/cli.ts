@@ -10,6 +10,7 @@ import { deploy, type DeployReport } from './deploy.ts';
 import { ConfigError, LockstepError } from './errors.ts';
 import { loadInventory, type Inventory } from './inventory.ts';
 import { renderTable } from './table.ts';
+import { fleetStatus } from './status.ts';
 
 interface GlobalOptions {
   inventory: string;
@@ -82,6 +83,32 @@ export function buildProgram(result: { exitCode: number }): Command {
       const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter() });
       out(json ? JSON.stringify(r, null, 2) : renderDeployReport(r));
       result.exitCode = r.ok ? 0 : 3;
+    });
+
+  program
+    .command('status')
+    .description('one row per instance: release on disk, release running, health, lock')
+    .action(async (_o, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const rows = await fleetStatus(inventoryFrom(cmd));
+      if (json) out(JSON.stringify(rows, null, 2));
+      else {
+        out(
+          renderTable(
+            ['instance', 'reachable', 'current (disk)', 'running (/version)', 'health', 'lock'],
+            rows.map((r) => [
+              r.instance,
+              r.reachable ? 'yes' : `NO${r.error ? `: ${r.error}` : ''}`,
+              r.current ? `${r.current.release}` : '-',
+              r.running ? `${r.running.release ?? '?'}${r.current && r.running.digest !== r.current.digest ? ' (DIFFERS)' : ''}` : 'not running',
+              r.healthy ? 'ok' : 'DOWN',
+              r.lock ? `held by ${String(r.lock.user)}@${String(r.lock.machine)} since ${String(r.lock.time)}` : '-',
+            ]),
+          ),
+        );
+      }
+      const digests = new Set(rows.map((r) => r.running?.digest ?? null));
+      result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
     });
 
   program.addOption(new Option('--log-level <level>', 'pino log level for JSON logs on stderr').env('LOCKSTEP_LOG').hideHelp());
