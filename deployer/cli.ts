@@ -11,6 +11,9 @@ import { ConfigError, LockstepError } from './errors.ts';
 import { loadInventory, type Inventory } from './inventory.ts';
 import { renderTable } from './table.ts';
 import { fleetStatus } from './status.ts';
+import { rollback } from './rollback.ts';
+import { openFleet, reasonOf } from './fleet.ts';
+import { mergedHistory, readInstanceReleases, releaseState, rollbackCandidates, type InstanceReleases } from './releases.ts';
 
 interface GlobalOptions {
   inventory: string;
@@ -83,6 +86,65 @@ export function buildProgram(result: { exitCode: number }): Command {
       const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter() });
       out(json ? JSON.stringify(r, null, 2) : renderDeployReport(r));
       result.exitCode = r.ok ? 0 : 3;
+    });
+
+  program
+    .command('rollback')
+    .description('roll the fleet back to a release every instance has (no build, no upload)')
+    .option('--to <release>', 'release id to roll back to (default: newest earlier good release present everywhere)')
+    .action(async (o: { to?: string }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const r = await rollback(inventoryFrom(cmd), { to: o.to, progress: progressPrinter() });
+      out(json ? JSON.stringify(r, null, 2) : renderDeployReport(r).replace(/^deployed/, 'rolled back to'));
+      result.exitCode = r.ok ? 0 : 3;
+    });
+
+  program
+    .command('releases')
+    .description('every release on the fleet with its state on each instance and the rollback candidates')
+    .action(async (_o, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const fleet = openFleet(inv);
+      try {
+        const read = await fleet.each((o) => readInstanceReleases(o));
+        const infos = read.filter((r): r is PromiseFulfilledResult<InstanceReleases> => r.status === 'fulfilled').map((r) => r.value);
+        const all = [...new Set(infos.flatMap((i) => i.present))].sort().reverse();
+        const candidates = rollbackCandidates(infos);
+        if (json) {
+          out(JSON.stringify({ releases: all.map((r) => ({ release: r, states: Object.fromEntries(infos.map((i) => [i.instance, releaseState(i, r)])), rollback_candidate: candidates.includes(r) })), rollback_target: candidates[0] ?? null }, null, 2));
+        } else {
+          out(renderTable(['release', ...infos.map((i) => i.instance), 'rollback'], all.map((r) => [r, ...infos.map((i) => releaseState(i, r)), r === candidates[0] ? 'target' : candidates.includes(r) ? 'candidate' : ''])));
+        }
+        read.forEach((r, i) => {
+          if (r.status === 'rejected') err(`${fleet.ops[i]!.name}: unreachable: ${reasonOf(r)}`);
+        });
+        result.exitCode = read.some((r) => r.status === 'rejected') ? 3 : 0;
+      } finally {
+        await fleet.close();
+      }
+    });
+
+  program
+    .command('history')
+    .description('activations, rollbacks, failures and lock breaks across the fleet, newest first')
+    .option('-n, --limit <count>', 'show at most this many entries', '50')
+    .action(async (o: { limit: string }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const fleet = openFleet(inventoryFrom(cmd));
+      try {
+        const read = await fleet.each((x) => readInstanceReleases(x));
+        const infos = read.filter((r): r is PromiseFulfilledResult<InstanceReleases> => r.status === 'fulfilled').map((r) => r.value);
+        const entries = mergedHistory(infos).slice(0, Number(o.limit) || 50);
+        if (json) out(JSON.stringify(entries, null, 2));
+        else out(renderTable(['time', 'instance', 'event', 'release', 'previous', 'by', 'note'], entries.map((h) => [h.time, h.instance, h.event, h.release, h.previous ?? '-', `${h.user}@${h.machine}`, h.message ?? ''])));
+        read.forEach((r, i) => {
+          if (r.status === 'rejected') err(`${fleet.ops[i]!.name}: unreachable: ${reasonOf(r)}`);
+        });
+        result.exitCode = read.some((r) => r.status === 'rejected') ? 3 : 0;
+      } finally {
+        await fleet.close();
+      }
     });
 
   program

@@ -14,6 +14,7 @@ import { openFleet, reasonOf, type Fleet, type TransportFactory } from './fleet.
 import type { InstanceOps } from './instance.ts';
 import type { Inventory } from './inventory.ts';
 import { loadLocalRelease, type LocalRelease } from './release-source.ts';
+import { pruneFleet } from './releases.ts';
 import { rollout, type InstanceOutcome, type ProxyControl } from './rollout.ts';
 
 export interface DeployInstanceReport extends InstanceOutcome {
@@ -181,6 +182,11 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
             : `MIXED FLEET: ${result.outcomes.map((o) => `${o.instance}=${o.now ?? 'none'}`).join(', ')}`;
         return report('rollout', false, state, result.failure);
       }
+      const pruned = await pruneFleet(fleet, inventory.deploy.keep_releases, [manifest.release]).catch((e: Error) => {
+        progress('retention', `pruning old releases failed (nothing else affected): ${e.message}`);
+        return new Map<string, string[]>();
+      });
+      for (const [name, removed] of pruned) if (removed.length) progress(name, `retention removed ${removed.join(', ')}`);
       return report('done', true, `every instance serves ${manifest.release}`);
     } finally {
       await unlockFleet(fleet, String(holder.token));
