@@ -1,19 +1,98 @@
-// TEMP (lead): replaced by the transport branch.
+/**
+ * The local transport: instances that are directories on this machine (the embedded default
+ * fleet). Same contract as SSH, no network.
+ */
 import { spawn } from 'node:child_process';
-import { copyFile, readFile, rename } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { copyFile, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { buildScript } from './shell.ts';
 import type { ExecOptions, ExecResult, Transport } from './types.ts';
+
+/** After SIGTERM, a command that is still alive this long later gets SIGKILL. */
+const KILL_GRACE_MS = 5_000;
+
+/** Runs commands with `bash -c` and copies files on this machine. */
 export class LocalTransport implements Transport {
+  /** @param instance instance name, used in messages. */
   constructor(readonly instance: string) {}
-  async connect() {}
+
+  /** Nothing to open; present for the contract. */
+  async connect(): Promise<void> {}
+
+  /**
+   * Run `command` with `bash -c` (env exported and cwd entered by the script, see shell.ts).
+   * The command gets its own process group so a timeout stops everything it started.
+   * @param options.timeoutMs after this many ms the group gets SIGTERM (SIGKILL 5 s later if it
+   *   is still alive); the result then has `code: null, signal: 'SIGTERM'` (or `'SIGKILL'`).
+   * @returns code/signal/stdout/stderr; never throws for a non-zero exit.
+   * @throws Error only when bash itself cannot be started.
+   */
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return new Promise((res) => {
-      const child = spawn('bash', ['-c', command], { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = ''; let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d)); child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code, signal) => res({ code, signal, stdout, stderr }));
+    const script = buildScript(command, options);
+    return new Promise((resolve, reject) => {
+      const child = spawn('bash', ['-c', script], {
+        env: { ...process.env, ...options.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      child.stdout.on('data', (c: Buffer) => stdout.push(c));
+      child.stderr.on('data', (c: Buffer) => stderr.push(c));
+      const timers: NodeJS.Timeout[] = [];
+      const killGroup = (signal: NodeJS.Signals) => {
+        try {
+          process.kill(-child.pid!, signal);
+        } catch {
+          // The group is already gone: nothing left to stop.
+        }
+      };
+      if (options.timeoutMs !== undefined) {
+        timers.push(
+          setTimeout(() => {
+            killGroup('SIGTERM');
+            timers.push(setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS));
+          }, options.timeoutMs),
+        );
+      }
+      child.on('error', (err) => {
+        timers.forEach(clearTimeout);
+        reject(err);
+      });
+      // 'close' (not 'exit') so all output is collected before we answer.
+      child.on('close', (code, signal) => {
+        timers.forEach(clearTimeout);
+        resolve({
+          code,
+          signal,
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+        });
+      });
     });
   }
-  async putFile(l: string, r: string) { await copyFile(l, r + '.tmp'); await rename(r + '.tmp', r); }
-  async readFile(p: string) { return readFile(p, 'utf8'); }
-  async close() {}
+
+  /**
+   * Copy a file to `remotePath` atomically: copy to a temp name in the same directory, then
+   * rename over the target, so readers never see a half-written file.
+   * @throws fs errors (e.g. ENOENT when the parent directory does not exist).
+   */
+  async putFile(localPath: string, remotePath: string): Promise<void> {
+    const tmp = join(dirname(remotePath), `.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`);
+    try {
+      await copyFile(localPath, tmp);
+      await rename(tmp, remotePath);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /** Read a UTF-8 file. @throws fs errors (ENOENT when missing). */
+  readFile(remotePath: string): Promise<string> {
+    return readFile(remotePath, 'utf8');
+  }
+
+  async close(): Promise<void> {}
 }

@@ -1,0 +1,401 @@
+/**
+ * The SSH transport: one verified, authenticated connection per instance (node-ssh over
+ * ssh2), reused for every command and file of a run.
+ *
+ * Host keys are checked in ssh2's `hostVerifier`, which runs during key exchange, before any
+ * authentication: a host whose key changed never sees our user name or a signature by our key.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { NodeSSH } from 'node-ssh';
+import ssh2 from 'ssh2';
+import type { Client, ClientChannel, HostVerifier, SFTPWrapper, ServerHostKeyAlgorithm } from 'ssh2';
+import { ConfigError, HostKeyMismatchError, UnknownHostKeyError, UnreachableInstanceError } from '../errors.ts';
+import {
+  appendKnownHost,
+  checkHostKey,
+  findHostKeys,
+  knownHostsName,
+  loadKnownHosts,
+  preferredHostKeyAlgorithms,
+} from './known-hosts.ts';
+import { buildScript, shellQuote, withWatchdog } from './shell.ts';
+import type { ExecOptions, ExecResult, Transport } from './types.ts';
+
+/** After a timeout's SIGTERM, how long the remote watchdog waits before SIGKILL. */
+const KILL_GRACE_MS = 5_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** A dead peer is detected after about interval x (count + 1) without an answer. */
+const KEEPALIVE_INTERVAL_MS = 5_000;
+const KEEPALIVE_COUNT_MAX = 3;
+
+export interface SshTransportOptions {
+  /** Instance name, for messages. */
+  instance: string;
+  host: string;
+  /** TCP port of sshd. */
+  port: number;
+  /** Login user. */
+  user: string;
+  /** Private key file used to authenticate. Its content is never logged. */
+  identityFile: string;
+  /** OpenSSH-format known_hosts file checked before authenticating. */
+  knownHostsFile: string;
+  /** Record the key of a host that is not in known_hosts instead of refusing it. Default false. */
+  trustUnknown?: boolean;
+  /** Bound on TCP connect + key exchange + authentication, in ms. Default 10 000. */
+  connectTimeoutMs?: number;
+}
+
+/** How the host key of the current connection was accepted. */
+export interface VerifiedHostKey {
+  fingerprint: string;
+  /** `known`: found in known_hosts. `added`: unknown, recorded because trustUnknown was set. */
+  status: 'known' | 'added';
+}
+
+/** Turn an SFTP status error into a Node-style error code so callers branch as with fs. */
+function sftpError(op: string, path: string, err: Error & { code?: unknown }): Error {
+  // SFTP status codes (draft-ietf-secsh-filexfer-02 section 7): 2 no such file, 3 permission denied.
+  const code = err.code === 2 ? 'ENOENT' : err.code === 3 ? 'EACCES' : 'EIO';
+  return Object.assign(new Error(`${op} ${path}: ${err.message}`), { code });
+}
+
+/** Runs commands and moves files over one SSH connection to one instance. */
+export class SshTransport implements Transport {
+  readonly instance: string;
+  /** Set once a connection's host key was accepted. */
+  verifiedHostKey: VerifiedHostKey | undefined;
+
+  private readonly options: SshTransportOptions;
+  private ssh: NodeSSH | undefined;
+  private connecting: Promise<void> | undefined;
+  private sftp: Promise<SFTPWrapper> | undefined;
+  /** Abort callbacks of operations in flight, called when the connection drops. */
+  private readonly inFlight = new Set<(err: Error) => void>();
+  private closing = false;
+
+  constructor(options: SshTransportOptions) {
+    this.options = options;
+    this.instance = options.instance;
+  }
+
+  private get where(): string {
+    return `${this.options.user}@${this.options.host}:${this.options.port}`;
+  }
+
+  /**
+   * Open and authenticate the connection, or do nothing when it is open. A connection that
+   * dropped is opened again (its host key is checked again).
+   * @throws HostKeyMismatchError when the host presents a key other than the recorded one(s);
+   *   UnknownHostKeyError when the host is not in known_hosts and trustUnknown is off;
+   *   ConfigError when the identity file cannot be read;
+   *   UnreachableInstanceError for refused/timed-out connections and failed authentication.
+   */
+  connect(): Promise<void> {
+    if (this.ssh?.isConnected()) return Promise.resolve();
+    this.connecting ??= this.open().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  private async open(): Promise<void> {
+    const { host, port, user, identityFile, knownHostsFile } = this.options;
+    const timeout = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.closing = false;
+    let privateKey: string;
+    try {
+      privateKey = await readFile(identityFile, 'utf8');
+    } catch (e) {
+      throw new ConfigError(
+        `cannot read the SSH identity file ${identityFile} (${(e as NodeJS.ErrnoException).code ?? 'error'}); ` +
+          'set ssh.identity_file in the inventory',
+        { field: 'ssh.identity_file' },
+      );
+    }
+    const known = await loadKnownHosts(knownHostsFile);
+    const recordedTypes = findHostKeys(known, host, port).map((e) => e.keyType);
+
+    let refusal: Error | undefined;
+    let accepted: VerifiedHostKey | undefined;
+    const hostVerifier: HostVerifier = (key, verify) => {
+      const check = checkHostKey(known, host, port, key);
+      if (check.status === 'known') {
+        accepted = { fingerprint: check.fingerprint, status: 'known' };
+        verify(true);
+      } else if (check.status === 'changed') {
+        refusal = new HostKeyMismatchError(knownHostsName(host, port), check.expected, check.fingerprint, knownHostsFile);
+        verify(false);
+      } else if (!this.options.trustUnknown) {
+        refusal = new UnknownHostKeyError(knownHostsName(host, port), check.fingerprint, knownHostsFile);
+        verify(false);
+      } else {
+        appendKnownHost(knownHostsFile, host, port, key).then(
+          () => {
+            accepted = { fingerprint: check.fingerprint, status: 'added' };
+            verify(true);
+          },
+          (err: Error) => {
+            refusal = new UnknownHostKeyError(knownHostsName(host, port), check.fingerprint, knownHostsFile);
+            refusal.message += ` (could not record it: ${err.message})`;
+            verify(false);
+          },
+        );
+      }
+    };
+
+    const ssh = new NodeSSH();
+    try {
+      await ssh.connect({
+        host,
+        port,
+        username: user,
+        privateKey,
+        hostVerifier,
+        readyTimeout: timeout,
+        keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+        keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+        algorithms: { serverHostKey: preferredHostKeyAlgorithms(recordedTypes) as ServerHostKeyAlgorithm[] },
+      });
+    } catch (e) {
+      ssh.dispose();
+      if (refusal) throw refusal;
+      throw new UnreachableInstanceError(this.instance, this.describeConnectError(e as Error, timeout));
+    }
+    const conn = ssh.connection!;
+    let lastError: Error | undefined;
+    // node-ssh drops its own 'error' listener once connected; without ours a later socket
+    // error would be an unhandled 'error' event and end the whole process.
+    conn.on('error', (err: Error) => {
+      lastError = err;
+    });
+    conn.on('close', () => {
+      if (this.ssh === ssh) {
+        this.ssh = undefined;
+        this.sftp = undefined;
+      }
+      if (this.closing) return;
+      const reason = `connection to ${this.where} lost${lastError ? ` (${lastError.message})` : ''}`;
+      for (const abort of [...this.inFlight]) abort(new UnreachableInstanceError(this.instance, reason));
+    });
+    this.ssh = ssh;
+    this.verifiedHostKey = accepted;
+  }
+
+  private describeConnectError(err: Error & { code?: unknown; level?: unknown }, timeout: number): string {
+    const msg = err.message ?? String(err);
+    if (err.code === 'ECONNREFUSED') return `connection refused by ${this.options.host}:${this.options.port}`;
+    if (err.code === 'ETIMEDOUT' || /timed out/i.test(msg)) return `no SSH answer from ${this.where} within ${timeout} ms`;
+    if (err.level === 'client-authentication' || /authentication methods failed/i.test(msg)) {
+      return `authentication failed for ${this.where} with key file ${this.options.identityFile}`;
+    }
+    return `cannot connect to ${this.where}: ${msg}`;
+  }
+
+  private async connection(): Promise<Client> {
+    await this.connect();
+    const conn = this.ssh?.connection;
+    if (!conn) throw new UnreachableInstanceError(this.instance, `connection to ${this.where} lost`);
+    return conn;
+  }
+
+  /**
+   * Run a command as `bash -c` on the instance. env values are exported by the script itself
+   * (quoted), so nothing depends on the server's AcceptEnv. stdin is /dev/null.
+   * @param options.timeoutMs after this many ms the command's process group gets SIGTERM from a
+   *   watchdog in the remote script (see withWatchdog), SIGKILL 5 s later; the result then has
+   *   `code: null` and the signal.
+   * @returns exactly what sshd reported: `{code, signal: null}` or `{code: null, signal: 'SIGxxx'}`.
+   * @throws UnreachableInstanceError when the connection cannot be opened or drops mid-command;
+   *   host key errors from connect().
+   */
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    const script = buildScript(command, options);
+    const conn = await this.connection();
+    // `exec` keeps the pid sshd started (a process-group leader) as bash, which the timeout
+    // watchdog relies on; stdin is /dev/null so no command waits for input that never comes.
+    const body = options.timeoutMs === undefined ? script : withWatchdog(script, options.timeoutMs);
+    const remote = `exec bash -c ${shellQuote(body)} </dev/null`;
+    return new Promise<ExecResult>((resolve, reject) => {
+      const timers: NodeJS.Timeout[] = [];
+      let settled = false;
+      const finish = (err: Error | undefined, result?: ExecResult) => {
+        if (settled) return;
+        settled = true;
+        timers.forEach(clearTimeout);
+        this.inFlight.delete(abort);
+        if (err) reject(err);
+        else resolve(result!);
+      };
+      const abort = (err: Error) => finish(err);
+      this.inFlight.add(abort);
+      conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
+        if (err) {
+          finish(new UnreachableInstanceError(this.instance, `cannot start a command on ${this.where}: ${err.message}`));
+          return;
+        }
+        const stdout: Buffer[] = [];
+        const stderr: Buffer[] = [];
+        let code: number | null | undefined;
+        let signal: string | null = null;
+        channel.on('data', (c: Buffer) => stdout.push(c));
+        channel.stderr.on('data', (c: Buffer) => stderr.push(c));
+        channel.on('exit', (c: number | null, s?: string) => {
+          code = c ?? null;
+          signal = s ?? null;
+        });
+        channel.on('close', () => {
+          if (code === undefined) {
+            finish(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost while running \`${command.split('\n')[0]}\``));
+            return;
+          }
+          finish(undefined, {
+            code,
+            signal,
+            stdout: Buffer.concat(stdout).toString('utf8'),
+            stderr: Buffer.concat(stderr).toString('utf8'),
+          });
+        });
+        channel.end();
+        if (options.timeoutMs !== undefined) {
+          // The watchdog in the script stops the command; this only guards against a server
+          // where it could not run (e.g. no bash), so a caller is never left waiting forever.
+          timers.push(
+            setTimeout(() => {
+              finish(undefined, {
+                code: null,
+                signal: 'SIGKILL',
+                stdout: Buffer.concat(stdout).toString('utf8'),
+                stderr:
+                  Buffer.concat(stderr).toString('utf8') +
+                  `\nlockstep: timed out after ${options.timeoutMs} ms and ${this.where} did not stop the command\n`,
+              });
+              channel.close();
+            }, options.timeoutMs + 2 * KILL_GRACE_MS + 1_000),
+          );
+        }
+      });
+    });
+  }
+
+  private async sftpSession(): Promise<SFTPWrapper> {
+    const conn = await this.connection();
+    this.sftp ??= new Promise<SFTPWrapper>((resolve, reject) => {
+      conn.sftp((err, sftp) => {
+        if (err) reject(new UnreachableInstanceError(this.instance, `cannot open SFTP on ${this.where}: ${err.message}`));
+        else resolve(sftp);
+      });
+    });
+    this.sftp.catch(() => {
+      this.sftp = undefined;
+    });
+    return this.sftp;
+  }
+
+  /** Run one SFTP operation; a connection drop while it runs becomes UnreachableInstanceError. */
+  private withSftp<T>(op: (sftp: SFTPWrapper, done: (err: Error | undefined | null, value?: T) => void) => void): Promise<T> {
+    return this.sftpSession().then(
+      (sftp) =>
+        new Promise<T>((resolve, reject) => {
+          const abort = (err: Error) => {
+            this.inFlight.delete(abort);
+            reject(err);
+          };
+          this.inFlight.add(abort);
+          op(sftp, (err, value) => {
+            this.inFlight.delete(abort);
+            if (err) reject(err);
+            else resolve(value as T);
+          });
+        }),
+    );
+  }
+
+  /**
+   * Copy a local file to `remotePath` over SFTP: to a temp name in the same directory, then an
+   * atomic rename over the target (OpenSSH's posix-rename extension), so readers never see a
+   * partial file. The file keeps the local file's permission bits.
+   * @throws Error with code ENOENT/EACCES/EIO for SFTP failures (e.g. missing parent directory);
+   *   UnreachableInstanceError when the connection drops.
+   */
+  async putFile(localPath: string, remotePath: string): Promise<void> {
+    const mode = (await stat(localPath)).mode & 0o7777;
+    const tmp = `${dirname(remotePath)}/.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      await this.withSftp<void>((sftp, done) =>
+        sftp.fastPut(localPath, tmp, { mode }, (err) => done(err && sftpError('upload to', tmp, err))),
+      );
+      await this.withSftp<void>((sftp, done) =>
+        sftp.ext_openssh_rename(tmp, remotePath, (err) => done(err && sftpError('rename to', remotePath, err))),
+      );
+    } catch (e) {
+      if (!(e instanceof UnreachableInstanceError)) {
+        await this.withSftp<void>((sftp, done) => sftp.unlink(tmp, () => done(undefined))).catch(() => undefined);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Read a UTF-8 file over SFTP.
+   * @throws Error with code ENOENT when missing (EACCES, EIO otherwise); UnreachableInstanceError.
+   */
+  readFile(remotePath: string): Promise<string> {
+    return this.withSftp<Buffer>((sftp, done) =>
+      sftp.readFile(remotePath, (err: Error | undefined, data: Buffer) => done(err && sftpError('read', remotePath, err), data)),
+    ).then((buf) => buf.toString('utf8'));
+  }
+
+  /** Close the connection (idempotent). Operations still running fail as unreachable. */
+  async close(): Promise<void> {
+    const ssh = this.ssh;
+    this.ssh = undefined;
+    this.sftp = undefined;
+    if (!ssh) return;
+    this.closing = true;
+    for (const abort of [...this.inFlight]) abort(new UnreachableInstanceError(this.instance, 'connection closed by lockstep'));
+    const conn = ssh.connection;
+    await new Promise<void>((resolve) => {
+      if (!conn) return resolve();
+      conn.once('close', () => resolve());
+      conn.end();
+    });
+  }
+}
+
+/**
+ * Fetch the host key a server presents, without authenticating (like `ssh-keyscan`): the key
+ * exchange is stopped in the host verifier, so no user name or signature is ever sent.
+ * @param recordedTypes key types known for the host, asked for first (see preferredHostKeyAlgorithms).
+ * @returns the raw public key blob.
+ * @throws Error with a readable message when the host cannot be reached within timeoutMs.
+ */
+export function probeHostKey(host: string, port: number, recordedTypes: string[], timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const client = new ssh2.Client();
+    let key: Buffer | undefined;
+    client.on('error', (err: Error & { code?: unknown }) => {
+      client.end();
+      if (key) resolve(key);
+      else if (err.code === 'ECONNREFUSED') reject(new Error(`connection refused by ${host}:${port}`));
+      else reject(new Error(`no SSH host key from ${host}:${port}: ${err.message}`));
+    });
+    client.on('close', () => {
+      if (key) resolve(key);
+      else reject(new Error(`connection to ${host}:${port} closed before the host key was received`));
+    });
+    client.connect({
+      host,
+      port,
+      username: 'lockstep-host-key-probe',
+      readyTimeout: timeoutMs,
+      algorithms: { serverHostKey: preferredHostKeyAlgorithms(recordedTypes) as ServerHostKeyAlgorithm[] },
+      hostVerifier: (blob: Buffer, verify: (ok: boolean) => void) => {
+        key = Buffer.from(blob);
+        verify(false);
+      },
+    });
+  });
+}
