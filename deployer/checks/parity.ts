@@ -145,7 +145,7 @@ export async function checkVersionParity<I extends ParityInstance>(input: Parity
         check: 'version (direct)',
         subject: inst.name,
         status: problems.length === 0 ? 'pass' : 'fail',
-        expected: `${expectedText}, instance ${inst.name}`,
+        expected: `${expectedText}, answering as ${inst.name}`,
         found: problems.length === 0 ? describeRelease(v) : `${problems.join('; ')} (${inst.url}${versionPath})`,
       });
     });
