@@ -6,12 +6,20 @@
 import { Command, CommanderError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { buildRelease } from './build.ts';
-import { deploy, type DeployReport } from './deploy.ts';
+import { deploy } from './deploy.ts';
 import { ConfigError, LockstepError } from './errors.ts';
 import { loadInventory, type Inventory } from './inventory.ts';
 import { renderTable } from './table.ts';
 import { fleetStatus } from './status.ts';
+import { renderDeployReportText } from './report-text.ts';
+import { runDemo } from './demo.ts';
 import { rollback } from './rollback.ts';
+import { verifyFleet } from './verify.ts';
+import { renderReportJson, renderReportTable } from './checks/index.ts';
+import { loadLocalRelease } from './release-source.ts';
+import { trustHosts } from './hosts.ts';
+import { proxyControlFor } from './proxy-control.ts';
+import { runProxyCommand } from '../proxy/command.ts';
 import { openFleet, reasonOf } from './fleet.ts';
 import { mergedHistory, readInstanceReleases, releaseState, rollbackCandidates, type InstanceReleases } from './releases.ts';
 
@@ -38,18 +46,6 @@ export function progressPrinter(quiet = false): (instance: string, line: string)
 function inventoryFrom(cmd: Command): Inventory {
   const opts = cmd.optsWithGlobals() as GlobalOptions;
   return loadInventory(resolve(opts.inventory));
-}
-
-/** Human summary of a deploy. */
-export function renderDeployReport(r: DeployReport): string {
-  const table = renderTable(
-    ['instance', 'before', 'now', 'uploaded', 'result'],
-    r.instances.map((i) => [i.instance, i.before ?? '-', i.now ?? '-', i.uploadedBytes ? `${i.uploadedBytes} B` : 'skipped', i.error ? `${i.state}: ${i.error}` : i.state]),
-  );
-  const head = r.ok
-    ? `deployed ${r.release} (digest ${r.digest.slice(0, 12)}) to ${r.instances.length} instances in ${r.durationMs} ms`
-    : `deploy of ${r.release} FAILED in phase ${r.phase}: ${r.failure ?? 'see table'}`;
-  return `${head}\n${table}\nstate: ${r.state}`;
 }
 
 /** Build the commander program. Actions set `exitCode` through the returned holder. */
@@ -80,12 +76,63 @@ export function buildProgram(result: { exitCode: number }): Command {
     .description('push the artifact to every instance, verify it on each host, roll it out through the proxy')
     .option('-r, --release <id>', 'deploy an already-built release (id, "latest" or manifest path) instead of building')
     .option('-m, --message <text>', 'note recorded with the lock and history')
-    .action(async (o: { release?: string; message?: string }, cmd: Command) => {
+    .option('--no-verify', 'skip the post-deploy parity and session isolation checks')
+    .action(async (o: { release?: string; message?: string; verify: boolean }, cmd: Command) => {
       const json = (cmd.optsWithGlobals() as GlobalOptions).json;
       const inv = inventoryFrom(cmd);
-      const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter() });
-      out(json ? JSON.stringify(r, null, 2) : renderDeployReport(r));
-      result.exitCode = r.ok ? 0 : 3;
+      const proxy = await proxyControlFor(inv, progressPrinter());
+      const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy });
+      const v = r.ok && o.verify ? await verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }) : undefined;
+      if (json) out(JSON.stringify({ ...r, verification: v ?? null }, null, 2));
+      else {
+        out(renderDeployReportText(r));
+        if (v) out(`\n${renderReportTable(v.reports)}`);
+      }
+      result.exitCode = !r.ok ? 3 : v && !v.ok ? 1 : 0;
+    });
+
+  program
+    .command('verify')
+    .description('check version parity (direct, through the proxy, on disk) and session isolation')
+    .option('-r, --release <id>', 'expected release (id, "latest" or manifest path); default: the last one activated')
+    .option('--parity-only', 'skip the session isolation checks')
+    .action(async (o: { release?: string; parityOnly?: boolean }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const expected = o.release ? (({ manifest }) => ({ release: manifest.release, digest: manifest.digest }))(loadLocalRelease(inv, o.release)) : undefined;
+      const v = await verifyFleet(inv, { expected, parityOnly: o.parityOnly });
+      out(json ? renderReportJson(v.reports) : `expected ${v.expected.release} (digest ${v.expected.digest.slice(0, 12)})\n${renderReportTable(v.reports)}`);
+      result.exitCode = v.ok ? 0 : 1;
+    });
+
+  program
+    .command('proxy')
+    .description('run the load balancer for the inventory (foreground; SIGTERM/SIGINT stop it gracefully)')
+    .action(async (_o, cmd: Command) => {
+      await runProxyCommand(inventoryFrom(cmd));
+    });
+
+  program
+    .command('demo')
+    .description('start a local fleet and the proxy, build, deploy, verify, print the URL')
+    .option('--once', 'stop everything after the verification and exit with its status (default when CI is set)')
+    .action(async (o: { once?: boolean }, cmd: Command) => {
+      const inv = inventoryFrom(cmd);
+      result.exitCode = await runDemo(inv, { once: Boolean(o.once || process.env.CI), print: out, progress: progressPrinter() });
+    });
+
+  const hosts = program.command('hosts').description('SSH host keys');
+  hosts
+    .command('trust')
+    .description('record the host keys of instances not yet in known_hosts (a changed key is never replaced)')
+    .option('--instance <names...>', 'only these instances')
+    .action(async (o: { instance?: string[] }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const rows = await trustHosts(inv, { instances: o.instance });
+      if (json) out(JSON.stringify(rows, null, 2));
+      else out(renderTable(['instance', 'host', 'fingerprint', 'status'], rows.map((r) => [r.instance, `${r.host}:${r.port}`, r.fingerprint ?? '-', r.status])));
+      result.exitCode = rows.some((r) => r.status !== 'added' && r.status !== 'already-known') ? 3 : 0;
     });
 
   program
@@ -95,7 +142,7 @@ export function buildProgram(result: { exitCode: number }): Command {
     .action(async (o: { to?: string }, cmd: Command) => {
       const json = (cmd.optsWithGlobals() as GlobalOptions).json;
       const r = await rollback(inventoryFrom(cmd), { to: o.to, progress: progressPrinter() });
-      out(json ? JSON.stringify(r, null, 2) : renderDeployReport(r).replace(/^deployed/, 'rolled back to'));
+      out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r).replace(/^deployed/, 'rolled back to'));
       result.exitCode = r.ok ? 0 : 3;
     });
 

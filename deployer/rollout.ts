@@ -10,8 +10,8 @@ import type { Manifest } from './manifest-types.ts';
 export interface ProxyControl {
   /** Stop new work to an instance and wait (up to timeoutMs) for in-flight requests. */
   drain(name: string, timeoutMs: number): Promise<{ drained: boolean }>;
-  /** Send work to an instance again. */
-  enable(name: string): Promise<void>;
+  /** Send work to an instance again, and wait (up to timeoutMs) until the proxy finds it healthy. */
+  enable(name: string, timeoutMs: number): Promise<void>;
 }
 
 export type InstanceState = 'activated' | 'unchanged' | 'rolled-back' | 'untouched' | 'failed' | 'unknown';
@@ -65,7 +65,7 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
   opts.progress(o.name, 'waiting for health and version gates');
   await o.waitForGates(digest, opts.activationTimeoutMs);
   if (opts.proxy) {
-    await opts.proxy.enable(o.name);
+    await opts.proxy.enable(o.name, opts.activationTimeoutMs);
     opts.progress(o.name, 'enabled in proxy');
   }
 }
