@@ -4,7 +4,7 @@
  * app contract, output captured through pipes (as over SSH).
  */
 import { cp, mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,10 +40,11 @@ async function pidFile(): Promise<number> {
   return Number((await readFile(join(deployTo, 'shared', 'run', 'app.pid'), 'utf8')).trim());
 }
 
+/** True while `pid` runs; an exited process not yet reaped by its parent (a zombie) counts as gone. */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
