@@ -139,8 +139,8 @@ export interface UploadOptions {
 export async function upload(baseUrl: string, csv: string | Uint8Array, opts: UploadOptions = {}): Promise<Response> {
   const form = new FormData();
   for (const [k, v] of Object.entries(opts.fields ?? {})) form.append(k, v);
-  form.append(opts.field ?? 'file', new Blob([csv]), opts.filename ?? 'wards.csv');
-  for (const [k, f] of Object.entries(opts.files ?? {})) form.append(k, new Blob([f.content]), f.name);
+  form.append(opts.field ?? 'file', new Blob([csv as BlobPart]), opts.filename ?? 'wards.csv');
+  for (const [k, f] of Object.entries(opts.files ?? {})) form.append(k, new Blob([f.content as BlobPart]), f.name);
   return fetch(`${baseUrl}${opts.path ?? '/api/upload'}${opts.query ?? ''}`, { method: 'POST', body: form, headers: opts.headers });
 }
 
