@@ -4,6 +4,8 @@
  * knows nothing about rollout order or other instances.
  */
 import os from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { request } from 'undici';
 import {
   ChecksumMismatchError,
@@ -167,13 +169,14 @@ export class InstanceOps {
   }
 
   private async writeManifest(dir: string, manifest: Manifest): Promise<void> {
-    const tmp = `${os.tmpdir()}/lockstep-manifest-${process.pid}-${manifest.digest.slice(0, 8)}.json`;
-    const { writeFile, rm } = await import('node:fs/promises');
-    await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n');
+    // A private temp dir per call: instances are prepared in parallel from one process.
+    const tmpDir = await mkdtemp(join(os.tmpdir(), 'lockstep-manifest-'));
+    const tmp = join(tmpDir, 'manifest.json');
     try {
+      await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n');
       await this.transport.putFile(tmp, cmd.manifestPathIn(dir));
     } finally {
-      await rm(tmp, { force: true });
+      await rm(tmpDir, { recursive: true, force: true });
     }
   }
 
