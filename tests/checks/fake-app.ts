@@ -9,8 +9,8 @@ import type { AddressInfo } from 'node:net';
 /** The flaws the incident had (and one more), each switched on alone. */
 export type AppFlaw =
   | 'none'
-  /** Uses a `session_id` form field when the client sends one (incident cause 2). */
-  | 'trusts-form-session-id'
+  /** Uses a client-sent `session_id` (where: `trusts`) when present (incident cause 2). */
+  | 'trusts-client-session-id'
   /** Everyone shares one persisted session (like incident cause 1, on the server side). */
   | 'single-shared-session'
   /** Without a session cookie, answers with the most recent session. */
@@ -21,6 +21,8 @@ export interface FakeAppOptions {
   release: string;
   digest: string;
   flaw?: AppFlaw;
+  /** For 'trusts-client-session-id': where the app looks. Default 'form', as in the incident. */
+  trusts?: 'form' | 'query' | 'header' | 'cookie';
   uploadPaths?: string[];
   sessionPath?: string;
 }
@@ -100,11 +102,16 @@ export async function startFakeApp(options: FakeAppOptions): Promise<RunningServ
         const file = form.get('file');
         if (!(file instanceof Blob)) return send(res, 400, { status: 'error', error: 'no file' });
         const csv = await file.text();
-        const claimed = form.get('session_id');
+        const claimed = {
+          form: form.get('session_id'),
+          query: url.searchParams.get('session_id'),
+          header: req.headers['x-session-id'],
+          cookie: cookieValue(req.headers.cookie, 'session_id'),
+        }[options.trusts ?? 'form'];
         const id =
           flaw === 'single-shared-session'
             ? sharedId
-            : flaw === 'trusts-form-session-id' && typeof claimed === 'string' && claimed
+            : flaw === 'trusts-client-session-id' && typeof claimed === 'string' && claimed
               ? claimed
               : randomUUID();
         sessions.set(id, [...(sessions.get(id) ?? []), csv]);
