@@ -14,7 +14,9 @@ export type AppFlaw =
   /** Everyone shares one persisted session (like incident cause 1, on the server side). */
   | 'single-shared-session'
   /** Without a session cookie, answers with the most recent session. */
-  | 'reads-without-cookie';
+  | 'reads-without-cookie'
+  /** A session read takes `?session_id=` or `X-Session-Id` over the cookie. */
+  | 'reads-client-session-id';
 
 export interface FakeAppOptions {
   instance: string;
@@ -25,6 +27,8 @@ export interface FakeAppOptions {
   trusts?: 'form' | 'query' | 'header' | 'cookie';
   uploadPaths?: string[];
   sessionPath?: string;
+  /** Name of the session cookie. Default "sid". */
+  cookieName?: string;
 }
 
 export interface RunningServer {
@@ -32,7 +36,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const SESSION_COOKIE = 'sid';
 const MAX_BODY = 1024 * 1024;
 
 function readBody(req: http.IncomingMessage): Promise<Buffer> {
@@ -80,6 +83,7 @@ export async function startFakeApp(options: FakeAppOptions): Promise<RunningServ
   const flaw = options.flaw ?? 'none';
   const uploadPaths = new Set(options.uploadPaths ?? ['/api/upload', '/api/v1/data-analysis/upload']);
   const sessionPath = options.sessionPath ?? '/api/session';
+  const cookieName = options.cookieName ?? 'sid';
   const sessions = new Map<string, string[]>();
   const sharedId = randomUUID();
   let latest: string | undefined;
@@ -121,12 +125,16 @@ export async function startFakeApp(options: FakeAppOptions): Promise<RunningServ
           res,
           200,
           { status: 'success', session_id: id, rows: lines.length - 1, columns: lines[0]!.split(',').length },
-          { 'set-cookie': `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax` },
+          { 'set-cookie': `${cookieName}=${id}; Path=/; HttpOnly; SameSite=Lax` },
         );
       }
       if (req.method === 'GET' && url.pathname === sessionPath) {
-        let id = cookieValue(req.headers.cookie, SESSION_COOKIE);
+        let id = cookieValue(req.headers.cookie, cookieName);
         if (!id && flaw === 'reads-without-cookie') id = latest;
+        if (flaw === 'reads-client-session-id') {
+          const header = req.headers['x-session-id'];
+          id = url.searchParams.get('session_id') ?? (typeof header === 'string' ? header : undefined) ?? id;
+        }
         const data = id === undefined ? undefined : sessions.get(id);
         if (!data) return send(res, 401, { error: 'no session' });
         return send(res, 200, { session_id: id, instance: options.instance, uploads: data });

@@ -23,9 +23,11 @@ afterEach(async () => {
 });
 
 /** Two app instances (same flaw) behind the test proxy; returns the proxy URL. */
-async function fleetBehindProxy(flaw: AppFlaw, trusts?: ForgeryVector): Promise<string> {
+async function fleetBehindProxy(flaw: AppFlaw, trusts?: ForgeryVector, cookieName?: string): Promise<string> {
   const apps = await Promise.all(
-    ['instance-1', 'instance-2'].map((instance) => startFakeApp({ instance, release: 'r', digest: 'd', flaw, trusts })),
+    ['instance-1', 'instance-2'].map((instance) =>
+      startFakeApp({ instance, release: 'r', digest: 'd', flaw, trusts, cookieName }),
+    ),
   );
   running.push(...apps);
   const proxy = await startTestProxy(apps.map((a) => a.url));
@@ -63,6 +65,30 @@ describe('checkSessionIsolation', () => {
     const report = await checkSessionIsolation(isolationInputFromInventory({ ...CHECKS, concurrent_sessions: 3 }, proxyUrl));
     expect(failures(report)).toEqual([]);
     expect(report.sessions).toHaveLength(3);
+  });
+
+  it('does not mistake a session cookie literally named session_id for a forgery', async () => {
+    const proxyUrl = await fleetBehindProxy('none', undefined, 'session_id');
+    for (const affinityCookie of [AFFINITY_COOKIE, undefined]) {
+      const report = await checkSessionIsolation(isolationInputFromInventory(CHECKS, proxyUrl, { affinityCookie }));
+      expect(failures(report)).toEqual([]);
+    }
+  });
+
+  it('fails when a session read trusts an id in the query or a header', async () => {
+    const proxyUrl = await fleetBehindProxy('reads-client-session-id');
+    const report = await checkSessionIsolation(isolationInputFromInventory(CHECKS, proxyUrl, { affinityCookie: AFFINITY_COOKIE }));
+    expect(failures(report)).toEqual([
+      'forged session_id ignored | /api/upload (query)',
+      'forged session_id ignored | /api/upload (header)',
+      'forged session_id ignored | /api/v1/data-analysis/upload (query)',
+      'forged session_id ignored | /api/v1/data-analysis/upload (header)',
+      'no session cookie, no data | all sessions',
+    ]);
+    const noCookie = report.checks.find((c) => c.check === 'no session cookie, no data')!;
+    expect(noCookie.found).toBe(
+      "no session cookie, #1's id in the query: HTTP 200 with data of #1; no session cookie, #1's id in the header: HTTP 200 with data of #1",
+    );
   });
 
   it('fails the forged-id checks against an app that trusts a session_id form field', async () => {
