@@ -160,6 +160,22 @@ describe('checkVersionParity', () => {
     expect(failed[2]!.found).toContain('never answered: instance-1, instance-2, instance-3');
   });
 
+  it('reports an instance that accepts but never answers as a timeout', async () => {
+    const instances = await fleet();
+    const hanging = await listen(http.createServer(() => {}));
+    running.push(hanging);
+    instances[1] = { name: 'instance-2', url: hanging.url };
+    const report = await checkVersionParity({
+      instances,
+      expected: { release: RELEASE, digest: DIGEST },
+      timeoutMs: 300,
+      readCurrentManifest: onDisk(),
+    });
+    const failed = report.checks.filter((c) => c.status === 'fail');
+    expect(failed.map((c) => `${c.check}/${c.subject}`)).toEqual(['version (direct)/instance-2']);
+    expect(failed[0]!.found).toMatch(/^no answer: timed out after 300 ms /);
+  });
+
   it('fails when the proxy never reaches an instance, or one answers under the wrong name', async () => {
     const instances = await fleet();
     const proxyUrl = await proxyOver(instances.slice(0, 2));
