@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkVersionParity, type ParityInstance } from '../../deployer/checks/parity.ts';
+import { checkVersionParity, type ParityInstance, type ParityReport } from '../../deployer/checks/parity.ts';
+import type { CheckResult } from '../../deployer/checks/types.ts';
 import { renderReportTable } from '../../deployer/checks/report.ts';
 import { computeDigest } from '../../deployer/digest.ts';
 import type { Manifest, ManifestFile } from '../../deployer/manifest-types.ts';
@@ -56,6 +57,10 @@ async function deadUrl(): Promise<string> {
   const s = await listen(http.createServer());
   await s.close();
   return s.url;
+}
+
+function byKeyOf(report: ParityReport): Record<string, CheckResult> {
+  return Object.fromEntries(report.checks.map((c) => [`${c.check}/${c.subject}`, c]));
 }
 
 const onDisk = (manifests: Record<string, unknown> = {}) => async (inst: ParityInstance) =>
@@ -118,16 +123,20 @@ describe('checkVersionParity', () => {
 
   it('fails when the manifest of current is another release, or unreadable', async () => {
     const instances = await fleet();
+    instances.push({ name: 'instance-4', url: instances[0]!.url });
     const report = await checkVersionParity({
       instances,
       expected: { release: RELEASE, digest: DIGEST },
+      manifestTimeoutMs: 300,
       readCurrentManifest: async (inst) => {
         if (inst.name === 'instance-1') return manifest({ digest: OTHER_DIGEST, files: OTHER_FILES, release: 'old' });
         if (inst.name === 'instance-2') throw new Error('ENOENT: no such file /srv/app/current/manifest.json');
+        if (inst.name === 'instance-4') return new Promise(() => {}); // a stalled SSH read
         return JSON.stringify(manifest());
       },
     });
-    const byKey = Object.fromEntries(report.checks.map((c) => [`${c.check}/${c.subject}`, c]));
+    expect(byKeyOf(report)['manifest of current/instance-4']!.found).toBe('cannot read manifest of current: timed out after 300 ms');
+    const byKey = byKeyOf(report);
     expect(byKey['manifest of current/instance-1']!.status).toBe('fail');
     expect(byKey['manifest of current/instance-1']!.found).toBe(`release old, digest ${OTHER_DIGEST}`);
     expect(byKey['manifest file list/instance-1']!.status).toBe('pass');
