@@ -39,6 +39,7 @@ export function parseSetCookie(line: string): { cookie: StoredCookie; expired: b
   return name ? { cookie: { name, value, httpOnly }, expired } : undefined;
 }
 
+/** The cookies of one simulated client. Not shared between clients, by design. */
 export class CookieJar {
   private readonly cookies = new Map<string, StoredCookie>();
 
@@ -66,10 +67,12 @@ export class CookieJar {
     this.cookies.set(name, { name, value, httpOnly: false });
   }
 
+  /** The cookie called `name`, or undefined. */
   get(name: string): StoredCookie | undefined {
     return this.cookies.get(name);
   }
 
+  /** Every cookie held, in the order first set. */
   list(): StoredCookie[] {
     return [...this.cookies.values()];
   }

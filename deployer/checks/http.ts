@@ -33,10 +33,10 @@ export function describeNetworkError(e: unknown): string {
   if (e instanceof Error) {
     const err = e as Error & { code?: string; cause?: unknown };
     const cause = err.cause instanceof Error ? (err.cause as Error & { code?: string }) : undefined;
-    const code = err.code ?? cause?.code;
-    const name = err.name === 'TimeoutError' || err.name === 'AbortError' ? 'timed out' : undefined;
+    // DOMException carries a numeric legacy `code` (23 for a timeout): only string codes mean something.
+    const code = [err.code, cause?.code].find((c): c is string => typeof c === 'string');
     const message = cause && cause.message !== err.message ? `${err.message} (${cause.message})` : err.message;
-    return [code, name, message].filter(Boolean).join(': ');
+    return [code, message].filter(Boolean).join(': ');
   }
   return String(e);
 }
@@ -71,7 +71,8 @@ export async function httpRequest(url: string, options: HttpRequestOptions): Pro
     }
     return { ok: true, status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') };
   } catch (e) {
-    return { ok: false, error: describeNetworkError(e) };
+    const timedOut = e instanceof Error && (e.name === 'TimeoutError' || (e as { code?: unknown }).code === 'UND_ERR_HEADERS_TIMEOUT' || (e as { code?: unknown }).code === 'UND_ERR_BODY_TIMEOUT');
+    return { ok: false, error: timedOut ? `timed out after ${options.timeoutMs} ms` : describeNetworkError(e) };
   }
 }
 

@@ -32,8 +32,10 @@ export interface ParityInput<I extends ParityInstance = ParityInstance> {
   readCurrentManifest: (instance: I) => Promise<unknown>;
   /** How many cookie-less requests to send through the proxy. Default 3 x instances. */
   requestsThroughProxy?: number;
-  /** Per request, in ms. Default 5000. */
+  /** Per HTTP request, in ms. Default 5000. */
   timeoutMs?: number;
+  /** Per `readCurrentManifest` call, in ms (an SSH read can stall). Default 15000. */
+  manifestTimeoutMs?: number;
 }
 
 /** What `/version` said, as far as it could be read. */
@@ -62,6 +64,7 @@ export interface ParityReport {
 }
 
 const DEFAULT_TIMEOUT_MS = 5_000;
+const DEFAULT_MANIFEST_TIMEOUT_MS = 15_000;
 /** Bounded so a hung proxy costs at most a few timeouts in a row, not one per request. */
 const PROXY_CONCURRENCY = 4;
 
@@ -119,7 +122,9 @@ export async function checkVersionParity<I extends ParityInstance>(input: Parity
           readVersion(await httpRequest(joinUrl(inst.url, versionPath), { timeoutMs, dispatcher: pool })),
         ),
       ),
-      Promise.all(instances.map((inst) => readManifest(input.readCurrentManifest, inst))),
+      Promise.all(
+        instances.map((inst) => readManifest(input.readCurrentManifest, inst, input.manifestTimeoutMs ?? DEFAULT_MANIFEST_TIMEOUT_MS)),
+      ),
       input.proxyUrl === undefined
         ? Promise.resolve(null)
         : askThroughProxy(
@@ -165,7 +170,13 @@ export async function checkVersionParity<I extends ParityInstance>(input: Parity
     instances.forEach((inst, i) => {
       const m = disk[i]!;
       if (m.error) {
-        checks.push({ check: 'manifest file list', subject: inst.name, status: 'skip', expected: 'file list hashes to the declared digest', found: 'manifest unreadable (see above)' });
+        checks.push({
+          check: 'manifest file list',
+          subject: inst.name,
+          status: 'skip',
+          expected: 'file list hashes to the declared digest',
+          found: 'manifest unreadable (see above)',
+        });
         return;
       }
       checks.push({
@@ -253,12 +264,21 @@ type DiskManifest = {
 async function readManifest<I extends ParityInstance>(
   read: (instance: I) => Promise<unknown>,
   instance: I,
+  timeoutMs: number,
 ): Promise<DiskManifest> {
   let raw: unknown;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    raw = await read(instance);
+    raw = await Promise.race([
+      (async () => read(instance))(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
   } catch (e) {
     return { error: `cannot read manifest of current: ${e instanceof Error ? e.message : String(e)}` };
+  } finally {
+    clearTimeout(timer);
   }
   if (typeof raw === 'string') raw = parseJson(raw) ?? raw;
   if (typeof raw !== 'object' || raw === null) return { error: `manifest of current is not a JSON object` };

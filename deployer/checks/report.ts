@@ -51,6 +51,8 @@ export function renderReportTable(reports: readonly CheckReport[]): string {
     if (out.length > 0) out.push('');
     out.push(title(r));
     out.push(line('CHECK', 'SUBJECT', 'RESULT', 'DETAIL'));
+    // Same look as the CLI's other tables (deployer/table.ts on main): a rule under the header.
+    out.push(line('-'.repeat(w1), '-'.repeat(w2), '-'.repeat(6), '-'.repeat(6)));
     for (const c of r.checks) out.push(line(c.check, c.subject, c.status.toUpperCase(), shortenDigests(detail(c))));
   }
   const failed = rows.filter((c) => c.status === 'fail').length;

@@ -9,20 +9,26 @@ import type { AddressInfo } from 'node:net';
 /** The flaws the incident had (and one more), each switched on alone. */
 export type AppFlaw =
   | 'none'
-  /** Uses a `session_id` form field when the client sends one (incident cause 2). */
-  | 'trusts-form-session-id'
+  /** Uses a client-sent `session_id` (where: `trusts`) when present (incident cause 2). */
+  | 'trusts-client-session-id'
   /** Everyone shares one persisted session (like incident cause 1, on the server side). */
   | 'single-shared-session'
   /** Without a session cookie, answers with the most recent session. */
-  | 'reads-without-cookie';
+  | 'reads-without-cookie'
+  /** A session read takes `?session_id=` or `X-Session-Id` over the cookie. */
+  | 'reads-client-session-id';
 
 export interface FakeAppOptions {
   instance: string;
   release: string;
   digest: string;
   flaw?: AppFlaw;
+  /** For 'trusts-client-session-id': where the app looks. Default 'form', as in the incident. */
+  trusts?: 'form' | 'query' | 'header' | 'cookie';
   uploadPaths?: string[];
   sessionPath?: string;
+  /** Name of the session cookie. Default "sid". */
+  cookieName?: string;
 }
 
 export interface RunningServer {
@@ -30,7 +36,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const SESSION_COOKIE = 'sid';
 const MAX_BODY = 1024 * 1024;
 
 function readBody(req: http.IncomingMessage): Promise<Buffer> {
@@ -78,6 +83,7 @@ export async function startFakeApp(options: FakeAppOptions): Promise<RunningServ
   const flaw = options.flaw ?? 'none';
   const uploadPaths = new Set(options.uploadPaths ?? ['/api/upload', '/api/v1/data-analysis/upload']);
   const sessionPath = options.sessionPath ?? '/api/session';
+  const cookieName = options.cookieName ?? 'sid';
   const sessions = new Map<string, string[]>();
   const sharedId = randomUUID();
   let latest: string | undefined;
@@ -100,11 +106,16 @@ export async function startFakeApp(options: FakeAppOptions): Promise<RunningServ
         const file = form.get('file');
         if (!(file instanceof Blob)) return send(res, 400, { status: 'error', error: 'no file' });
         const csv = await file.text();
-        const claimed = form.get('session_id');
+        const claimed = {
+          form: form.get('session_id'),
+          query: url.searchParams.get('session_id'),
+          header: req.headers['x-session-id'],
+          cookie: cookieValue(req.headers.cookie, 'session_id'),
+        }[options.trusts ?? 'form'];
         const id =
           flaw === 'single-shared-session'
             ? sharedId
-            : flaw === 'trusts-form-session-id' && typeof claimed === 'string' && claimed
+            : flaw === 'trusts-client-session-id' && typeof claimed === 'string' && claimed
               ? claimed
               : randomUUID();
         sessions.set(id, [...(sessions.get(id) ?? []), csv]);
@@ -114,12 +125,16 @@ export async function startFakeApp(options: FakeAppOptions): Promise<RunningServ
           res,
           200,
           { status: 'success', session_id: id, rows: lines.length - 1, columns: lines[0]!.split(',').length },
-          { 'set-cookie': `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax` },
+          { 'set-cookie': `${cookieName}=${id}; Path=/; HttpOnly; SameSite=Lax` },
         );
       }
       if (req.method === 'GET' && url.pathname === sessionPath) {
-        let id = cookieValue(req.headers.cookie, SESSION_COOKIE);
+        let id = cookieValue(req.headers.cookie, cookieName);
         if (!id && flaw === 'reads-without-cookie') id = latest;
+        if (flaw === 'reads-client-session-id') {
+          const header = req.headers['x-session-id'];
+          id = url.searchParams.get('session_id') ?? (typeof header === 'string' ? header : undefined) ?? id;
+        }
         const data = id === undefined ? undefined : sessions.get(id);
         if (!data) return send(res, 401, { error: 'no session' });
         return send(res, 200, { session_id: id, instance: options.instance, uploads: data });

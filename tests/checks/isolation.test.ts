@@ -1,6 +1,11 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkSessionIsolation, isolationInputFromInventory, type IsolationReport } from '../../deployer/checks/isolation.ts';
+import {
+  checkSessionIsolation,
+  isolationInputFromInventory,
+  type ForgeryVector,
+  type IsolationReport,
+} from '../../deployer/checks/isolation.ts';
 import { renderReportTable } from '../../deployer/checks/report.ts';
 import { listen, startFakeApp, type AppFlaw, type RunningServer } from './fake-app.ts';
 import { AFFINITY_COOKIE, startTestProxy } from './test-proxy.ts';
@@ -18,9 +23,11 @@ afterEach(async () => {
 });
 
 /** Two app instances (same flaw) behind the test proxy; returns the proxy URL. */
-async function fleetBehindProxy(flaw: AppFlaw): Promise<string> {
+async function fleetBehindProxy(flaw: AppFlaw, trusts?: ForgeryVector, cookieName?: string): Promise<string> {
   const apps = await Promise.all(
-    ['instance-1', 'instance-2'].map((instance) => startFakeApp({ instance, release: 'r', digest: 'd', flaw })),
+    ['instance-1', 'instance-2'].map((instance) =>
+      startFakeApp({ instance, release: 'r', digest: 'd', flaw, trusts, cookieName }),
+    ),
   );
   running.push(...apps);
   const proxy = await startTestProxy(apps.map((a) => a.url));
@@ -60,8 +67,32 @@ describe('checkSessionIsolation', () => {
     expect(report.sessions).toHaveLength(3);
   });
 
+  it('does not mistake a session cookie literally named session_id for a forgery', async () => {
+    const proxyUrl = await fleetBehindProxy('none', undefined, 'session_id');
+    for (const affinityCookie of [AFFINITY_COOKIE, undefined]) {
+      const report = await checkSessionIsolation(isolationInputFromInventory(CHECKS, proxyUrl, { affinityCookie }));
+      expect(failures(report)).toEqual([]);
+    }
+  });
+
+  it('fails when a session read trusts an id in the query or a header', async () => {
+    const proxyUrl = await fleetBehindProxy('reads-client-session-id');
+    const report = await checkSessionIsolation(isolationInputFromInventory(CHECKS, proxyUrl, { affinityCookie: AFFINITY_COOKIE }));
+    expect(failures(report)).toEqual([
+      'forged session_id ignored | /api/upload (query)',
+      'forged session_id ignored | /api/upload (header)',
+      'forged session_id ignored | /api/v1/data-analysis/upload (query)',
+      'forged session_id ignored | /api/v1/data-analysis/upload (header)',
+      'no session cookie, no data | all sessions',
+    ]);
+    const noCookie = report.checks.find((c) => c.check === 'no session cookie, no data')!;
+    expect(noCookie.found).toBe(
+      "no session cookie, #1's id in the query: HTTP 200 with data of #1; no session cookie, #1's id in the header: HTTP 200 with data of #1",
+    );
+  });
+
   it('fails the forged-id checks against an app that trusts a session_id form field', async () => {
-    const proxyUrl = await fleetBehindProxy('trusts-form-session-id');
+    const proxyUrl = await fleetBehindProxy('trusts-client-session-id', 'form');
     const report = await checkSessionIsolation(isolationInputFromInventory(CHECKS, proxyUrl, { affinityCookie: AFFINITY_COOKIE }));
     expect(report.ok).toBe(false);
     expect(failures(report)).toEqual([
@@ -76,6 +107,16 @@ describe('checkSessionIsolation', () => {
     // The other places a forged id can hide are ignored by this app, and say so.
     expect(statusOf(report, 'forged session_id ignored', '/api/upload (header)')).toEqual(['pass']);
     expect(renderReportTable([report])).toMatch(/forged session_id ignored\s+\/api\/upload \(form\)\s+FAIL\s+expected a fresh UUIDv4/);
+  });
+
+  it.each(['query', 'header', 'cookie'] as const)('fails exactly the %s forgery against an app that trusts it there', async (vector) => {
+    const proxyUrl = await fleetBehindProxy('trusts-client-session-id', vector);
+    const report = await checkSessionIsolation(isolationInputFromInventory(CHECKS, proxyUrl, { affinityCookie: AFFINITY_COOKIE }));
+    expect(failures(report)).toEqual([
+      `forged session_id ignored | /api/upload (${vector})`,
+      `forged session_id ignored | /api/v1/data-analysis/upload (${vector})`,
+      expect.stringMatching(/^victim session untouched by forgeries/),
+    ]);
   });
 
   it('fails distinct-ids and marker isolation against an app with one shared session', async () => {

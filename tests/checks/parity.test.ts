@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkVersionParity, type ParityInstance } from '../../deployer/checks/parity.ts';
+import { checkVersionParity, type ParityInstance, type ParityReport } from '../../deployer/checks/parity.ts';
+import type { CheckResult } from '../../deployer/checks/types.ts';
 import { renderReportTable } from '../../deployer/checks/report.ts';
 import { computeDigest } from '../../deployer/digest.ts';
 import type { Manifest, ManifestFile } from '../../deployer/manifest-types.ts';
@@ -16,14 +17,15 @@ const RELEASE = `20261130T0802Z-${DIGEST.slice(0, 8)}`;
 const OTHER_FILES: ManifestFile[] = [{ ...FILES[0]!, sha256: 'c'.repeat(64) }, FILES[1]!];
 const OTHER_DIGEST = computeDigest(OTHER_FILES);
 
-function manifest(overrides: Partial<Manifest> = {}): Manifest {
+// Only the fields the check reads are typed: the rest of a manifest is the build's business.
+type ManifestFields = Pick<Manifest, 'release' | 'digest' | 'files'> & Record<string, unknown>;
+
+function manifest(overrides: Partial<ManifestFields> = {}): ManifestFields {
   return {
     schema: 1,
     release: RELEASE,
     digest: DIGEST,
-    source: { revision: null, dirty: false, time: '2026-11-30T08:02:00Z', pinned: true },
     builtAt: '2026-11-30T08:03:00Z',
-    artifact: { file: `${RELEASE}.tar.gz`, sha256: 'd'.repeat(64), bytes: 1 },
     files: FILES,
     ...overrides,
   };
@@ -55,6 +57,10 @@ async function deadUrl(): Promise<string> {
   const s = await listen(http.createServer());
   await s.close();
   return s.url;
+}
+
+function byKeyOf(report: ParityReport): Record<string, CheckResult> {
+  return Object.fromEntries(report.checks.map((c) => [`${c.check}/${c.subject}`, c]));
 }
 
 const onDisk = (manifests: Record<string, unknown> = {}) => async (inst: ParityInstance) =>
@@ -117,16 +123,20 @@ describe('checkVersionParity', () => {
 
   it('fails when the manifest of current is another release, or unreadable', async () => {
     const instances = await fleet();
+    instances.push({ name: 'instance-4', url: instances[0]!.url });
     const report = await checkVersionParity({
       instances,
       expected: { release: RELEASE, digest: DIGEST },
+      manifestTimeoutMs: 300,
       readCurrentManifest: async (inst) => {
         if (inst.name === 'instance-1') return manifest({ digest: OTHER_DIGEST, files: OTHER_FILES, release: 'old' });
         if (inst.name === 'instance-2') throw new Error('ENOENT: no such file /srv/app/current/manifest.json');
+        if (inst.name === 'instance-4') return new Promise(() => {}); // a stalled SSH read
         return JSON.stringify(manifest());
       },
     });
-    const byKey = Object.fromEntries(report.checks.map((c) => [`${c.check}/${c.subject}`, c]));
+    expect(byKeyOf(report)['manifest of current/instance-4']!.found).toBe('cannot read manifest of current: timed out after 300 ms');
+    const byKey = byKeyOf(report);
     expect(byKey['manifest of current/instance-1']!.status).toBe('fail');
     expect(byKey['manifest of current/instance-1']!.found).toBe(`release old, digest ${OTHER_DIGEST}`);
     expect(byKey['manifest file list/instance-1']!.status).toBe('pass');
@@ -157,6 +167,22 @@ describe('checkVersionParity', () => {
     ]);
     expect(failed[0]!.found).toMatch(/no answer: ECONNREFUSED/);
     expect(failed[2]!.found).toContain('never answered: instance-1, instance-2, instance-3');
+  });
+
+  it('reports an instance that accepts but never answers as a timeout', async () => {
+    const instances = await fleet();
+    const hanging = await listen(http.createServer(() => {}));
+    running.push(hanging);
+    instances[1] = { name: 'instance-2', url: hanging.url };
+    const report = await checkVersionParity({
+      instances,
+      expected: { release: RELEASE, digest: DIGEST },
+      timeoutMs: 300,
+      readCurrentManifest: onDisk(),
+    });
+    const failed = report.checks.filter((c) => c.status === 'fail');
+    expect(failed.map((c) => `${c.check}/${c.subject}`)).toEqual(['version (direct)/instance-2']);
+    expect(failed[0]!.found).toMatch(/^no answer: timed out after 300 ms /);
   });
 
   it('fails when the proxy never reaches an instance, or one answers under the wrong name', async () => {
