@@ -142,7 +142,7 @@ export function buildProgram(result: { exitCode: number }): Command {
     .action(async (o: { to?: string }, cmd: Command) => {
       const json = (cmd.optsWithGlobals() as GlobalOptions).json;
       const r = await rollback(inventoryFrom(cmd), { to: o.to, progress: progressPrinter() });
-      out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r).replace(/^deployed/, 'rolled back to'));
+      out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r, 'rollback'));
       result.exitCode = r.ok ? 0 : 3;
     });
 
