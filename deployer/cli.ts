@@ -4,6 +4,7 @@
  * configuration error, 3 an operation failed part-way (DESIGN.md, "CLI conventions").
  */
 import { Command, CommanderError, Option } from 'commander';
+import pino, { type Logger } from 'pino';
 import { resolve } from 'node:path';
 import { buildRelease } from './build.ts';
 import { deploy } from './deploy.ts';
@@ -36,10 +37,16 @@ function err(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-/** Per-instance progress on stderr, so stdout stays clean for --json and tables. */
+let logger: Logger | undefined;
+
+/**
+ * Per-instance progress on stderr, so stdout stays clean for --json and tables. With
+ * --log-level (or LOCKSTEP_LOG) the same events are pino JSON lines instead.
+ */
 export function progressPrinter(quiet = false): (instance: string, line: string) => void {
   return (instance, line) => {
-    if (!quiet) err(`[${instance}] ${line}`);
+    if (logger) logger.info({ instance }, line);
+    else if (!quiet) err(`[${instance}] ${line}`);
   };
 }
 
@@ -54,7 +61,12 @@ export function buildProgram(result: { exitCode: number }): Command {
     .description('Build once, deploy the identical artifact everywhere, prove version parity and session isolation.')
     .option('-i, --inventory <file>', 'inventory file', 'inventory.yaml')
     .option('--json', 'machine-readable output')
+    .addOption(new Option('--log-level <level>', 'JSON logs (pino) on stderr instead of progress lines').choices(['trace', 'debug', 'info', 'warn', 'error']).env('LOCKSTEP_LOG'))
     .exitOverride()
+    .hook('preAction', (cmd) => {
+      const level = (cmd.opts() as { logLevel?: string }).logLevel;
+      if (level) logger = pino({ level, base: { app: 'lockstep' } }, pino.destination(2));
+    })
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
   program
@@ -220,7 +232,7 @@ export function buildProgram(result: { exitCode: number }): Command {
       result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
     });
 
-  program.addOption(new Option('--log-level <level>', 'pino log level for JSON logs on stderr').env('LOCKSTEP_LOG').hideHelp());
+
   return program;
 }
 
