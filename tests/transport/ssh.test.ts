@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, UnreachableInstanceError } from '../../deployer/errors.ts';
@@ -150,6 +151,19 @@ describe('one connection per host', () => {
   });
 });
 
+describe('parallel commands', () => {
+  it('runs more commands at once than sshd allows sessions per connection, all on one connection', async () => {
+    const t = transportFor(fleet.hosts[1]!);
+    const conn = await connectionOf(t);
+    // sshd's MaxSessions is 10 by default: 25 parallel channels would be refused without queuing.
+    const results = await Promise.all(
+      Array.from({ length: 25 }, (_, i) => t.exec(`sleep 0.2; echo "${i} $SSH_CONNECTION"`)),
+    );
+    expect(results.map((r) => r.code)).toEqual(Array(25).fill(0));
+    expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 25 }, (_, i) => `${i} ${conn}\n`));
+  });
+});
+
 describe('files over SFTP', () => {
   it('putFile writes atomically (no temp left), keeps the mode, overwrites; readFile reads it back', async () => {
     const host = fleet.hosts[1]!;
@@ -234,6 +248,27 @@ describe('unreachable hosts', () => {
 
     await fleet.startHost(host.name);
     expect(await t.exec('echo back')).toMatchObject({ code: 0, stdout: 'back\n' });
+  });
+});
+
+describe('connect timeout', () => {
+  it('a port that accepts TCP but never speaks SSH -> UnreachableInstanceError within the bound', async () => {
+    const accepted: Socket[] = [];
+    const silent = createServer((sock) => {
+      accepted.push(sock);
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.54', () => r()));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const t = transportFor({ ...fleet.hosts[0]!, name: 'silent-1', address: '127.0.0.54', port }, { connectTimeoutMs: 500 });
+      const err = await t.connect().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnreachableInstanceError);
+      expect((err as Error).message).toMatch(/instance silent-1 is unreachable: no SSH answer .* within 500 ms/);
+    } finally {
+      accepted.forEach((sock) => sock.destroy());
+      silent.close();
+    }
   });
 });
 
