@@ -98,7 +98,7 @@ export class SshTransport implements Transport {
    * dropped is opened again (its host key is checked again).
    * @throws HostKeyMismatchError when the host presents a key other than the recorded one(s);
    *   UnknownHostKeyError when the host is not in known_hosts and trustUnknown is off;
-   *   ConfigError when the identity file cannot be read;
+   *   ConfigError when the identity file cannot be read or used (encrypted, malformed);
    *   UnreachableInstanceError for refused/timed-out connections and failed authentication.
    */
   connect(): Promise<void> {
@@ -170,6 +170,12 @@ export class SshTransport implements Transport {
     } catch (e) {
       ssh.dispose();
       if (refusal) throw refusal;
+      const msg = (e as Error).message ?? '';
+      // ssh2 parses the key before dialling: an encrypted or malformed key is the operator's
+      // configuration, not the host's fault. Its messages never contain key material.
+      if (/private ?key|passphrase/i.test(msg) && (e as { level?: unknown }).level === undefined) {
+        throw new ConfigError(`the SSH identity file ${identityFile} cannot be used: ${msg}`, { field: 'ssh.identity_file' });
+      }
       throw new UnreachableInstanceError(this.instance, this.describeConnectError(e as Error, timeout));
     }
     const conn = ssh.connection!;
@@ -364,6 +370,8 @@ export class SshTransport implements Transport {
 
   /** Close the connection (idempotent). Operations still running fail as unreachable. */
   async close(): Promise<void> {
+    // A connect in progress would otherwise finish after close() and leave a connection open.
+    if (this.connecting) await this.connecting.catch(() => undefined);
     const ssh = this.ssh;
     this.ssh = undefined;
     this.sftp = undefined;

@@ -218,9 +218,17 @@ describe('authentication', () => {
     expect((err as Error).message).not.toContain(readFileSync(wrongKey, 'utf8').split('\n')[1]!);
   });
 
-  it('a missing identity file is a configuration error', async () => {
-    const t = transportFor(fleet.hosts[1]!, { identityFile: join(fleet.dir, 'no_such_key') });
-    await expect(t.connect()).rejects.toBeInstanceOf(ConfigError);
+  it('a missing, encrypted or malformed identity file is a configuration error', async () => {
+    const missing = transportFor(fleet.hosts[1]!, { identityFile: join(fleet.dir, 'no_such_key') });
+    await expect(missing.connect()).rejects.toBeInstanceOf(ConfigError);
+    const encrypted = join(fleet.dir, 'encrypted_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'a passphrase', '-f', encrypted]);
+    const err = await transportFor(fleet.hosts[1]!, { identityFile: encrypted }).connect().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain(encrypted);
+    const junk = join(fleet.dir, 'junk_key');
+    writeFileSync(junk, 'not a key\n');
+    await expect(transportFor(fleet.hosts[1]!, { identityFile: junk }).connect()).rejects.toBeInstanceOf(ConfigError);
   });
 });
 
