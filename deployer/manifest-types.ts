@@ -19,7 +19,7 @@ export interface Manifest {
   schema: 1;
   release: string;
   digest: string;
-  source: { revision: string | null; dirty: boolean; time: string };
+  source: { revision: string | null; dirty: boolean; time: string; pinned: boolean };
   builtAt: string;
   artifact: { file: string; sha256: string; bytes: number };
   files: ManifestFile[];

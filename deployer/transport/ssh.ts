@@ -237,7 +237,9 @@ export class SshTransport implements Transport {
     // `exec` keeps the pid sshd started (a process-group leader) as bash, which the timeout
     // watchdog relies on; stdin is /dev/null so no command waits for input that never comes.
     const body = options.timeoutMs === undefined ? script : withWatchdog(script, options.timeoutMs);
-    const remote = `exec bash -c ${shellQuote(body)} </dev/null`;
+    // --norc/--noprofile: our commands must not depend on (or wait for) the user's shell startup
+    // files; Debian's bash would otherwise source ~/.bashrc again because SSH_CLIENT is set.
+    const remote = `exec bash --norc --noprofile -c ${shellQuote(body)} </dev/null`;
     return new Promise<ExecResult>((resolve, reject) => {
       const timers: NodeJS.Timeout[] = [];
       let settled = false;

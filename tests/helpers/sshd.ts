@@ -237,6 +237,9 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
         // Temp directories are not owned the way StrictModes wants.
         'StrictModes no',
         'UseDNS no',
+        // A clean server's login: this machine's own ~/.bashrc (pyenv init, ~250 ms) would
+        // otherwise run on every command, since bash sources it for sessions started by sshd.
+        `SetEnv HOME=${hostDir}`,
         'Subsystem sftp internal-sftp',
         `LogLevel ${logLevel}`,
         '',

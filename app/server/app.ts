@@ -1,0 +1,100 @@
+/**
+ * The Fastify application: plugins, routes and the one place that turns errors into JSON.
+ * `buildApp` does not listen, so tests and the entry point share it.
+ */
+import { existsSync } from 'node:fs';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import cookie from '@fastify/cookie';
+import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
+import type { AppConfig } from './config.ts';
+import { AppError, errorBody } from './errors.ts';
+import type { ReleaseInfo } from './release.ts';
+import { SessionStore } from './sessions.ts';
+import { registerHealthRoutes } from './routes/health.ts';
+import { registerUploadRoutes } from './routes/upload.ts';
+import { registerSessionRoutes } from './routes/session.ts';
+
+export interface AppOptions {
+  config: AppConfig;
+  release: ReleaseInfo;
+  /** Directory of the built frontend (served at `/`); skipped when it does not exist. */
+  publicDir: string | null;
+  /** ISO time the process started, reported by /version. */
+  startedAt: string;
+}
+
+/** Upstream keep-alive idle time, ms. The proxy keeps its own idle timeout below this. */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+/**
+ * Create the app with every route registered.
+ * @returns the Fastify instance (not listening) and its session store.
+ * @throws the fs error when the data directory cannot be created.
+ */
+export async function buildApp(options: AppOptions): Promise<{ app: FastifyInstance; store: SessionStore }> {
+  const { config } = options;
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // Node requires the header timeout to outlast keep-alive, or idle sockets can be cut mid-request.
+    http: { headersTimeout: KEEP_ALIVE_TIMEOUT_MS + 1000 } as never,
+  });
+  const store = new SessionStore(config.dataDir, config.sessionIdleSeconds * 1000);
+  await store.init();
+
+  await app.register(cookie);
+  await app.register(multipart, {
+    limits: { fileSize: config.uploadMaxBytes, files: 4, fields: 20, parts: 30 },
+  });
+
+  app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
+    if (err instanceof AppError) return reply.code(err.statusCode).send(errorBody(err));
+    const known = translateFrameworkError(err, config);
+    if (known) return reply.code(known.statusCode).send(errorBody(known));
+    request.log.error({ err }, 'request failed');
+    return reply.code(500).send({ status: 'error', code: 'INTERNAL', message: 'internal error; see the server log' });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ status: 'error', code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+  // Session answers are private to one user: no shared cache may keep or reuse them.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    return payload;
+  });
+
+  registerHealthRoutes(app, options);
+  registerUploadRoutes(app, store);
+  registerSessionRoutes(app, store);
+
+  if (options.publicDir && existsSync(options.publicDir)) {
+    await app.register(fastifyStatic, { root: options.publicDir, prefix: '/', wildcard: false });
+  }
+  return { app, store };
+}
+
+function translateFrameworkError(err: FastifyError, config: AppConfig): AppError | null {
+  switch (err.code) {
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return new AppError(413, 'FILE_TOO_LARGE', `a file is larger than the upload limit of ${config.uploadMaxBytes} bytes (UPLOAD_MAX_BYTES)`);
+    case 'FST_FILES_LIMIT':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return new AppError(413, 'TOO_MANY_PARTS', 'the upload has too many files or fields');
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+      return new AppError(415, 'NOT_MULTIPART', 'send the upload as multipart/form-data');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError(413, 'BODY_TOO_LARGE', 'the request body is too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', `unsupported content type`);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new AppError(400, 'BAD_JSON', 'the request body is not valid JSON');
+    default:
+      if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+        return new AppError(err.statusCode, err.code ?? 'BAD_REQUEST', err.message);
+      }
+      return null;
+  }
+}

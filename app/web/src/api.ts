@@ -1,0 +1,104 @@
+/**
+ * Calls to the backend. The session lives only in the server's HttpOnly cookie: nothing here
+ * sends a session id or stores one in localStorage/sessionStorage (the incident's first cause).
+ */
+
+export interface ColumnDetail {
+  name: string;
+  type: 'number' | 'text' | 'empty';
+  role: 'ward_name' | 'ward_code' | 'index' | 'id' | 'indicator' | 'text';
+  missing: number;
+  min?: number;
+  max?: number;
+}
+
+export interface UploadResult {
+  status: 'success';
+  session_id: string;
+  file: string;
+  rows: number;
+  columns: number;
+  ward_column: string;
+  ward_code_column: string | null;
+  column_details: ColumnDetail[];
+  missing_values: Record<string, number>;
+  duplicate_ward_names: { name: string; count: number; rows: number[] }[];
+}
+
+export interface SessionData extends UploadResult {
+  header: string[];
+  data: (string | null)[][];
+}
+
+export interface VersionInfo {
+  release: string;
+  digest: string | null;
+  instance: string | null;
+}
+
+/** An error answer from the API, with the location of bad input when the server gave one. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly where: { file?: string; row?: number; column?: string } = {},
+  ) {
+    super(message);
+  }
+}
+
+async function parseAnswer<T>(res: Response): Promise<T> {
+  const text = await res.text();
+  let body: unknown = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    throw new ApiError(res.status, 'BAD_ANSWER', `the server answered ${res.status} with something that is not JSON`);
+  }
+  if (!res.ok) {
+    const b = (body ?? {}) as { code?: string; message?: string; file?: string; row?: number; column?: string };
+    throw new ApiError(res.status, b.code ?? `HTTP_${res.status}`, b.message ?? `request failed (${res.status})`, {
+      file: b.file,
+      row: b.row,
+      column: b.column,
+    });
+  }
+  return body as T;
+}
+
+/**
+ * Upload a CSV (and optionally a zipped shapefile) as a new session, reporting progress 0..1.
+ * XMLHttpRequest rather than fetch because only it reports upload progress.
+ */
+export function uploadFiles(csv: File, shapefile: File | null, onProgress: (fraction: number) => void): Promise<UploadResult> {
+  const form = new FormData();
+  form.append('file', csv);
+  if (shapefile) form.append('shapefile', shapefile);
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/api/upload');
+    xhr.withCredentials = false; // same-origin: the cookie is sent and stored anyway
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress(e.loaded / e.total);
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'NETWORK', 'the upload failed: network error'));
+    xhr.onload = () => {
+      const res = new Response(xhr.responseText, { status: xhr.status });
+      parseAnswer<UploadResult>(res).then(resolve, reject);
+    };
+    xhr.send(form);
+  });
+}
+
+/** The caller's session, or null when there is none (401). */
+export async function fetchSession(): Promise<SessionData | null> {
+  const res = await fetch('/api/session', { credentials: 'same-origin' });
+  if (res.status === 401) return null;
+  return parseAnswer<SessionData>(res);
+}
+
+/** The running release (for the footer). */
+export async function fetchVersion(): Promise<VersionInfo> {
+  return parseAnswer<VersionInfo>(await fetch('/version', { credentials: 'same-origin' }));
+}

@@ -1,0 +1,251 @@
+/**
+ * The `lockstep` command line. Parses arguments (commander), runs one verb, and is the one
+ * place that turns typed errors into exit codes: 0 ok, 1 a check found a problem, 2 usage or
+ * configuration error, 3 an operation failed part-way (DESIGN.md, "CLI conventions").
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { resolve } from 'node:path';
+import { buildRelease } from './build.ts';
+import { deploy } from './deploy.ts';
+import { ConfigError, LockstepError } from './errors.ts';
+import { loadInventory, type Inventory } from './inventory.ts';
+import { renderTable } from './table.ts';
+import { fleetStatus } from './status.ts';
+import { renderDeployReportText } from './report-text.ts';
+import { runDemo } from './demo.ts';
+import { rollback } from './rollback.ts';
+import { verifyFleet } from './verify.ts';
+import { renderReportJson, renderReportTable } from './checks/index.ts';
+import { loadLocalRelease } from './release-source.ts';
+import { trustHosts } from './hosts.ts';
+import { proxyControlFor } from './proxy-control.ts';
+import { runProxyCommand } from '../proxy/command.ts';
+import { openFleet, reasonOf } from './fleet.ts';
+import { mergedHistory, readInstanceReleases, releaseState, rollbackCandidates, type InstanceReleases } from './releases.ts';
+
+interface GlobalOptions {
+  inventory: string;
+  json?: boolean;
+}
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function err(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** Per-instance progress on stderr, so stdout stays clean for --json and tables. */
+export function progressPrinter(quiet = false): (instance: string, line: string) => void {
+  return (instance, line) => {
+    if (!quiet) err(`[${instance}] ${line}`);
+  };
+}
+
+function inventoryFrom(cmd: Command): Inventory {
+  const opts = cmd.optsWithGlobals() as GlobalOptions;
+  return loadInventory(resolve(opts.inventory));
+}
+
+/** Build the commander program. Actions set `exitCode` through the returned holder. */
+export function buildProgram(result: { exitCode: number }): Command {
+  const program = new Command('lockstep')
+    .description('Build once, deploy the identical artifact everywhere, prove version parity and session isolation.')
+    .option('-i, --inventory <file>', 'inventory file', 'inventory.yaml')
+    .option('--json', 'machine-readable output')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('build')
+    .description('build the app once into a reproducible artifact with a checksum manifest')
+    .action(async (_o, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const r = await buildRelease(inv, { onProgress: (l) => err(l) });
+      if (json) {
+        out(JSON.stringify({ release: r.release, digest: r.digest, artifact: r.artifact, manifest: r.manifestFile, files: r.files, bytes: r.bytes, artifact_bytes: r.artifactBytes, source: r.manifest.source }, null, 2));
+      } else {
+        out(renderTable(['release', 'digest', 'files', 'bytes', 'artifact'], [[r.release, r.digest, r.files, r.bytes, `${r.artifact} (${r.artifactBytes} B)`]]));
+      }
+    });
+
+  program
+    .command('deploy')
+    .description('push the artifact to every instance, verify it on each host, roll it out through the proxy')
+    .option('-r, --release <id>', 'deploy an already-built release (id, "latest" or manifest path) instead of building')
+    .option('-m, --message <text>', 'note recorded with the lock and history')
+    .option('--no-verify', 'skip the post-deploy parity and session isolation checks')
+    .action(async (o: { release?: string; message?: string; verify: boolean }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const proxy = await proxyControlFor(inv, progressPrinter());
+      const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy });
+      const v = r.ok && o.verify ? await verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }) : undefined;
+      if (json) out(JSON.stringify({ ...r, verification: v ?? null }, null, 2));
+      else {
+        out(renderDeployReportText(r));
+        if (v) out(`\n${renderReportTable(v.reports)}`);
+      }
+      result.exitCode = !r.ok ? 3 : v && !v.ok ? 1 : 0;
+    });
+
+  program
+    .command('verify')
+    .description('check version parity (direct, through the proxy, on disk) and session isolation')
+    .option('-r, --release <id>', 'expected release (id, "latest" or manifest path); default: the last one activated')
+    .option('--parity-only', 'skip the session isolation checks')
+    .action(async (o: { release?: string; parityOnly?: boolean }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const expected = o.release ? (({ manifest }) => ({ release: manifest.release, digest: manifest.digest }))(loadLocalRelease(inv, o.release)) : undefined;
+      const v = await verifyFleet(inv, { expected, parityOnly: o.parityOnly });
+      out(json ? renderReportJson(v.reports) : `expected ${v.expected.release} (digest ${v.expected.digest.slice(0, 12)})\n${renderReportTable(v.reports)}`);
+      result.exitCode = v.ok ? 0 : 1;
+    });
+
+  program
+    .command('proxy')
+    .description('run the load balancer for the inventory (foreground; SIGTERM/SIGINT stop it gracefully)')
+    .action(async (_o, cmd: Command) => {
+      await runProxyCommand(inventoryFrom(cmd));
+    });
+
+  program
+    .command('demo')
+    .description('start a local fleet and the proxy, build, deploy, verify, print the URL')
+    .option('--once', 'stop everything after the verification and exit with its status (default when CI is set)')
+    .action(async (o: { once?: boolean }, cmd: Command) => {
+      const inv = inventoryFrom(cmd);
+      result.exitCode = await runDemo(inv, { once: Boolean(o.once || process.env.CI), print: out, progress: progressPrinter() });
+    });
+
+  const hosts = program.command('hosts').description('SSH host keys');
+  hosts
+    .command('trust')
+    .description('record the host keys of instances not yet in known_hosts (a changed key is never replaced)')
+    .option('--instance <names...>', 'only these instances')
+    .action(async (o: { instance?: string[] }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const rows = await trustHosts(inv, { instances: o.instance });
+      if (json) out(JSON.stringify(rows, null, 2));
+      else out(renderTable(['instance', 'host', 'fingerprint', 'status'], rows.map((r) => [r.instance, `${r.host}:${r.port}`, r.fingerprint ?? '-', r.status])));
+      result.exitCode = rows.some((r) => r.status !== 'added' && r.status !== 'already-known') ? 3 : 0;
+    });
+
+  program
+    .command('rollback')
+    .description('roll the fleet back to a release every instance has (no build, no upload)')
+    .option('--to <release>', 'release id to roll back to (default: newest earlier good release present everywhere)')
+    .action(async (o: { to?: string }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const r = await rollback(inventoryFrom(cmd), { to: o.to, progress: progressPrinter() });
+      out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r).replace(/^deployed/, 'rolled back to'));
+      result.exitCode = r.ok ? 0 : 3;
+    });
+
+  program
+    .command('releases')
+    .description('every release on the fleet with its state on each instance and the rollback candidates')
+    .action(async (_o, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const fleet = openFleet(inv);
+      try {
+        const read = await fleet.each((o) => readInstanceReleases(o));
+        const infos = read.filter((r): r is PromiseFulfilledResult<InstanceReleases> => r.status === 'fulfilled').map((r) => r.value);
+        const all = [...new Set(infos.flatMap((i) => i.present))].sort().reverse();
+        const candidates = rollbackCandidates(infos);
+        if (json) {
+          out(JSON.stringify({ releases: all.map((r) => ({ release: r, states: Object.fromEntries(infos.map((i) => [i.instance, releaseState(i, r)])), rollback_candidate: candidates.includes(r) })), rollback_target: candidates[0] ?? null }, null, 2));
+        } else {
+          out(renderTable(['release', ...infos.map((i) => i.instance), 'rollback'], all.map((r) => [r, ...infos.map((i) => releaseState(i, r)), r === candidates[0] ? 'target' : candidates.includes(r) ? 'candidate' : ''])));
+        }
+        read.forEach((r, i) => {
+          if (r.status === 'rejected') err(`${fleet.ops[i]!.name}: unreachable: ${reasonOf(r)}`);
+        });
+        result.exitCode = read.some((r) => r.status === 'rejected') ? 3 : 0;
+      } finally {
+        await fleet.close();
+      }
+    });
+
+  program
+    .command('history')
+    .description('activations, rollbacks, failures and lock breaks across the fleet, newest first')
+    .option('-n, --limit <count>', 'show at most this many entries', '50')
+    .action(async (o: { limit: string }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const fleet = openFleet(inventoryFrom(cmd));
+      try {
+        const read = await fleet.each((x) => readInstanceReleases(x));
+        const infos = read.filter((r): r is PromiseFulfilledResult<InstanceReleases> => r.status === 'fulfilled').map((r) => r.value);
+        const entries = mergedHistory(infos).slice(0, Number(o.limit) || 50);
+        if (json) out(JSON.stringify(entries, null, 2));
+        else out(renderTable(['time', 'instance', 'event', 'release', 'previous', 'by', 'note'], entries.map((h) => [h.time, h.instance, h.event, h.release, h.previous ?? '-', `${h.user}@${h.machine}`, h.message ?? ''])));
+        read.forEach((r, i) => {
+          if (r.status === 'rejected') err(`${fleet.ops[i]!.name}: unreachable: ${reasonOf(r)}`);
+        });
+        result.exitCode = read.some((r) => r.status === 'rejected') ? 3 : 0;
+      } finally {
+        await fleet.close();
+      }
+    });
+
+  program
+    .command('status')
+    .description('one row per instance: release on disk, release running, health, lock')
+    .action(async (_o, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const rows = await fleetStatus(inventoryFrom(cmd));
+      if (json) out(JSON.stringify(rows, null, 2));
+      else {
+        out(
+          renderTable(
+            ['instance', 'reachable', 'current (disk)', 'running (/version)', 'health', 'lock'],
+            rows.map((r) => [
+              r.instance,
+              r.reachable ? 'yes' : `NO${r.error ? `: ${r.error}` : ''}`,
+              r.current ? `${r.current.release}` : '-',
+              r.running ? `${r.running.release ?? '?'}${r.current && r.running.digest !== r.current.digest ? ' (DIFFERS)' : ''}` : 'not running',
+              r.healthy ? 'ok' : 'DOWN',
+              r.lock ? `held by ${String(r.lock.user)}@${String(r.lock.machine)} since ${String(r.lock.time)}` : '-',
+            ]),
+          ),
+        );
+      }
+      const digests = new Set(rows.map((r) => r.running?.digest ?? null));
+      result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
+    });
+
+  program.addOption(new Option('--log-level <level>', 'pino log level for JSON logs on stderr').env('LOCKSTEP_LOG').hideHelp());
+  return program;
+}
+
+/**
+ * Run the CLI. @param argv arguments after `node lockstep`. @returns the process exit code.
+ * Never throws: every error becomes one clear message and an exit code.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const result = { exitCode: 0 };
+  const program = buildProgram(result);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return result.exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2;
+    }
+    if (e instanceof LockstepError) {
+      err(`lockstep: ${e instanceof ConfigError ? 'configuration error' : 'error'}: ${e.message}`);
+      for (const d of e.details) err(`  ${d}`);
+      return e.exitCode;
+    }
+    err(`lockstep: unexpected error: ${(e as Error)?.stack ?? String(e)}`);
+    err('This is a bug in lockstep; the state of each instance is reported by `lockstep status`.');
+    return 3;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * `lockstep demo`: the main job on one machine. Starts the proxy for the inventory's local
+ * fleet, builds once, deploys through the proxy, verifies parity and session isolation, and
+ * prints the URL. With --once (or when CI is set) it then stops everything it started.
+ */
+import { renderReportTable } from './checks/index.ts';
+import { deploy } from './deploy.ts';
+import { openFleet } from './fleet.ts';
+import type { Inventory } from './inventory.ts';
+import { ConfigError } from './errors.ts';
+import { proxyControlFor } from './proxy-control.ts';
+import { verifyFleet } from './verify.ts';
+import { runProxyCommand } from '../proxy/command.ts';
+import type { RunningProxy } from '../proxy/index.ts';
+import { renderDeployReportText } from './report-text.ts';
+
+export interface DemoOptions {
+  once: boolean;
+  print: (line: string) => void;
+  progress: (instance: string, line: string) => void;
+}
+
+/** Stop the app on every instance (best effort; instances that never ran are skipped). */
+async function stopApps(inventory: Inventory): Promise<void> {
+  const fleet = openFleet(inventory);
+  try {
+    await fleet.each((o) => o.stopApp());
+  } finally {
+    await fleet.close();
+  }
+}
+
+/**
+ * Run the demo. @returns the exit code: 0 when deploy and verification passed, 1 when a check
+ * failed, 3 when the deploy failed.
+ * @throws ConfigError when the inventory has no proxy section or uses SSH instances.
+ */
+export async function runDemo(inventory: Inventory, options: DemoOptions): Promise<number> {
+  if (!inventory.proxy) throw new ConfigError(`${inventory.file}: the demo needs a proxy section`, { file: inventory.file, field: 'proxy' });
+  const { print, progress } = options;
+  // A previous demo killed hard may have left apps on our ports: stop them first.
+  await stopApps(inventory).catch(() => {});
+
+  const stopProxy = new AbortController();
+  let started!: (p: RunningProxy) => void;
+  const proxyUp = new Promise<RunningProxy>((resolve) => (started = resolve));
+  const proxyDone = runProxyCommand(inventory, {
+    signal: stopProxy.signal,
+    onStarted: (p) => started(p),
+    print: (l) => print(`[proxy] ${l}`),
+    logLevel: process.env.LOCKSTEP_LOG ?? 'warn',
+  });
+  const proxy = await Promise.race([proxyUp, proxyDone.then(() => null)]);
+  if (!proxy) return 3;
+
+  let code = 3;
+  try {
+    const control = await proxyControlFor(inventory, progress);
+    const report = await deploy(inventory, { proxy: control, progress, message: 'demo' });
+    print('');
+    print(renderDeployReportText(report));
+    if (report.ok) {
+      const v = await verifyFleet(inventory, { expected: { release: report.release, digest: report.digest }, proxyUrl: proxy.url });
+      print('');
+      print(renderReportTable(v.reports));
+      code = v.ok ? 0 : 1;
+      print('');
+      print(v.ok ? `PASS: ${inventory.instances.length} instances serve ${report.release}; sessions are isolated.` : 'FAIL: see the checks above.');
+    }
+    print(`Open ${proxy.url}/ in a browser (admin API: ${proxy.adminUrl}).`);
+    if (options.once) return code;
+    print('Serving until Ctrl-C.');
+    await proxyDone;
+    return code;
+  } finally {
+    stopProxy.abort();
+    await proxyDone.catch(() => 0);
+    await stopApps(inventory).catch(() => {});
+    if (options.once) print('Stopped the proxy and every instance the demo started.');
+  }
+}

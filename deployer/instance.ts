@@ -1,0 +1,319 @@
+/**
+ * Operations on one instance: preflight, upload, on-host verification, unpack, link, activate,
+ * gates, history, lock. Each runs commands from `remote/commands.ts` through a Transport and
+ * knows nothing about rollout order or other instances.
+ */
+import os from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import {
+  ChecksumMismatchError,
+  GateFailedError,
+  LockHeldError,
+  LockstepError,
+  RemoteCommandError,
+} from './errors.ts';
+import type { Instance, Inventory } from './inventory.ts';
+import type { Manifest } from './manifest-types.ts';
+import * as cmd from './remote/commands.ts';
+import { layoutOf, releaseDir, type Layout } from './remote/layout.ts';
+import { diffTree, isCleanDiff, parseHashTree, type TreeDiff } from './remote/parse.ts';
+import type { ExecResult, Transport } from './transport/types.ts';
+import { succeeded } from './transport/types.ts';
+
+/** One line in `.lockstep/history.jsonl`. */
+export interface HistoryEntry {
+  time: string;
+  event: 'activate' | 'rollback' | 'failed' | 'lock-broken';
+  release: string;
+  digest: string;
+  previous: string | null;
+  instance: string;
+  user: string;
+  machine: string;
+  message?: string;
+}
+
+/** What `/version` reported. */
+export interface VersionInfo {
+  release?: string;
+  digest?: string | null;
+  instance?: string;
+  pid?: number;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The app-contract environment for service commands on this instance (docs/ARCHITECTURE.md). */
+export function serviceEnv(instance: Instance, layout: Layout, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    HOST: instance.appAddress,
+    PORT: String(instance.appPort),
+    DATA_DIR: `${layout.shared}/data`,
+    LOG_DIR: `${layout.shared}/logs`,
+    RUN_DIR: `${layout.shared}/run`,
+    LOCKSTEP_INSTANCE: instance.name,
+    LOCKSTEP_RELEASE_DIR: layout.current,
+    ...extra,
+  };
+}
+
+export class InstanceOps {
+  readonly layout: Layout;
+
+  constructor(
+    readonly instance: Instance,
+    readonly transport: Transport,
+    readonly inventory: Inventory,
+  ) {
+    this.layout = layoutOf(instance.deployTo);
+  }
+
+  get name(): string {
+    return this.instance.name;
+  }
+
+  /** Run a command; @returns stdout. @throws RemoteCommandError unless exit 0 without a signal. */
+  async run(command: string, timeoutMs?: number): Promise<string> {
+    const r: ExecResult = await this.transport.exec(command, timeoutMs ? { timeoutMs } : {});
+    if (!succeeded(r)) throw new RemoteCommandError(this.name, command, r.code, r.signal, r.stderr);
+    return r.stdout;
+  }
+
+  /**
+   * Connect and check the instance can take a release (tools present, deploy_to writable).
+   * Changes nothing. @returns the release `current` points at, or null.
+   */
+  async preflight(): Promise<{ current: string | null }> {
+    await this.transport.connect();
+    const r = await this.transport.exec(cmd.preflight(this.layout));
+    if (!succeeded(r)) {
+      throw new LockstepError('LOCKSTEP_PREFLIGHT', `preflight failed on ${this.name}: ${r.stderr.trim() || `exit ${r.code}`}`, 3);
+    }
+    return { current: releaseIdFromLink(r.stdout.trim()) };
+  }
+
+  /** The release `current` points at, or null when there is none. */
+  async currentRelease(): Promise<string | null> {
+    return releaseIdFromLink((await this.run(cmd.readCurrent(this.layout))).trim());
+  }
+
+  /** Create releases/, artifacts/, shared/<dirs>, .lockstep/. */
+  async prepare(): Promise<void> {
+    await this.run(cmd.prepareLayout(this.layout, this.inventory.app.shared_dirs));
+  }
+
+  /**
+   * Upload the artifact unless the host already has a file with the right sha256.
+   * The upload goes to a temp name, is hashed ON the host, and is renamed into place only when
+   * it matches; a mismatch is uploaded again once, then fails.
+   * @returns whether bytes were sent, and how many.
+   * @throws ChecksumMismatchError naming the host and both hashes after the second mismatch.
+   */
+  async uploadArtifact(localArtifact: string, manifest: Manifest): Promise<{ uploaded: boolean; bytes: number }> {
+    const expected = manifest.artifact.sha256;
+    const present = (await this.run(cmd.artifactHash(this.layout, manifest.digest))).trim();
+    if (present === expected) return { uploaded: false, bytes: 0 };
+    let actual = '';
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      await this.transport.putFile(localArtifact, cmd.artifactUploadPath(this.layout, manifest.digest));
+      actual = (await this.run(cmd.uploadedHash(this.layout, manifest.digest))).trim();
+      if (actual === expected) {
+        await this.run(cmd.commitUpload(this.layout, manifest.digest));
+        return { uploaded: true, bytes: manifest.artifact.bytes };
+      }
+      await this.run(cmd.discardUpload(this.layout, manifest.digest));
+    }
+    throw new ChecksumMismatchError(this.name, cmd.artifactUploadPath(this.layout, manifest.digest), expected, actual);
+  }
+
+  /** Hash a directory on the host and compare it with the manifest's file list. */
+  async verifyTree(dir: string, manifest: Manifest): Promise<TreeDiff> {
+    const out = await this.run(cmd.hashTree(dir));
+    return diffTree(manifest.files, parseHashTree(out));
+  }
+
+  /**
+   * Make `releases/<id>` hold exactly the manifest's files. An existing release dir that still
+   * verifies is reused; otherwise the artifact is unpacked into a staging dir, every file is
+   * verified against the manifest on the host, the manifest is written, and the staging dir is
+   * renamed into place. @returns whether an existing release was reused.
+   * @throws ChecksumMismatchError when the unpacked files do not match (staging is removed).
+   */
+  async unpackRelease(manifest: Manifest): Promise<{ reused: boolean }> {
+    const dir = releaseDir(this.layout, manifest.release);
+    const exists = succeeded(await this.transport.exec(cmd.releaseExists(this.layout, manifest.release)));
+    if (exists && isCleanDiff(await this.verifyTree(dir, manifest))) {
+      await this.writeManifest(dir, manifest);
+      return { reused: true };
+    }
+    await this.run(cmd.unpackToStaging(this.layout, manifest.release, manifest.digest));
+    const staging = cmd.stagingDir(this.layout, manifest.release);
+    const diff = await this.verifyTree(staging, manifest);
+    if (!isCleanDiff(diff)) {
+      await this.transport.exec(cmd.discardStaging(this.layout, manifest.release));
+      const first = diff.changed[0];
+      throw new ChecksumMismatchError(
+        this.name,
+        first?.path ?? diff.missing[0] ?? diff.added[0] ?? staging,
+        first?.expected ?? '(in manifest)',
+        first?.actual ?? (diff.missing.length ? '(missing)' : '(not in manifest)'),
+      );
+    }
+    await this.writeManifest(staging, manifest);
+    await this.run(cmd.commitRelease(this.layout, manifest.release));
+    return { reused: false };
+  }
+
+  private async writeManifest(dir: string, manifest: Manifest): Promise<void> {
+    // A private temp dir per call: instances are prepared in parallel from one process.
+    const tmpDir = await mkdtemp(join(os.tmpdir(), 'lockstep-manifest-'));
+    const tmp = join(tmpDir, 'manifest.json');
+    try {
+      await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n');
+      await this.transport.putFile(tmp, cmd.manifestPathIn(dir));
+    } finally {
+      await rm(tmpDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Link the shared dirs into a release. */
+  async linkShared(id: string): Promise<void> {
+    await this.run(cmd.linkShared(this.layout, id, this.inventory.app.shared_dirs));
+  }
+
+  /** Read the manifest of the release `current` points at. @throws when missing or unreadable. */
+  async readCurrentManifest(): Promise<Manifest> {
+    return JSON.parse(await this.transport.readFile(cmd.manifestPathIn(this.layout.current))) as Manifest;
+  }
+
+  /**
+   * Activate a release: switch `current` atomically, then restart the app through the
+   * inventory's service command. Does not wait for health (see `waitForGates`).
+   */
+  async activate(id: string): Promise<void> {
+    await this.run(cmd.switchCurrent(this.layout, id));
+    await this.run(
+      cmd.serviceCommand(this.layout, this.inventory.app.service.restart, serviceEnv(this.instance, this.layout)),
+      this.inventory.deploy.activation_timeout_ms,
+    );
+  }
+
+  /** Stop the app through the inventory's stop command (no-op when there is no `current`). */
+  async stopApp(): Promise<void> {
+    const current = await this.currentRelease();
+    if (!current) return;
+    await this.run(cmd.serviceCommand(this.layout, this.inventory.app.service.stop, serviceEnv(this.instance, this.layout)));
+  }
+
+  /** GET the app's /version directly. @returns the parsed JSON, or null when unreachable/not 200. */
+  async readVersion(timeoutMs = 2000): Promise<VersionInfo | null> {
+    try {
+      const res = await request(`${this.instance.url}${this.inventory.app.version_path}`, {
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        return null;
+      }
+      return (await res.body.json()) as VersionInfo;
+    } catch {
+      return null;
+    }
+  }
+
+  /** GET the app's health path. @returns true on 200. */
+  async isHealthy(timeoutMs = 2000): Promise<boolean> {
+    try {
+      const res = await request(`${this.instance.url}${this.inventory.app.health_path}`, {
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Wait until the health path answers 200 AND /version reports `digest`.
+   * Polls every 200 ms up to `timeoutMs`.
+   * @throws GateFailedError saying which gate did not pass and what was last seen.
+   */
+  async waitForGates(digest: string, timeoutMs: number): Promise<VersionInfo> {
+    const deadline = Date.now() + timeoutMs;
+    let healthy = false;
+    let version: VersionInfo | null = null;
+    while (Date.now() < deadline) {
+      healthy = await this.isHealthy();
+      if (healthy) {
+        version = await this.readVersion();
+        if (version?.digest === digest) return version;
+      }
+      await sleep(200);
+    }
+    if (!healthy) throw new GateFailedError(this.name, `health check ${this.instance.url}${this.inventory.app.health_path} did not pass within ${timeoutMs} ms`);
+    throw new GateFailedError(
+      this.name,
+      `version gate: expected digest ${digest.slice(0, 12)}, the running app reports ${version?.digest ? String(version.digest).slice(0, 12) : 'nothing'} (after ${timeoutMs} ms)`,
+    );
+  }
+
+  /** Append a line to the instance's history. */
+  async appendHistory(entry: Omit<HistoryEntry, 'time' | 'instance' | 'user' | 'machine'>): Promise<void> {
+    const full: HistoryEntry = {
+      time: new Date().toISOString(),
+      instance: this.name,
+      user: os.userInfo().username,
+      machine: os.hostname(),
+      ...entry,
+    };
+    await this.run(cmd.appendHistory(this.layout, full as unknown as Record<string, unknown>));
+  }
+
+  /** Read the instance's history (oldest first). Unparseable lines are skipped. */
+  async readHistory(): Promise<HistoryEntry[]> {
+    const out = await this.run(cmd.readHistory(this.layout));
+    const entries: HistoryEntry[] = [];
+    for (const line of out.split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        entries.push(JSON.parse(line) as HistoryEntry);
+      } catch {
+        /* a torn last line from a killed writer: skip it */
+      }
+    }
+    return entries;
+  }
+
+  /** Take the deploy lock. @throws LockHeldError with the holder's details when held. */
+  async acquireLock(holder: Record<string, unknown>): Promise<void> {
+    const r = await this.transport.exec(cmd.acquireLock(this.layout, holder));
+    if (r.code === 20) {
+      let details: Record<string, unknown> = {};
+      try {
+        details = JSON.parse(r.stdout.trim() || '{}') as Record<string, unknown>;
+      } catch {
+        /* unreadable holder file */
+      }
+      throw new LockHeldError(this.name, details);
+    }
+    if (!succeeded(r)) throw new RemoteCommandError(this.name, 'acquire lock', r.code, r.signal, r.stderr);
+  }
+
+  /** Release the deploy lock if `token` owns it. */
+  async releaseLock(token: string): Promise<void> {
+    await this.run(cmd.releaseLock(this.layout, token));
+  }
+}
+
+/** `releases/<id>` (or an absolute path ending in it) -> `<id>`; anything else -> null. */
+export function releaseIdFromLink(target: string): string | null {
+  const m = /(?:^|\/)releases\/([^/]+)\/?$/.exec(target);
+  return m ? m[1]! : null;
+}

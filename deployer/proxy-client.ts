@@ -1,0 +1,150 @@
+/**
+ * The deployer's client for the proxy admin API (docs/ARCHITECTURE.md, "Proxy admin API").
+ * The deployer talks to the proxy only through this: list instances, drain, enable, disable.
+ */
+import { LockstepError } from './errors.ts';
+import type { Inventory } from './inventory.ts';
+import { adminTokenFromInventory, parseHostPort, proxySection } from '../proxy/inventory-config.ts';
+
+/** One instance as the proxy sees it. */
+export interface ProxyInstanceStatus {
+  name: string;
+  url: string;
+  state: 'enabled' | 'draining' | 'disabled';
+  healthy: boolean;
+  inflight: number;
+}
+
+/** Result of a drain. `drained` is true when no request was in flight when the proxy answered. */
+export interface DrainResult {
+  name: string;
+  state: 'enabled' | 'draining' | 'disabled';
+  drained: boolean;
+  inflight: number;
+}
+
+/** The proxy admin API failed: unreachable, refused the token, or answered an error. Exit 3. */
+export class ProxyAdminError extends LockstepError {
+  constructor(
+    readonly adminUrl: string,
+    message: string,
+    /** HTTP status when the proxy answered, else undefined. */
+    readonly status?: number,
+  ) {
+    super('LOCKSTEP_PROXY', message, 3);
+  }
+}
+
+export interface ProxyAdminClientOptions {
+  /** Bound on every request other than a drain wait, ms. Default 5000. */
+  timeoutMs?: number;
+}
+
+export class ProxyAdminClient {
+  readonly adminUrl: string;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+
+  /**
+   * @param adminUrl base URL of the admin listener, e.g. `http://127.0.0.1:8081`.
+   * @param token the admin bearer token.
+   */
+  constructor(adminUrl: string, token: string, options: ProxyAdminClientOptions = {}) {
+    this.adminUrl = adminUrl.replace(/\/+$/, '');
+    this.token = token;
+    this.timeoutMs = options.timeoutMs ?? 5000;
+  }
+
+  /**
+   * Every instance with its state, health and in-flight count.
+   * @throws ProxyAdminError when the proxy is unreachable, refuses the token or answers an error.
+   */
+  async listInstances(): Promise<ProxyInstanceStatus[]> {
+    const body = (await this.call('GET', '/admin/instances')) as { instances: ProxyInstanceStatus[] };
+    return body.instances;
+  }
+
+  /**
+   * Stop new work to an instance; with `waitMs`, wait until its in-flight requests finished or
+   * `waitMs` passed (the proxy bounds the wait; this client allows `waitMs` plus its own timeout).
+   * @param name instance name. @param options.waitMs how long to wait for in-flight to reach 0, ms.
+   * @returns `{drained, inflight}`: drained false means requests were still running at the deadline.
+   * @throws ProxyAdminError (404 for an unknown instance).
+   */
+  async drain(name: string, options: { waitMs?: number } = {}): Promise<DrainResult> {
+    const wait = options.waitMs !== undefined ? `?wait=1&timeout_ms=${Math.max(0, Math.round(options.waitMs))}` : '';
+    const extra = options.waitMs ?? 0;
+    return (await this.call('POST', `/admin/instances/${encodeURIComponent(name)}/drain${wait}`, extra)) as DrainResult;
+  }
+
+  /** Put an instance back into rotation. @throws ProxyAdminError. */
+  async enable(name: string): Promise<ProxyInstanceStatus> {
+    return (await this.call('POST', `/admin/instances/${encodeURIComponent(name)}/enable`)) as ProxyInstanceStatus;
+  }
+
+  /** Take an instance out of rotation entirely (pinned clients move too). @throws ProxyAdminError. */
+  async disable(name: string): Promise<ProxyInstanceStatus> {
+    return (await this.call('POST', `/admin/instances/${encodeURIComponent(name)}/disable`)) as ProxyInstanceStatus;
+  }
+
+  /** Prometheus text from `/metrics`. @throws ProxyAdminError. */
+  async metrics(): Promise<string> {
+    return (await this.call('GET', '/metrics', 0, true)) as string;
+  }
+
+  private async call(method: string, path: string, extraTimeoutMs = 0, text = false): Promise<unknown> {
+    const url = `${this.adminUrl}${path}`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: { authorization: `Bearer ${this.token}` },
+        signal: AbortSignal.timeout(this.timeoutMs + extraTimeoutMs),
+      });
+    } catch (e) {
+      const err = e as Error & { cause?: { code?: string } };
+      const why = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs + extraTimeoutMs} ms` : (err.cause?.code ?? err.message);
+      throw new ProxyAdminError(this.adminUrl, `proxy admin API at ${this.adminUrl} is unreachable (${method} ${path}: ${why}). Is \`lockstep proxy\` running?`);
+    }
+    const body = await res.text().catch(() => '');
+    if (res.status === 401) {
+      throw new ProxyAdminError(
+        this.adminUrl,
+        `proxy admin API at ${this.adminUrl} refused the admin token (401): the proxy and the deployer must use the same token (env var or token file)`,
+        401,
+      );
+    }
+    if (!res.ok) {
+      let message = body.slice(0, 200);
+      try {
+        message = (JSON.parse(body) as { message?: string }).message ?? message;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new ProxyAdminError(this.adminUrl, `proxy admin API at ${this.adminUrl}: ${method} ${path} answered ${res.status}: ${message}`, res.status);
+    }
+    if (text) return body;
+    try {
+      return JSON.parse(body) as unknown;
+    } catch {
+      throw new ProxyAdminError(this.adminUrl, `proxy admin API at ${this.adminUrl}: ${method} ${path} answered invalid JSON`, res.status);
+    }
+  }
+}
+
+/**
+ * A client for the proxy of an inventory: admin URL from `proxy.admin_listen`, token from env
+ * `proxy.admin_token_env`, else the token file (created when missing, so a proxy started later
+ * uses the same one).
+ * @throws ConfigError when the token file cannot be read or created.
+ */
+export function proxyClientFromInventory(
+  inventory: Inventory,
+  env: NodeJS.ProcessEnv = process.env,
+  options: ProxyAdminClientOptions = {},
+): ProxyAdminClient {
+  const section = proxySection(inventory);
+  const { host, port } = parseHostPort(section.admin_listen, 'proxy.admin_listen', inventory.file);
+  const h = host.includes(':') ? `[${host}]` : host;
+  return new ProxyAdminClient(`http://${h}:${port}`, adminTokenFromInventory(inventory, env).value, options);
+}

@@ -1,0 +1,144 @@
+/**
+ * Releases across the fleet: which release is in which state on which instance, which one a
+ * rollback would go to, and retention. Judged by the history we record, never by directory
+ * names or mtimes (Capistrano's "previous = second newest dir" differs per host after a failure).
+ */
+import type { HistoryEntry, InstanceOps } from './instance.ts';
+import type { Fleet } from './fleet.ts';
+import * as cmd from './remote/commands.ts';
+import { releaseDir } from './remote/layout.ts';
+import { shq } from './remote/shell.ts';
+import type { Manifest } from './manifest-types.ts';
+import { isCleanDiff } from './remote/parse.ts';
+
+export type ReleaseState = 'active' | 'previous' | 'failed' | 'unpacked' | 'absent';
+
+export interface InstanceReleases {
+  instance: string;
+  current: string | null;
+  /** Release ids present under releases/. */
+  present: string[];
+  history: HistoryEntry[];
+}
+
+/** Read current, present releases and history of one instance. */
+export async function readInstanceReleases(o: InstanceOps): Promise<InstanceReleases> {
+  await o.transport.connect();
+  const [current, list, history] = await Promise.all([o.currentRelease(), o.run(cmd.listReleases(o.layout)), o.readHistory()]);
+  return { instance: o.name, current, present: list.split('\n').filter(Boolean).sort(), history };
+}
+
+/**
+ * The state of `release` on one instance: active (current), previous (the release that was
+ * active just before current, by history), failed (its last recorded outcome was a failure),
+ * unpacked (present, otherwise), absent.
+ */
+export function releaseState(info: InstanceReleases, release: string): ReleaseState {
+  if (info.current === release) return 'active';
+  if (!info.present.includes(release)) return 'absent';
+  const last = [...info.history].reverse().find((h) => h.release === release && h.event !== 'lock-broken');
+  if (last?.event === 'failed') return 'failed';
+  const activations = info.history.filter((h) => h.event === 'activate' || h.event === 'rollback');
+  const lastActive = activations.at(-1);
+  if (lastActive && lastActive.release === info.current && lastActive.previous === release) return 'previous';
+  return 'unpacked';
+}
+
+/** Releases that ever activated successfully on an instance, newest activation first (no repeats). */
+export function succeededReleases(history: HistoryEntry[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const h of [...history].reverse()) {
+    if ((h.event === 'activate' || h.event === 'rollback') && !seen.has(h.release)) {
+      seen.add(h.release);
+      out.push(h.release);
+    }
+  }
+  return out;
+}
+
+/** Merge the histories of all instances, newest first. */
+export function mergedHistory(infos: InstanceReleases[]): HistoryEntry[] {
+  return infos.flatMap((i) => i.history).sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+}
+
+/**
+ * Rollback candidates: releases that succeeded somewhere in the fleet, newest activation first,
+ * that are present on every instance, not failed there, not what the fleet runs now, and not a
+ * release the fleet was rolled back *from* (unless deployed again since). So repeated rollbacks
+ * walk further back instead of bouncing between two releases.
+ */
+export function rollbackCandidates(infos: InstanceReleases[]): string[] {
+  const currents = new Set(infos.map((i) => i.current));
+  const chronological = [...mergedHistory(infos)].reverse();
+  const rolledAwayFrom = new Set<string>();
+  for (const h of chronological) {
+    if (h.event === 'rollback' && h.previous) rolledAwayFrom.add(h.previous);
+    if (h.event === 'activate') rolledAwayFrom.delete(h.release);
+  }
+  return succeededReleases(chronological).filter(
+    (r) => !currents.has(r) && !rolledAwayFrom.has(r) && infos.every((i) => i.present.includes(r) && releaseState(i, r) !== 'failed'),
+  );
+}
+
+/** Verify a release directory on the host against its own manifest. @returns the manifest when clean, else null. */
+export async function verifyReleaseOnHost(o: InstanceOps, release: string): Promise<Manifest | null> {
+  try {
+    const dir = releaseDir(o.layout, release);
+    const manifest = JSON.parse(await o.transport.readFile(`${dir}/manifest.json`)) as Manifest;
+    if (manifest.release !== release) return null;
+    return isCleanDiff(await o.verifyTree(dir, manifest)) ? manifest : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Which releases retention removes on one instance to keep at most `keep` releases:
+ * failed releases go first, then the oldest by last activation (never-activated ones count as
+ * oldest). Never removed: `current`, the rollback target, anything in `protect` (mid-deploy).
+ */
+export function planPrune(info: InstanceReleases, keep: number, protect: string[]): string[] {
+  const keepSet = new Set<string>([...protect]);
+  if (info.current) keepSet.add(info.current);
+  const target = succeededReleases(info.history).find((r) => r !== info.current && info.present.includes(r));
+  if (target) keepSet.add(target);
+  const lastActivation = new Map<string, number>();
+  info.history.forEach((h, i) => {
+    if (h.event === 'activate' || h.event === 'rollback') lastActivation.set(h.release, i);
+  });
+  const removable = info.present.filter((r) => !keepSet.has(r));
+  const failed = removable.filter((r) => releaseState(info, r) === 'failed');
+  const others = removable
+    .filter((r) => !failed.includes(r))
+    .sort((a, b) => (lastActivation.get(a) ?? -1) - (lastActivation.get(b) ?? -1) || (a < b ? -1 : 1));
+  const excess = info.present.length - keep;
+  if (excess <= 0) return [];
+  return [...failed, ...others].slice(0, excess);
+}
+
+/** Remove releases (and their artifacts) on one instance. */
+export async function pruneReleases(o: InstanceOps, releases: string[]): Promise<void> {
+  for (const r of releases) {
+    const dir = releaseDir(o.layout, r);
+    // The artifact is named by digest; read it from the release's manifest before removing.
+    const digest = await o.transport
+      .readFile(`${dir}/manifest.json`)
+      .then((t) => (JSON.parse(t) as Manifest).digest)
+      .catch(() => null);
+    const artifact = digest && /^[0-9a-f]{64}$/.test(digest) ? ` ${shq(`${o.layout.artifacts}/${digest}.tar.gz`)}` : '';
+    await o.run(`rm -rf ${shq(dir)}${artifact}`);
+  }
+}
+
+/** Prune every instance of the fleet; @returns what was removed per instance. */
+export async function pruneFleet(fleet: Fleet, keep: number, protect: string[]): Promise<Map<string, string[]>> {
+  const removed = new Map<string, string[]>();
+  await fleet.each(async (o) => {
+    const info = await readInstanceReleases(o);
+    const plan = planPrune(info, keep, protect);
+    await pruneReleases(o, plan);
+    removed.set(o.name, plan);
+  });
+  return removed;
+}

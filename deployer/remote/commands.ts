@@ -1,0 +1,166 @@
+/**
+ * Pure builders of remote commands (Kamal's `commands/` style): each returns the exact shell
+ * text to run on an instance and runs nothing. The instance operations decide when to run them.
+ * Commands need a POSIX shell and GNU coreutils/findutils/tar on the instance.
+ */
+import type { Layout } from './layout.ts';
+import { artifactPath, releaseDir } from './layout.ts';
+import { envPrefix, shq } from './shell.ts';
+import { MANIFEST_FILE } from '../manifest-types.ts';
+
+/** Checks the tools the other commands rely on; prints the `current` target (empty if none). */
+export function preflight(layout: Layout): string {
+  return [
+    'set -e',
+    'for t in tar gzip sha256sum find mkdir mv ln readlink; do command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 10; }; done',
+    // The nearest existing ancestor of deploy_to must be writable, or mkdir -p will fail later.
+    `d=${shq(layout.root)}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done`,
+    '[ -w "$d" ] || { echo "not writable: $d" >&2; exit 11; }',
+    `readlink ${shq(layout.current)} 2>/dev/null || true`,
+  ].join('\n');
+}
+
+/** Creates the layout's directories and the shared directories. */
+export function prepareLayout(layout: Layout, sharedDirs: string[]): string {
+  const dirs = [layout.releases, layout.artifacts, layout.meta, layout.shared, ...sharedDirs.map((d) => `${layout.shared}/${d}`)];
+  return `mkdir -p ${dirs.map(shq).join(' ')}`;
+}
+
+/** Prints the sha256 of the artifact for `digest` if present, nothing otherwise. */
+export function artifactHash(layout: Layout, digest: string): string {
+  const p = shq(artifactPath(layout, digest));
+  return `if [ -f ${p} ]; then sha256sum ${p} | cut -d' ' -f1; fi`;
+}
+
+/** Temp upload name of an artifact (renamed into place only after its hash is verified). */
+export function artifactUploadPath(layout: Layout, digest: string): string {
+  return `${artifactPath(layout, digest)}.part`;
+}
+
+/** Prints the sha256 of the uploaded temp file. */
+export function uploadedHash(layout: Layout, digest: string): string {
+  return `sha256sum ${shq(artifactUploadPath(layout, digest))} | cut -d' ' -f1`;
+}
+
+/** Moves a verified upload into place. */
+export function commitUpload(layout: Layout, digest: string): string {
+  return `mv -f ${shq(artifactUploadPath(layout, digest))} ${shq(artifactPath(layout, digest))}`;
+}
+
+/** Removes a rejected upload. */
+export function discardUpload(layout: Layout, digest: string): string {
+  return `rm -f ${shq(artifactUploadPath(layout, digest))}`;
+}
+
+/** Staging directory for unpacking a release; hidden so no tool mistakes it for a release. */
+export function stagingDir(layout: Layout, id: string): string {
+  releaseDir(layout, id);
+  return `${layout.releases}/.staging-${id}`;
+}
+
+/** Unpacks the artifact of `digest` into a fresh staging directory for release `id`. */
+export function unpackToStaging(layout: Layout, id: string, digest: string): string {
+  const staging = shq(stagingDir(layout, id));
+  return `set -e; rm -rf ${staging}; mkdir -p ${staging}; tar -xzf ${shq(artifactPath(layout, digest))} -C ${staging} --no-same-owner`;
+}
+
+/**
+ * Lists every regular file under `dir` (excluding the release's own manifest.json and anything
+ * behind a symlink, i.e. shared dirs) in two sections split by a `--` line: first
+ * `<path>\t<size bytes>\t<octal mode>` lines, then `sha256sum` lines (`<hex>  ./<path>`).
+ * One find pass and one batched sha256sum (xargs), so a 1,000-file release costs a handful of
+ * processes; hashing happens on the instance and nothing is downloaded. Parse with `parseHashTree`.
+ */
+export function hashTree(dir: string): string {
+  const find = `find . -type f ! -path ./${MANIFEST_FILE}`;
+  return `cd ${shq(dir)} || exit 12\n${find} -printf '%P\\t%s\\t%m\\n' && echo -- && ${find} -print0 | xargs -0 -r sha256sum`;
+}
+
+/** Writes the manifest into the staging dir, then moves staging to its final release name. */
+export function commitRelease(layout: Layout, id: string): string {
+  const staging = shq(stagingDir(layout, id));
+  const dir = shq(releaseDir(layout, id));
+  // A release dir that already exists was re-verified by the caller and failed: keep it aside.
+  return [
+    'set -e',
+    `if [ -e ${dir} ]; then mv ${dir} ${shq(`${layout.releases}/.rejected-${id}`)}-$(date +%s); fi`,
+    `mv ${staging} ${dir}`,
+  ].join('\n');
+}
+
+/** Path of the manifest inside a directory. */
+export function manifestPathIn(dir: string): string {
+  return `${dir}/${MANIFEST_FILE}`;
+}
+
+/** Removes the staging dir of `id` (after a failed verification). */
+export function discardStaging(layout: Layout, id: string): string {
+  return `rm -rf ${shq(stagingDir(layout, id))}`;
+}
+
+/** True (exit 0) when the release dir exists. */
+export function releaseExists(layout: Layout, id: string): string {
+  return `test -d ${shq(releaseDir(layout, id))}`;
+}
+
+/** Links each shared dir into the release: releases/<id>/<dir> -> <deploy_to>/shared/<dir>. */
+export function linkShared(layout: Layout, id: string, sharedDirs: string[]): string {
+  const dir = releaseDir(layout, id);
+  if (sharedDirs.length === 0) return 'true';
+  return sharedDirs
+    .map((d) => `rm -rf ${shq(`${dir}/${d}`)} && ln -s ${shq(`${layout.shared}/${d}`)} ${shq(`${dir}/${d}`)}`)
+    .join(' && ');
+}
+
+/**
+ * Switches `current` to release `id` atomically: a new symlink under a temp name, then
+ * rename(2) over the old one (`mv -T`), so `current` is never missing or half-written.
+ */
+export function switchCurrent(layout: Layout, id: string): string {
+  releaseDir(layout, id);
+  const tmp = `${layout.root}/.current-$$`;
+  return `ln -sfn ${shq(`releases/${id}`)} ${shq(tmp)} && mv -Tf ${shq(tmp)} ${shq(layout.current)}`;
+}
+
+/** Prints where `current` points (relative link target), empty when there is no `current`. */
+export function readCurrent(layout: Layout): string {
+  return `readlink ${shq(layout.current)} 2>/dev/null || true`;
+}
+
+/** Runs one of the app's service commands in `current` with the app-contract environment. */
+export function serviceCommand(layout: Layout, command: string, env: Record<string, string>): string {
+  return `cd ${shq(layout.current)} && ${envPrefix(env)} ${command}`;
+}
+
+/** Appends one JSON line to the instance's history (O_APPEND: concurrent writers do not interleave lines). */
+export function appendHistory(layout: Layout, entry: Record<string, unknown>): string {
+  return `mkdir -p ${shq(layout.meta)} && printf '%s\\n' ${shq(JSON.stringify(entry))} >> ${shq(layout.history)}`;
+}
+
+/** Prints the history file (empty when none). */
+export function readHistory(layout: Layout): string {
+  return `cat ${shq(layout.history)} 2>/dev/null || true`;
+}
+
+/** Lists release dirs (names only, one per line). */
+export function listReleases(layout: Layout): string {
+  return `ls -1 ${shq(layout.releases)} 2>/dev/null | grep -E '^[0-9]{8}T[0-9]{4}Z-[0-9a-f]{8}$' || true`;
+}
+
+/**
+ * Takes the deploy lock atomically with mkdir(2) (fails when it exists), then writes the
+ * holder's details. Exit 20 means the lock is held; the holder's details are printed.
+ */
+export function acquireLock(layout: Layout, holder: Record<string, unknown>): string {
+  const lock = shq(layout.lock);
+  return [
+    `mkdir -p ${shq(layout.meta)}`,
+    `if mkdir ${lock} 2>/dev/null; then printf '%s\\n' ${shq(JSON.stringify(holder))} > ${lock}/holder.json; else cat ${lock}/holder.json 2>/dev/null || echo '{}'; exit 20; fi`,
+  ].join('\n');
+}
+
+/** Releases the lock only when its owner token matches (a deploy never removes someone else's lock). */
+export function releaseLock(layout: Layout, token: string): string {
+  const lock = shq(layout.lock);
+  return `if [ -d ${lock} ] && grep -q ${shq(`"token":"${token}"`)} ${lock}/holder.json 2>/dev/null; then rm -rf ${lock}; fi`;
+}

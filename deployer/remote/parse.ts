@@ -1,0 +1,56 @@
+/** Parsers for the output of the remote command builders. */
+import type { ManifestFile } from '../manifest-types.ts';
+
+/**
+ * Parse `hashTree` output into manifest entries sorted by path (byte order).
+ * @throws Error when the output is not in the expected shape.
+ */
+export function parseHashTree(stdout: string): ManifestFile[] {
+  const [statPart, hashPart] = stdout.split(/^--$/m);
+  if (hashPart === undefined) throw new Error('unexpected hashTree output (no separator)');
+  const hashes = new Map<string, string>();
+  for (const line of hashPart.split('\n')) {
+    const m = /^([0-9a-f]{64}) [ *]\.\/(.*)$/.exec(line);
+    if (m) hashes.set(m[2]!, m[1]!);
+  }
+  const files: ManifestFile[] = [];
+  for (const line of statPart!.split('\n')) {
+    if (!line) continue;
+    const [path, size, mode] = line.split('\t');
+    if (path === undefined || size === undefined || mode === undefined) throw new Error(`unexpected hashTree line: ${line}`);
+    files.push({ path, size: Number(size), mode: mode.padStart(3, '0'), sha256: hashes.get(path) ?? '' });
+  }
+  return files.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+}
+
+/** Differences between the files a manifest lists and the files found on an instance. */
+export interface TreeDiff {
+  missing: string[];
+  changed: { path: string; expected: string; actual: string; what: 'content' | 'mode' | 'size' }[];
+  added: string[];
+}
+
+/**
+ * Compare expected manifest files with actual ones (e.g. hashed on the host).
+ * @returns missing, changed (content, size or mode) and added paths; all empty when equal.
+ */
+export function diffTree(expected: ManifestFile[], actual: ManifestFile[]): TreeDiff {
+  const have = new Map(actual.map((f) => [f.path, f]));
+  const diff: TreeDiff = { missing: [], changed: [], added: [] };
+  for (const f of expected) {
+    const a = have.get(f.path);
+    if (!a) diff.missing.push(f.path);
+    else {
+      if (a.sha256 !== f.sha256) diff.changed.push({ path: f.path, expected: f.sha256, actual: a.sha256, what: 'content' });
+      else if (a.mode !== f.mode) diff.changed.push({ path: f.path, expected: f.mode, actual: a.mode, what: 'mode' });
+      have.delete(f.path);
+    }
+  }
+  diff.added = [...have.keys()].sort();
+  return diff;
+}
+
+/** True when a TreeDiff has no difference. */
+export function isCleanDiff(diff: TreeDiff): boolean {
+  return diff.missing.length === 0 && diff.changed.length === 0 && diff.added.length === 0;
+}

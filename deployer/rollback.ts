@@ -1,0 +1,100 @@
+/**
+ * `lockstep rollback [--to RELEASE]`: put the fleet back on a release every instance already
+ * has, through the same rolling machinery and gates as a deploy. No build, no upload.
+ */
+import { LockHeldError, LockstepError } from './errors.ts';
+import { newLockHolder, lockFleet, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
+import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
+import type { Inventory } from './inventory.ts';
+import type { Manifest } from './manifest-types.ts';
+import { readInstanceReleases, rollbackCandidates, verifyReleaseOnHost, type InstanceReleases } from './releases.ts';
+import { rollout, type ProxyControl } from './rollout.ts';
+
+export interface RollbackOptions {
+  to?: string;
+  factory?: TransportFactory;
+  proxy?: ProxyControl;
+  progress?: (instance: string, line: string) => void;
+}
+
+/** What each instance has, for a refusal message. */
+function describeFleet(infos: InstanceReleases[]): string[] {
+  return infos.map((i) => `${i.instance}: current ${i.current ?? 'none'}; present ${i.present.join(', ') || 'none'}`);
+}
+
+/**
+ * Roll the fleet back. The default target is the newest release that succeeded before the
+ * current one and is present and verified on every instance.
+ * @throws LockstepError LOCKSTEP_NO_ROLLBACK_TARGET (exit 3) listing what each instance has when
+ *   no such release exists or `--to` is missing or fails verification somewhere.
+ */
+export async function rollback(inventory: Inventory, options: RollbackOptions = {}): Promise<DeployReport> {
+  const started = Date.now();
+  const progress = options.progress ?? (() => {});
+  const fleet = openFleet(inventory, { factory: options.factory });
+  try {
+    const read = await fleet.each((o) => readInstanceReleases(o));
+    const unreachable = read.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
+    if (unreachable.length > 0) {
+      throw new LockstepError(
+        'LOCKSTEP_UNREACHABLE',
+        `cannot roll back: ${unreachable.map(({ o, r }) => `${o.name} (${reasonOf(r)})`).join(', ')}; no instance was changed`,
+        3,
+      );
+    }
+    const infos = read.map((r) => (r as PromiseFulfilledResult<InstanceReleases>).value);
+    const candidates = rollbackCandidates(infos);
+    const target = options.to ?? candidates[0];
+    if (!target) {
+      throw new LockstepError('LOCKSTEP_NO_ROLLBACK_TARGET', 'no release that succeeded before the current one is present on every instance; nothing was changed', 3, describeFleet(infos));
+    }
+    progress('rollback', `target ${target}${options.to ? '' : ' (newest earlier release present on every instance)'}`);
+    const verified = await fleet.each((o) => verifyReleaseOnHost(o, target));
+    const bad = verified.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected' || r.value === null);
+    if (bad.length > 0) {
+      throw new LockstepError(
+        'LOCKSTEP_NO_ROLLBACK_TARGET',
+        `release ${target} is missing or fails verification on ${bad.map(({ o }) => o.name).join(', ')}; nothing was changed`,
+        3,
+        describeFleet(infos),
+      );
+    }
+    const manifest = (verified[0] as PromiseFulfilledResult<Manifest>).value;
+    const holder = newLockHolder(target, 'rollback');
+    try {
+      await lockFleet(fleet, holder);
+    } catch (e) {
+      if (e instanceof LockHeldError) throw new LockstepError(e.code, `${e.message}; nothing was changed`, 3);
+      throw e;
+    }
+    try {
+      const result = await rollout({
+        ops: fleet.ops,
+        manifest,
+        previous: new Map(infos.map((i) => [i.instance, i.current])),
+        batchSize: inventory.deploy.batch_size,
+        activationTimeoutMs: inventory.deploy.activation_timeout_ms,
+        drainTimeoutMs: inventory.deploy.drain_timeout_ms,
+        proxy: options.proxy,
+        progress,
+        event: 'rollback',
+      });
+      const rows: DeployInstanceReport[] = result.outcomes.map((o) => ({ ...o, uploadedBytes: 0, reused: true }));
+      const nows = new Set(rows.map((r) => r.now));
+      return {
+        ok: result.ok,
+        release: manifest.release,
+        digest: manifest.digest,
+        phase: result.ok ? 'done' : 'rollout',
+        instances: rows,
+        failure: result.failure,
+        state: nows.size === 1 ? `every instance serves ${[...nows][0] ?? 'nothing'}` : `MIXED FLEET: ${rows.map((r) => `${r.instance}=${r.now ?? 'none'}`).join(', ')}`,
+        durationMs: Date.now() - started,
+      };
+    } finally {
+      await unlockFleet(fleet, String(holder.token));
+    }
+  } finally {
+    await fleet.close();
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The admin API, on its own listener (loopback by default), every route behind a bearer token.
+ * Contract: docs/ARCHITECTURE.md, "Proxy admin API".
+ *
+ *   GET  /admin/instances                                  -> {instances: [{name, url, state, healthy, inflight}]}
+ *   POST /admin/instances/<name>/drain[?wait=1&timeout_ms=N] -> {name, state, drained, inflight}
+ *   POST /admin/instances/<name>/enable | /disable           -> {name, url, state, healthy, inflight}
+ *   POST /admin/reload                                     -> {added, removed, instances} (when a reloader is set)
+ *   GET  /metrics                                          -> Prometheus text
+ */
+import http from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ProxyMetrics } from './metrics.ts';
+import type { UpstreamPool } from './pool.ts';
+
+/** Default and upper bound of `timeout_ms` for `drain?wait=1`, ms. */
+export const DEFAULT_DRAIN_WAIT_MS = 30_000;
+export const MAX_DRAIN_WAIT_MS = 600_000;
+
+export interface AdminOptions {
+  pool: UpstreamPool;
+  metrics: ProxyMetrics;
+  token: string;
+  logger: Logger;
+  /** Re-reads the upstream set (e.g. from the inventory); absent when the proxy was given a fixed list. */
+  reload?: () => Promise<{ added: string[]; removed: string[] }>;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/**
+ * Check an `Authorization` header against the token in constant time. Both sides are hashed
+ * first so `timingSafeEqual` always compares equal-length buffers and the token's length does not leak.
+ */
+export function bearerMatches(header: string | undefined, tokenDigest: Buffer): boolean {
+  if (header === undefined || !header.startsWith('Bearer ')) {
+    // Still compare, so a missing header costs the same as a wrong one.
+    timingSafeEqual(tokenDigest, digest(''));
+    return false;
+  }
+  return timingSafeEqual(tokenDigest, digest(header.slice(7).trim()));
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, extra: http.OutgoingHttpHeaders = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...extra,
+  });
+  res.end(text);
+}
+
+function parseWait(params: URLSearchParams): { wait: boolean; timeoutMs: number } | string {
+  const w = params.get('wait');
+  const wait = w === '1' || w === 'true';
+  const raw = params.get('timeout_ms');
+  if (raw === null) return { wait, timeoutMs: DEFAULT_DRAIN_WAIT_MS };
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_DRAIN_WAIT_MS) return `timeout_ms must be an integer 0..${MAX_DRAIN_WAIT_MS}`;
+  return { wait, timeoutMs: n };
+}
+
+/** Build the admin server (not yet listening). Errors inside a handler answer 500, never crash. */
+export function createAdminServer(options: AdminOptions): http.Server {
+  const { pool, metrics, logger } = options;
+  const tokenDigest = digest(options.token);
+
+  async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (!bearerMatches(req.headers.authorization, tokenDigest)) {
+      logger.warn({ method: req.method, path: req.url?.split('?')[0], from: req.socket.remoteAddress }, 'admin request refused: bad or missing token');
+      sendJson(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <admin token>' }, { 'www-authenticate': 'Bearer' });
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    if (path === '/metrics') {
+      if (req.method !== 'GET') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET' });
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
+      res.end(text);
+      return;
+    }
+    if (path === '/admin/instances') {
+      if (req.method !== 'GET') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET' });
+      return sendJson(res, 200, { instances: pool.status() });
+    }
+    if (path === '/admin/reload') {
+      if (req.method !== 'POST') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
+      if (!options.reload) return sendJson(res, 501, { error: 'not_supported', message: 'this proxy was started with a fixed upstream list' });
+      const changes = await options.reload();
+      return sendJson(res, 200, { ...changes, instances: pool.status() });
+    }
+    const m = /^\/admin\/instances\/([^/]+)\/(drain|enable|disable)$/.exec(path);
+    if (!m) return sendJson(res, 404, { error: 'not_found', message: `no admin route ${path}` });
+    if (req.method !== 'POST') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
+    const name = decodeURIComponent(m[1]!);
+    const action = m[2] as 'drain' | 'enable' | 'disable';
+    if (!pool.get(name)) return sendJson(res, 404, { error: 'unknown_instance', message: `no instance named "${name}"` });
+    if (action === 'drain') {
+      const wait = parseWait(url.searchParams);
+      if (typeof wait === 'string') return sendJson(res, 400, { error: 'bad_request', message: wait });
+      const u = pool.setState(name, 'draining')!;
+      const drained = wait.wait ? await u.waitUntilIdle(wait.timeoutMs) : u.inflight === 0;
+      if (wait.wait) logger.info({ instance: name, drained, inflight: u.inflight }, drained ? 'instance drained' : 'drain wait timed out');
+      return sendJson(res, 200, { name, state: u.state, drained, inflight: u.inflight });
+    }
+    const u = pool.setState(name, action === 'enable' ? 'enabled' : 'disabled')!;
+    return sendJson(res, 200, u.status());
+  }
+
+  const server = http.createServer((req, res) => {
+    // Admin requests carry no body we need; drain it so keep-alive stays usable.
+    req.resume();
+    req.on('error', () => undefined);
+    route(req, res).catch((err: unknown) => {
+      logger.error({ err }, 'admin request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'admin request failed; see the proxy log' });
+      else res.destroy();
+    });
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  return server;
+}

@@ -1,0 +1,87 @@
+/**
+ * `lockstep proxy`: run the proxy in the foreground for an inventory until SIGTERM or SIGINT
+ * (graceful stop), reloading the instance list from the inventory file on SIGHUP.
+ */
+import pino, { type Logger } from 'pino';
+import { ConfigError } from '../deployer/errors.ts';
+import { loadInventory, type Inventory } from '../deployer/inventory.ts';
+import { ProxyConfigError } from './config.ts';
+import { startProxy, type RunningProxy } from './index.ts';
+import { proxyConfigFromInventory, upstreamsFromInventory } from './inventory-config.ts';
+
+export interface RunProxyOptions {
+  /** pino level for the JSON log on stderr (state changes only). Default: env LOCKSTEP_LOG, else `info`. */
+  logLevel?: string;
+  /** Logger to use instead of creating one (the level option is then ignored). */
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Where the human lines go. Default: stdout. */
+  print?: (line: string) => void;
+  /** Stops the proxy like SIGTERM does (for embedding, e.g. `lockstep demo`). */
+  signal?: AbortSignal;
+  /** Called once the proxy listens. */
+  onStarted?: (proxy: RunningProxy) => void;
+}
+
+/**
+ * Start the proxy for `inventory`, print where it listens, and run until SIGTERM/SIGINT (or
+ * `options.signal`), then stop gracefully. SIGHUP re-reads `inventory.file` and replaces the
+ * instance list without dropping connections (an invalid file is logged and ignored).
+ * @returns the exit code: 0 after a graceful stop.
+ * @throws ConfigError (exit 2) for an invalid proxy configuration or a listen address in use.
+ */
+export async function runProxyCommand(inventory: Inventory, options: RunProxyOptions = {}): Promise<number> {
+  const env = options.env ?? process.env;
+  const logger = options.logger ?? pino({ level: options.logLevel ?? env.LOCKSTEP_LOG ?? 'info' }, pino.destination(2));
+  const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const config = proxyConfigFromInventory(inventory, env, logger);
+  const reloadSource = () => upstreamsFromInventory(loadInventory(inventory.file));
+
+  let proxy: RunningProxy;
+  try {
+    proxy = await startProxy(config, { reloadSource });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (e instanceof ProxyConfigError) throw new ConfigError(`proxy: ${err.message}`, { file: inventory.file });
+    if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') {
+      throw new ConfigError(`proxy: cannot listen (${err.code}): ${err.message}. Check proxy.listen / proxy.admin_listen in ${inventory.file}`, {
+        file: inventory.file,
+      });
+    }
+    throw e;
+  }
+  print(`lockstep proxy listening on ${proxy.url} (admin API ${proxy.adminUrl}), ${config.upstreams.length} instance(s):`);
+  for (const i of proxy.instances()) print(`  ${i.name.padEnd(16)} ${i.url.padEnd(28)} ${i.healthy ? 'healthy' : 'NOT healthy (waiting for checks)'}`);
+  options.onStarted?.(proxy);
+
+  await new Promise<void>((resolve) => {
+    const stop = (why: string): void => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      process.off('SIGHUP', onHup);
+      options.signal?.removeEventListener('abort', onAbort);
+      print(`lockstep proxy stopping (${why}): letting in-flight requests finish`);
+      void proxy.close().then(resolve, resolve);
+    };
+    const onTerm = (): void => stop('SIGTERM');
+    const onInt = (): void => stop('SIGINT');
+    const onAbort = (): void => stop('stop requested');
+    const onHup = (): void => {
+      try {
+        void proxy.reload(reloadSource()).then(
+          (c) => logger.info(c, 'reloaded the instance list from the inventory (SIGHUP)'),
+          (err: unknown) => logger.error({ err }, 'reload failed; keeping the current instances'),
+        );
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'reload failed: inventory invalid; keeping the current instances');
+      }
+    };
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+    process.on('SIGHUP', onHup);
+    if (options.signal?.aborted) stop('stop requested');
+    else options.signal?.addEventListener('abort', onAbort);
+  });
+  print('lockstep proxy stopped');
+  return 0;
+}

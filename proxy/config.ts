@@ -1,0 +1,218 @@
+/**
+ * The proxy's configuration: what `startProxy` takes, its defaults, and their validation.
+ * The proxy is a separate program; this module knows nothing about the inventory
+ * (see `inventory-config.ts` for the mapping from `inventory.yaml`).
+ */
+import { BlockList, isIP } from 'node:net';
+import pino, { type Logger } from 'pino';
+
+/** A listen address. `port: 0` asks the OS for a free port (the bound port is reported back). */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** One upstream instance the proxy balances over. */
+export interface UpstreamConfig {
+  /** Unique instance name; it is also what the affinity cookie pins to. */
+  name: string;
+  /** Base URL of the app on the instance, e.g. `http://127.0.0.11:4100` (http only). */
+  url: string;
+}
+
+/** Active health checks. A change of state needs `rise` (or `fall`) results in a row. */
+export interface HealthCheckConfig {
+  /** Time between two checks of one instance, ms. */
+  intervalMs: number;
+  /** A check that has not answered within this many ms failed. */
+  timeoutMs: number;
+  /** Consecutive passing checks before an unhealthy instance gets traffic again. */
+  rise: number;
+  /** Consecutive failing checks before a healthy instance stops getting traffic. */
+  fall: number;
+}
+
+/** Timeouts of the request path. */
+export interface ProxyTimeouts {
+  /**
+   * Upstream socket inactivity, ms: no response headers, or no body bytes, for this long ends the
+   * request (504 when nothing was sent to the client yet). Long enough for slow uploads.
+   */
+  upstreamMs: number;
+  /**
+   * Idle keep-alive sockets to the upstreams are closed after this many ms. It must stay below the
+   * app's `keepAliveTimeout` (65 s in the reference app) so the proxy never reuses a socket the app is
+   * closing at the same moment (the classic ECONNRESET on reuse).
+   */
+  upstreamIdleMs: number;
+  /** How long `close()` lets in-flight requests finish before cutting connections, ms. */
+  shutdownGraceMs: number;
+}
+
+/** Everything `startProxy` needs. Only `listen`, `adminListen`, `adminToken`, `affinitySecret` and `upstreams` are required. */
+export interface ProxyConfig {
+  listen: ListenAddress;
+  adminListen: ListenAddress;
+  /** Bearer token for the admin API. At least 16 characters. */
+  adminToken: string;
+  /** HMAC key for the affinity cookie. At least 16 characters. */
+  affinitySecret: string;
+  upstreams: UpstreamConfig[];
+  /** Path polled by active health checks; 200 means ready (app contract). Default `/healthz`. */
+  healthPath?: string;
+  healthCheck?: Partial<HealthCheckConfig>;
+  timeouts?: Partial<ProxyTimeouts>;
+  /**
+   * Addresses or CIDR networks (e.g. `10.0.0.0/8`) of proxies in front of this one. Only from them are
+   * incoming X-Forwarded-For/-Proto/-Host trusted and extended; from anyone else they are replaced,
+   * so a client cannot spoof its address to the app. Default: none.
+   */
+  trustedProxies?: string[];
+  /** POST paths counted as uploads in the metrics (upload success rate). Default `['/api/upload']`. */
+  uploadPaths?: string[];
+  /** Name of the affinity cookie. Default `lockstep_affinity`. */
+  affinityCookieName?: string;
+  /** The admin API binds to loopback only unless this is true. */
+  allowNonLoopbackAdmin?: boolean;
+  /** pino logger for state changes; silent by default. Nothing is logged per request. */
+  logger?: Logger;
+}
+
+/** `ProxyConfig` with every default applied and every value checked. */
+export interface ResolvedProxyConfig {
+  listen: ListenAddress;
+  adminListen: ListenAddress;
+  adminToken: string;
+  affinitySecret: string;
+  upstreams: UpstreamConfig[];
+  healthPath: string;
+  healthCheck: HealthCheckConfig;
+  timeouts: ProxyTimeouts;
+  /** null when no network is trusted, so the hot path can skip the lookup. */
+  trustedProxies: BlockList | null;
+  uploadPaths: Set<string>;
+  affinityCookieName: string;
+  allowNonLoopbackAdmin: boolean;
+  logger: Logger;
+}
+
+export const DEFAULT_HEALTH_CHECK: HealthCheckConfig = { intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 2 };
+export const DEFAULT_TIMEOUTS: ProxyTimeouts = { upstreamMs: 60_000, upstreamIdleMs: 30_000, shutdownGraceMs: 10_000 };
+
+/** Raised for a configuration `startProxy` cannot run with. */
+export class ProxyConfigError extends Error {
+  readonly code = 'LOCKSTEP_PROXY_CONFIG';
+}
+
+const NAME_RE = /^[a-z0-9][a-z0-9._-]*$/i;
+
+function checkListen(what: string, addr: ListenAddress): ListenAddress {
+  if (!addr || typeof addr.host !== 'string' || addr.host === '') {
+    throw new ProxyConfigError(`${what}.host is required`);
+  }
+  if (!Number.isInteger(addr.port) || addr.port < 0 || addr.port > 65535) {
+    throw new ProxyConfigError(`${what}.port must be an integer 0..65535 (got ${String(addr.port)})`);
+  }
+  return { host: addr.host, port: addr.port };
+}
+
+function positiveInt(what: string, v: number, min: number): number {
+  if (!Number.isInteger(v) || v < min) throw new ProxyConfigError(`${what} must be an integer >= ${min} (got ${String(v)})`);
+  return v;
+}
+
+/** True for 127.0.0.0/8, ::1 and `localhost`: the only addresses the admin API binds to by default. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === '::1' || h.startsWith('::ffff:127.');
+}
+
+/**
+ * Check upstream entries: unique valid names, http URLs without path.
+ * @throws ProxyConfigError naming the offending entry.
+ */
+export function validateUpstreams(upstreams: UpstreamConfig[]): UpstreamConfig[] {
+  if (!Array.isArray(upstreams)) throw new ProxyConfigError('upstreams must be a list');
+  const seen = new Set<string>();
+  return upstreams.map((u, i) => {
+    if (!u || typeof u.name !== 'string' || !NAME_RE.test(u.name)) {
+      throw new ProxyConfigError(`upstreams[${i}].name must use letters, digits, ".", "_" or "-"`);
+    }
+    if (seen.has(u.name)) throw new ProxyConfigError(`upstreams[${i}]: duplicate name "${u.name}"`);
+    seen.add(u.name);
+    let url: URL;
+    try {
+      url = new URL(u.url);
+    } catch {
+      throw new ProxyConfigError(`upstreams[${i}] (${u.name}): invalid url "${String(u.url)}"`);
+    }
+    if (url.protocol !== 'http:') throw new ProxyConfigError(`upstreams[${i}] (${u.name}): only http:// upstreams are supported`);
+    return { name: u.name, url: url.origin };
+  });
+}
+
+/**
+ * Apply defaults and validate.
+ * @throws ProxyConfigError for a missing or out-of-range value, a short secret, a bad trusted network,
+ *   or a non-loopback admin address without `allowNonLoopbackAdmin`.
+ */
+export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
+  const listen = checkListen('listen', config.listen);
+  const adminListen = checkListen('adminListen', config.adminListen);
+  if (!config.allowNonLoopbackAdmin && !isLoopbackHost(adminListen.host)) {
+    throw new ProxyConfigError(
+      `refusing to bind the admin API to ${adminListen.host}: it is not a loopback address ` +
+        '(set allowNonLoopbackAdmin to expose it, and protect the network)',
+    );
+  }
+  if (typeof config.adminToken !== 'string' || config.adminToken.length < 16) {
+    throw new ProxyConfigError('adminToken must be at least 16 characters');
+  }
+  if (typeof config.affinitySecret !== 'string' || config.affinitySecret.length < 16) {
+    throw new ProxyConfigError('affinitySecret must be at least 16 characters');
+  }
+  const hc = { ...DEFAULT_HEALTH_CHECK, ...config.healthCheck };
+  const healthCheck: HealthCheckConfig = {
+    intervalMs: positiveInt('healthCheck.intervalMs', hc.intervalMs, 10),
+    timeoutMs: positiveInt('healthCheck.timeoutMs', hc.timeoutMs, 10),
+    rise: positiveInt('healthCheck.rise', hc.rise, 1),
+    fall: positiveInt('healthCheck.fall', hc.fall, 1),
+  };
+  const t = { ...DEFAULT_TIMEOUTS, ...config.timeouts };
+  const timeouts: ProxyTimeouts = {
+    upstreamMs: positiveInt('timeouts.upstreamMs', t.upstreamMs, 1),
+    upstreamIdleMs: positiveInt('timeouts.upstreamIdleMs', t.upstreamIdleMs, 100),
+    shutdownGraceMs: positiveInt('timeouts.shutdownGraceMs', t.shutdownGraceMs, 0),
+  };
+  const healthPath = config.healthPath ?? '/healthz';
+  if (!healthPath.startsWith('/')) throw new ProxyConfigError('healthPath must start with "/"');
+  let trustedProxies: BlockList | null = null;
+  for (const net of config.trustedProxies ?? []) {
+    trustedProxies ??= new BlockList();
+    const [addr, prefix] = net.split('/');
+    const family = isIP(addr ?? '');
+    if (family === 0) throw new ProxyConfigError(`trustedProxies: "${net}" is not an address or CIDR network`);
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) trustedProxies.addAddress(addr!, type);
+    else trustedProxies.addSubnet(addr!, positiveInt(`trustedProxies "${net}" prefix`, Number(prefix), 0), type);
+  }
+  const affinityCookieName = config.affinityCookieName ?? 'lockstep_affinity';
+  if (!/^[A-Za-z0-9_-]+$/.test(affinityCookieName)) throw new ProxyConfigError('affinityCookieName: use letters, digits, "_" or "-"');
+  return {
+    listen,
+    adminListen,
+    adminToken: config.adminToken,
+    affinitySecret: config.affinitySecret,
+    upstreams: validateUpstreams(config.upstreams),
+    healthPath,
+    healthCheck,
+    timeouts,
+    trustedProxies,
+    uploadPaths: new Set(config.uploadPaths ?? ['/api/upload']),
+    affinityCookieName,
+    allowNonLoopbackAdmin: config.allowNonLoopbackAdmin === true,
+    logger: config.logger ?? pino({ level: 'silent' }),
+  };
+}

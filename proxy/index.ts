@@ -1,0 +1,130 @@
+/**
+ * The Lockstep proxy, as a library: `startProxy(config)` composes the pool, the health checks, the
+ * request path, the metrics and the admin API, and returns a handle to inspect and stop it.
+ */
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAdminServer } from './admin.ts';
+import { resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
+import { HealthChecker } from './health.ts';
+import { ProxyMetrics } from './metrics.ts';
+import { UpstreamPool } from './pool.ts';
+import { RequestPath } from './server.ts';
+import type { UpstreamStatus } from './upstream.ts';
+
+export type { ProxyConfig, UpstreamConfig, HealthCheckConfig, ProxyTimeouts, ListenAddress } from './config.ts';
+export { ProxyConfigError } from './config.ts';
+export type { InstanceState, UpstreamStatus } from './upstream.ts';
+
+/** A started proxy. */
+export interface RunningProxy {
+  /** Where users connect, with the port actually bound, e.g. `http://127.0.0.1:40123`. */
+  readonly url: string;
+  /** Base URL of the admin API. */
+  readonly adminUrl: string;
+  /** Snapshot of every instance (same data as `GET /admin/instances`). */
+  instances(): UpstreamStatus[];
+  /**
+   * Replace the upstream set without dropping connections: unchanged instances keep their state and
+   * in-flight requests; new ones are health-checked before they get traffic.
+   * @throws ProxyConfigError for an invalid list (nothing changes).
+   */
+  reload(upstreams: UpstreamConfig[]): Promise<{ added: string[]; removed: string[] }>;
+  /**
+   * Graceful stop: stop accepting, let in-flight requests finish (up to `timeouts.shutdownGraceMs`),
+   * then close every socket and stop the health checks. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function urlOf(addr: AddressInfo): string {
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return `http://${host}:${addr.port}`;
+}
+
+/**
+ * Start the proxy: check every instance once (so instances that are up get traffic at once), then
+ * listen on `listen` and `adminListen` and keep checking.
+ * @param config see ProxyConfig; ports may be 0.
+ * @param options.reloadSource called by `POST /admin/reload` (and by the CLI on SIGHUP) to get a fresh
+ *   upstream list; without it the admin reload route answers 501.
+ * @returns the running proxy, with the bound URLs.
+ * @throws ProxyConfigError for an invalid config; the listen error (e.g. EADDRINUSE) when a port is taken.
+ */
+export async function startProxy(
+  config: ProxyConfig,
+  options: { reloadSource?: () => Promise<UpstreamConfig[]> | UpstreamConfig[] } = {},
+): Promise<RunningProxy> {
+  const cfg = resolveProxyConfig(config);
+  const logger = cfg.logger;
+  const pool = new UpstreamPool(cfg.upstreams, { cookieName: cfg.affinityCookieName, secret: cfg.affinitySecret, logger });
+  const metrics = new ProxyMetrics(pool);
+  const health = new HealthChecker(pool, cfg.healthPath, cfg.healthCheck, (u) => {
+    if (!u.healthy) metrics.ejection(u.name);
+  });
+  const path = new RequestPath(pool, metrics, cfg);
+
+  const reload = async (upstreams: UpstreamConfig[]): Promise<{ added: string[]; removed: string[] }> => {
+    const changes = pool.replace(validateUpstreams(upstreams));
+    health.sync();
+    return changes;
+  };
+  const reloadSource = options.reloadSource;
+  const admin = createAdminServer({
+    pool,
+    metrics,
+    token: cfg.adminToken,
+    logger,
+    reload: reloadSource ? async () => reload(await reloadSource()) : undefined,
+  });
+
+  await health.checkAll();
+  let publicAddr: AddressInfo;
+  let adminAddr: AddressInfo;
+  try {
+    publicAddr = await listen(path.server, cfg.listen.host, cfg.listen.port);
+    adminAddr = await listen(admin, cfg.adminListen.host, cfg.adminListen.port);
+  } catch (err) {
+    path.server.close();
+    admin.close();
+    path.agent.destroy();
+    throw err;
+  }
+  health.start();
+  const url = urlOf(publicAddr);
+  const adminUrl = urlOf(adminAddr);
+  logger.info({ url, adminUrl, instances: pool.status() }, 'proxy started');
+
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    adminUrl,
+    instances: () => pool.status(),
+    reload,
+    close() {
+      closing ??= (async () => {
+        logger.info({ inflight: path.activeRequests }, 'proxy stopping');
+        health.stop();
+        const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
+        admin.closeIdleConnections();
+        await path.close(cfg.timeouts.shutdownGraceMs);
+        for (const u of pool.upstreams) u.wakeIdleWaiters(u.inflight === 0);
+        admin.closeAllConnections();
+        await adminClosed;
+        logger.info('proxy stopped');
+      })();
+      return closing;
+    },
+  };
+}

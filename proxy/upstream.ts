@@ -1,0 +1,137 @@
+/**
+ * One upstream instance: its address, its admin state (enabled / draining / disabled), its health
+ * as seen by the checks, and its in-flight request count. The pool decides who gets traffic; this
+ * class only keeps the facts about one instance consistent.
+ */
+
+/** Admin state. `draining`: no new unpinned work, in-flight requests finish. `disabled`: no work at all. */
+export type InstanceState = 'enabled' | 'draining' | 'disabled';
+
+/** What the admin API reports for one instance. */
+export interface UpstreamStatus {
+  name: string;
+  url: string;
+  state: InstanceState;
+  healthy: boolean;
+  inflight: number;
+}
+
+interface IdleWaiter {
+  resolve: (drained: boolean) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class Upstream {
+  readonly name: string;
+  /** Origin, e.g. `http://127.0.0.1:4101`. */
+  readonly url: string;
+  /** Parsed once: http-proxy-3 takes a URL target and would otherwise parse a string per request. */
+  readonly target: URL;
+  /** Per-request options for http-proxy-3, built once per instance instead of once per request. */
+  readonly proxyOptions: { target: URL };
+  /** The complete `Set-Cookie` value that pins a client here (computed by `affinity.ts`). */
+  readonly affinitySetCookie: string;
+  /** The signature part of this instance's affinity cookie, compared in constant time. */
+  readonly affinitySignature: Buffer;
+
+  state: InstanceState = 'enabled';
+  /** Until the first health check answers, an instance is not trusted with traffic. */
+  healthy = false;
+  /** Requests sent to this instance whose response has not completed (or been aborted). */
+  inflight = 0;
+  /** Set once the first check has run: the first result decides health directly, without `rise`. */
+  checked = false;
+
+  private passes = 0;
+  private failures = 0;
+  private idleWaiters: IdleWaiter[] = [];
+
+  constructor(name: string, url: string, affinitySetCookie: string, affinitySignature: Buffer) {
+    this.name = name;
+    this.target = new URL(url);
+    this.url = this.target.origin;
+    this.proxyOptions = { target: this.target };
+    this.affinitySetCookie = affinitySetCookie;
+    this.affinitySignature = affinitySignature;
+  }
+
+  /** True when the instance may take new, unpinned work. */
+  get available(): boolean {
+    return this.healthy && this.state === 'enabled';
+  }
+
+  /**
+   * Record one health check result and apply rise/fall.
+   * @returns true when `healthy` changed.
+   */
+  recordHealthCheck(ok: boolean, rise: number, fall: number): boolean {
+    if (!this.checked) {
+      this.checked = true;
+      this.passes = ok ? 1 : 0;
+      this.failures = ok ? 0 : 1;
+      const changed = this.healthy !== ok;
+      this.healthy = ok;
+      return changed;
+    }
+    if (ok) {
+      this.failures = 0;
+      this.passes++;
+      if (!this.healthy && this.passes >= rise) {
+        this.healthy = true;
+        return true;
+      }
+    } else {
+      this.passes = 0;
+      this.failures++;
+      if (this.healthy && this.failures >= fall) {
+        this.healthy = false;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** A request was sent here. */
+  acquire(): void {
+    this.inflight++;
+  }
+
+  /** A request sent here completed or was aborted. */
+  release(): void {
+    this.inflight--;
+    if (this.inflight === 0 && this.idleWaiters.length > 0) this.wakeIdleWaiters(true);
+  }
+
+  /**
+   * Resolve when no request is in flight, or after `timeoutMs`.
+   * @param timeoutMs upper bound on the wait, ms.
+   * @returns true when in-flight reached 0, false on timeout.
+   */
+  waitUntilIdle(timeoutMs: number): Promise<boolean> {
+    if (this.inflight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter: IdleWaiter = {
+        resolve,
+        timer: setTimeout(() => {
+          this.idleWaiters = this.idleWaiters.filter((w) => w !== waiter);
+          resolve(this.inflight === 0);
+        }, timeoutMs),
+      };
+      this.idleWaiters.push(waiter);
+    });
+  }
+
+  /** Release every waiter (used on shutdown and when the instance leaves the pool). */
+  wakeIdleWaiters(drained: boolean): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) {
+      clearTimeout(w.timer);
+      w.resolve(drained);
+    }
+  }
+
+  status(): UpstreamStatus {
+    return { name: this.name, url: this.url, state: this.state, healthy: this.healthy, inflight: this.inflight };
+  }
+}

@@ -1,0 +1,94 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadInventory } from '../../deployer/inventory.ts';
+import { runProxyCommand } from '../../proxy/command.ts';
+import type { RunningProxy } from '../../proxy/index.ts';
+import { request, servedBy, startUpstream, waitFor, type TestUpstream } from './helpers.ts';
+
+let upstreams: TestUpstream[] = [];
+
+afterEach(async () => {
+  await Promise.all(upstreams.map((u) => u.close()));
+  upstreams = [];
+});
+
+function writeInventory(dir: string, ups: TestUpstream[]): string {
+  const file = join(dir, 'inventory.yaml');
+  const instances = ups.map((u) => `  - { name: ${u.name}, transport: local, deploy_to: fleet/${u.name}, app_port: ${new URL(u.url).port} }`).join('\n');
+  writeFileSync(
+    file,
+    `app:
+  build: { command: "true", output: dist }
+  service: { start: "true", stop: "true", restart: "true" }
+proxy:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+  health_check: { interval_ms: 50, timeout_ms: 500, rise: 1, fall: 1 }
+instances:
+${instances}
+`,
+  );
+  return file;
+}
+
+describe('lockstep proxy command', () => {
+  it('runs from an inventory, reloads its instance list, and stops when asked', async () => {
+    upstreams = await Promise.all(['i1', 'i2'].map((n) => startUpstream(n)));
+    const dir = mkdtempSync(join(tmpdir(), 'lockstep-proxy-cmd-'));
+    const file = writeInventory(dir, [upstreams[0]!]);
+    const lines: string[] = [];
+    const stop = new AbortController();
+    let running: RunningProxy | undefined;
+    const done = runProxyCommand(loadInventory(file), {
+      logLevel: 'silent',
+      env: {},
+      print: (l) => lines.push(l),
+      signal: stop.signal,
+      onStarted: (p) => (running = p),
+    });
+    await waitFor('proxy started', () => running !== undefined);
+    const p = running!;
+    expect(lines[0]).toContain(`listening on ${p.url}`);
+    expect(servedBy(await request(`${p.url}/x`))).toBe('i1');
+
+    // The inventory gains an instance; the admin reload picks it up.
+    writeInventory(dir, upstreams);
+    const token = (await import('node:fs')).readFileSync(join(dir, '.lockstep/admin-token'), 'utf8').trim();
+    const r = await request(`${p.adminUrl}/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    expect(JSON.parse(r.body)).toMatchObject({ added: ['i2'], removed: [] });
+    await waitFor('i2 healthy', () => p.instances()[1]?.healthy === true);
+
+    stop.abort();
+    expect(await done).toBe(0);
+    expect(lines.at(-1)).toBe('lockstep proxy stopped');
+    await expect(request(`${p.url}/x`)).rejects.toThrow();
+  });
+
+  it('as a process: finishes an in-flight request on SIGTERM, then exits 0', async () => {
+    upstreams = [await startUpstream('i1')];
+    let held: import('node:http').ServerResponse | undefined;
+    upstreams[0]!.handler = (_req, res) => (held = res);
+    const dir = mkdtempSync(join(tmpdir(), 'lockstep-proxy-cmd-'));
+    const file = writeInventory(dir, upstreams);
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures/run-proxy.ts'), file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LOG_LEVEL: 'silent' },
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor('child listening', () => /listening on (http:\/\/\S+)/.test(out), 400);
+    const url = /listening on (http:\/\/\S+)/.exec(out)![1]!;
+    const inflight = request(`${url}/slow`);
+    await waitFor('request reached the upstream', () => held !== undefined);
+    child.kill('SIGTERM');
+    await waitFor('child stopping', () => out.includes('stopping (SIGTERM)'));
+    held!.end('finished');
+    expect((await inflight).body).toBe('finished');
+    expect(await exited).toBe(0);
+  });
+});

@@ -1,0 +1,139 @@
+/**
+ * Test helpers for the proxy: real upstream HTTP servers on 127.0.0.1 random ports, a plain HTTP
+ * client without pooling (so each request's headers are exactly what the proxy sent), and a proxy
+ * started with fast health checks. No mocks.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startProxy, type ProxyConfig, type RunningProxy } from '../../proxy/index.ts';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+export const AFFINITY_SECRET = 'test-affinity-secret-0123456789abcdef';
+
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+export interface TestUpstream {
+  name: string;
+  url: string;
+  server: http.Server;
+  /** Requests served, health checks excluded. */
+  hits: number;
+  /** What `/healthz` answers: 200 when true, 503 when false. */
+  healthy: boolean;
+  /** Last request's headers (health checks excluded). */
+  lastHeaders: http.IncomingHttpHeaders | null;
+  /** Replace the handler for non-health requests. */
+  handler: Handler;
+  close(): Promise<void>;
+}
+
+function defaultHandler(u: TestUpstream): Handler {
+  return (req, res) => {
+    const body = JSON.stringify({ instance: u.name, path: req.url, headers: req.headers });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+}
+
+/**
+ * Start an upstream on 127.0.0.1 with a random port. `/healthz` follows `healthy`; everything else
+ * goes to `handler` (default: JSON with the instance name, path and request headers).
+ */
+export async function startUpstream(name: string, port = 0): Promise<TestUpstream> {
+  const u = { name, hits: 0, healthy: true, lastHeaders: null } as unknown as TestUpstream;
+  u.handler = defaultHandler(u);
+  u.server = http.createServer((req, res) => {
+    if (req.url === '/healthz') {
+      res.writeHead(u.healthy ? 200 : 503, { 'content-length': 0 });
+      res.end();
+      return;
+    }
+    u.hits++;
+    u.lastHeaders = req.headers;
+    u.handler(req, res);
+  });
+  // Like the reference app: keep-alive longer than the proxy's idle timeout.
+  u.server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve) => u.server.listen(port, '127.0.0.1', resolve));
+  u.url = `http://127.0.0.1:${(u.server.address() as AddressInfo).port}`;
+  u.close = () =>
+    new Promise<void>((resolve) => {
+      u.server.close(() => resolve());
+      u.server.closeAllConnections();
+    });
+  return u;
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: string;
+}
+
+/** One request on a fresh connection. Resolves with the whole reply; rejects on a socket error. */
+export function request(
+  url: string,
+  options: { method?: string; headers?: http.OutgoingHttpHeaders; body?: string | Buffer } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks).toString('utf8') }),
+      );
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** `request` and parse the JSON body. */
+export async function requestJson<T = Record<string, unknown>>(
+  url: string,
+  options: Parameters<typeof request>[1] = {},
+): Promise<Reply & { json: T }> {
+  const r = await request(url, options);
+  return { ...r, json: JSON.parse(r.body) as T };
+}
+
+/** Admin API call with the test token (or `token`). */
+export function admin(proxy: RunningProxy, method: string, path: string, token: string | null = ADMIN_TOKEN): Promise<Reply> {
+  return request(`${proxy.adminUrl}${path}`, { method, headers: token === null ? {} : { authorization: `Bearer ${token}` } });
+}
+
+/** Poll `check` every `intervalMs`, at most `tries` times; throws with `what` when it never holds. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, tries = 200, intervalMs = 25): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out waiting for: ${what}`);
+}
+
+/** Start a proxy on random loopback ports in front of `upstreams`, with fast health checks. */
+export function startTestProxy(upstreams: TestUpstream[], overrides: Partial<ProxyConfig> = {}): Promise<RunningProxy> {
+  return startProxy({
+    listen: { host: '127.0.0.1', port: 0 },
+    adminListen: { host: '127.0.0.1', port: 0 },
+    adminToken: ADMIN_TOKEN,
+    affinitySecret: AFFINITY_SECRET,
+    upstreams: upstreams.map((u) => ({ name: u.name, url: u.url })),
+    healthCheck: { intervalMs: 30, timeoutMs: 500, rise: 2, fall: 2 },
+    ...overrides,
+  });
+}
+
+/** The `name=value` of the affinity cookie set by a reply, or undefined. */
+export function affinityCookie(reply: Reply, cookieName = 'lockstep_affinity'): string | undefined {
+  const cookies = reply.headers['set-cookie'] ?? [];
+  const c = cookies.find((s) => s.startsWith(`${cookieName}=`));
+  return c?.split(';')[0];
+}
+
+/** Instance that answered (default upstream handler). */
+export function servedBy(reply: Reply): string {
+  return (JSON.parse(reply.body) as { instance: string }).instance;
+}
