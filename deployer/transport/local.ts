@@ -26,9 +26,9 @@ export class LocalTransport implements Transport {
    * @param options.timeoutMs after this many ms the group gets SIGTERM (SIGKILL 5 s later if it
    *   is still alive); the result then has `code: null, signal: 'SIGTERM'` (or `'SIGKILL'`).
    * @returns code/signal/stdout/stderr; never throws for a non-zero exit.
-   * @throws Error only when bash itself cannot be started.
+   * @throws Error when bash itself cannot be started or an env name is not a shell identifier.
    */
-  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const script = buildScript(command, options);
     return new Promise((resolve, reject) => {
       const child = spawn('bash', ['-c', script], {

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { NodeSSH } from 'node-ssh';
+import pLimit from 'p-limit';
 import ssh2 from 'ssh2';
 import type { Client, ClientChannel, HostVerifier, SFTPWrapper, ServerHostKeyAlgorithm } from 'ssh2';
 import { ConfigError, HostKeyMismatchError, UnknownHostKeyError, UnreachableInstanceError } from '../errors.ts';
@@ -29,6 +30,12 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** A dead peer is detected after about interval x (count + 1) without an answer. */
 const KEEPALIVE_INTERVAL_MS = 5_000;
 const KEEPALIVE_COUNT_MAX = 3;
+/**
+ * Commands running at once on one connection. sshd allows MaxSessions (default 10, sshd_config(5))
+ * sessions per connection, SFTP takes one; beyond that channel opens are refused, so callers
+ * that start more than this in parallel wait in line instead of failing.
+ */
+const MAX_CONCURRENT_COMMANDS = 8;
 
 export interface SshTransportOptions {
   /** Instance name, for messages. */
@@ -75,6 +82,7 @@ export class SshTransport implements Transport {
   /** Abort callbacks of operations in flight, called when the connection drops. */
   private readonly inFlight = new Set<(err: Error) => void>();
   private closing = false;
+  private readonly commandSlots = pLimit(MAX_CONCURRENT_COMMANDS);
 
   constructor(options: SshTransportOptions) {
     this.options = options;
@@ -90,7 +98,7 @@ export class SshTransport implements Transport {
    * dropped is opened again (its host key is checked again).
    * @throws HostKeyMismatchError when the host presents a key other than the recorded one(s);
    *   UnknownHostKeyError when the host is not in known_hosts and trustUnknown is off;
-   *   ConfigError when the identity file cannot be read;
+   *   ConfigError when the identity file cannot be read or used (encrypted, malformed);
    *   UnreachableInstanceError for refused/timed-out connections and failed authentication.
    */
   connect(): Promise<void> {
@@ -162,6 +170,12 @@ export class SshTransport implements Transport {
     } catch (e) {
       ssh.dispose();
       if (refusal) throw refusal;
+      const msg = (e as Error).message ?? '';
+      // ssh2 parses the key before dialling: an encrypted or malformed key is the operator's
+      // configuration, not the host's fault. Its messages never contain key material.
+      if (/private ?key|passphrase/i.test(msg) && (e as { level?: unknown }).level === undefined) {
+        throw new ConfigError(`the SSH identity file ${identityFile} cannot be used: ${msg}`, { field: 'ssh.identity_file' });
+      }
       throw new UnreachableInstanceError(this.instance, this.describeConnectError(e as Error, timeout));
     }
     const conn = ssh.connection!;
@@ -203,7 +217,9 @@ export class SshTransport implements Transport {
 
   /**
    * Run a command as `bash -c` on the instance. env values are exported by the script itself
-   * (quoted), so nothing depends on the server's AcceptEnv. stdin is /dev/null.
+   * (quoted), so nothing depends on the server's AcceptEnv; the script is the SSH exec request,
+   * so, as with `ssh host cmd`, root on the instance can see it in `ps`: no secrets in env.
+   * stdin is /dev/null. At most 8 commands run at once per connection; more wait their turn.
    * @param options.timeoutMs after this many ms the command's process group gets SIGTERM from a
    *   watchdog in the remote script (see withWatchdog), SIGKILL 5 s later; the result then has
    *   `code: null` and the signal.
@@ -213,6 +229,10 @@ export class SshTransport implements Transport {
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const script = buildScript(command, options);
+    return this.commandSlots(() => this.run(command, script, options));
+  }
+
+  private async run(command: string, script: string, options: ExecOptions): Promise<ExecResult> {
     const conn = await this.connection();
     // `exec` keeps the pid sshd started (a process-group leader) as bash, which the timeout
     // watchdog relies on; stdin is /dev/null so no command waits for input that never comes.
@@ -352,6 +372,8 @@ export class SshTransport implements Transport {
 
   /** Close the connection (idempotent). Operations still running fail as unreachable. */
   async close(): Promise<void> {
+    // A connect in progress would otherwise finish after close() and leave a connection open.
+    if (this.connecting) await this.connecting.catch(() => undefined);
     const ssh = this.ssh;
     this.ssh = undefined;
     this.sftp = undefined;

@@ -7,17 +7,42 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { SSHD } from './sshd.ts';
 
+export const SSHD_MISSING = 'sshd not found: install the Debian package openssh-server (apt-get install openssh-server)';
+
+export interface SshdSetupDeps {
+  exists: (path: string) => boolean;
+  isRoot: boolean;
+  /** Run a command with inherited stdio; throws when it fails. */
+  run: (command: string, args: string[], env: NodeJS.ProcessEnv) => void;
+  log: (line: string) => void;
+}
+
+const realDeps: SshdSetupDeps = {
+  exists: existsSync,
+  isRoot: process.getuid?.() === 0,
+  run: (command, args, env) => {
+    execFileSync(command, args, { stdio: 'inherit', env });
+  },
+  log: (line) => console.log(line),
+};
+
+/**
+ * Make sure `/usr/sbin/sshd` exists: nothing to do when it does; as root, install the Debian
+ * package openssh-server with apt-get (saying so); otherwise throw one line naming the package.
+ * @throws Error(SSHD_MISSING) when not root; the apt-get failure when installing fails.
+ */
+export function ensureSshd(deps: SshdSetupDeps = realDeps): void {
+  if (deps.exists(SSHD)) return;
+  if (!deps.isRoot) throw new Error(SSHD_MISSING);
+  deps.log('[global-setup] sshd not found: installing the Debian package openssh-server with apt-get (running as root)');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  deps.run('apt-get', ['update'], env);
+  deps.run('apt-get', ['install', '-y', '--no-install-recommends', 'openssh-server', 'openssh-client'], env);
+  if (!deps.exists(SSHD)) throw new Error(`${SSHD_MISSING} (apt-get ran but ${SSHD} is still missing)`);
+}
+
 export default function setup(): void {
-  if (!existsSync(SSHD)) {
-    if (process.getuid?.() !== 0) {
-      throw new Error('sshd not found: install the Debian package openssh-server (apt-get install openssh-server)');
-    }
-    console.log('[global-setup] sshd not found: installing openssh-server with apt-get (running as root)');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'openssh-server', 'openssh-client'], { stdio: 'inherit', env });
-    if (!existsSync(SSHD)) throw new Error('sshd not found after apt-get install openssh-server');
-  }
+  ensureSshd();
   // sshd refuses to start as root without its privilege-separation directory.
   if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
 }

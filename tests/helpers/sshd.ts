@@ -176,7 +176,16 @@ interface HostState extends SshHost {
 // sshd processes outlive a crashed test run unless we stop them when the worker exits.
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const p of running) if (p.pid) for (const pid of [...descendantsOf(p.pid), p.pid]) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  for (const p of running) {
+    if (!p.pid) continue;
+    for (const pid of [...descendantsOf(p.pid), p.pid]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+  }
 });
 
 /**
@@ -290,14 +299,22 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     // The listener's children serve open connections; stopping only the listener would leave
-    // them up, and "host stopped" would not drop sessions.
-    for (const pid of [...descendantsOf(child.pid), child.pid]) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // Already gone.
+    // them up, and "host stopped" would not drop sessions. Like a crash: the per-connection
+    // processes get SIGKILL first, so none can still report an exit status to its client.
+    const connections = childrenOf(child.pid);
+    const sessions = connections.flatMap((pid) => descendantsOf(pid));
+    const signal = (pids: number[], sig: NodeJS.Signals) => {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, sig);
+        } catch {
+          // Already gone.
+        }
       }
-    }
+    };
+    signal(connections, 'SIGKILL');
+    signal(sessions, 'SIGTERM');
+    signal([child.pid], 'SIGTERM');
     await exited;
   };
 
