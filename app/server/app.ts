@@ -14,6 +14,7 @@ import { SessionStore } from './sessions.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerUploadRoutes } from './routes/upload.ts';
 import { registerSessionRoutes } from './routes/session.ts';
+import { registerAnalysisRoutes } from './routes/analysis.ts';
 
 export interface AppOptions {
   config: AppConfig;
@@ -67,6 +68,7 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   registerHealthRoutes(app, options);
   registerUploadRoutes(app, store);
   registerSessionRoutes(app, store);
+  registerAnalysisRoutes(app, store);
 
   if (options.publicDir && existsSync(options.publicDir)) {
     await app.register(fastifyStatic, { root: options.publicDir, prefix: '/', wildcard: false });
