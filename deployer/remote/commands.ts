@@ -164,3 +164,24 @@ export function releaseLock(layout: Layout, token: string): string {
   const lock = shq(layout.lock);
   return `if [ -d ${lock} ] && grep -q ${shq(`"token":"${token}"`)} ${lock}/holder.json 2>/dev/null; then rm -rf ${lock}; fi`;
 }
+
+/**
+ * Describes `current` without following it blindly, for drift detection. Prints one line
+ * `link\t<target>` (a symlink), `notlink` (a real file or directory) or `none`, then `dir` when
+ * it resolves to a directory and `manifest` when that directory holds a manifest.json.
+ * Parse with `parseCurrentLink`.
+ */
+export function describeCurrent(layout: Layout): string {
+  const c = shq(layout.current);
+  return [
+    `if [ -L ${c} ]; then printf 'link\\t%s\\n' "$(readlink ${c})"; elif [ -e ${c} ]; then echo notlink; else echo none; fi`,
+    `if [ -d ${c} ]; then echo dir; fi`,
+    `if [ -f ${shq(manifestPathIn(layout.current))} ]; then echo manifest; fi`,
+    'true',
+  ].join('\n');
+}
+
+/** Prints the deploy lock's holder.json (empty when the lock is free). */
+export function readLockHolder(layout: Layout): string {
+  return `cat ${shq(`${layout.lock}/holder.json`)} 2>/dev/null || true`;
+}
