@@ -252,6 +252,27 @@ describe('lockstep drift on a running fleet', () => {
     expect(rep.instances.find((i) => i.instance === 'ssh-2')!.actions.join('\n')).toMatch(/uploaded the artifact of .* B, sha256 verified/);
   });
 
+  it('current pointing at something that is not a complete release: a staging dir, a release without manifest, a hand-edited manifest', async () => {
+    // ssh-1: an interrupted unpack left a staging dir, and `current` was pointed at it.
+    sh(`cp -a ${relDir('ssh-1', B)} ${deployTo('ssh-1')}/releases/.staging-${B.release} && ln -sfn releases/.staging-${B.release} ${deployTo('ssh-1')}/current.tmp && mv -Tf ${deployTo('ssh-1')}/current.tmp ${deployTo('ssh-1')}/current`);
+    // ssh-2: manifest.json removed.
+    rmSync(join(relDir('ssh-2', B), 'manifest.json'));
+    // ssh-3: manifest.json edited to claim another digest.
+    const mf = join(relDir('ssh-3', B), 'manifest.json');
+    writeFileSync(mf, readFileSync(mf, 'utf8').replace(B.digest, 'f'.repeat(64)));
+    const r = await scan();
+    for (const n of ['ssh-1', 'ssh-2', 'ssh-3']) expect(kinds(r, n)).toEqual(['incomplete-current']);
+    expect(row(r, 'ssh-1').items[0]!.detail).toMatchObject({ reason: 'staging', target: `releases/.staging-${B.release}` });
+    expect(row(r, 'ssh-2').items[0]!.detail).toMatchObject({ reason: 'missing-manifest' });
+    expect(row(r, 'ssh-2').items[0]!.message).toContain('has no manifest.json');
+    expect(row(r, 'ssh-3').items[0]!.detail).toMatchObject({ reason: 'invalid-manifest' });
+    expect(row(r, 'ssh-3').items[0]!.message).toContain('does not match its own file list');
+
+    await repairAndExpectClean(['ssh-1', 'ssh-2', 'ssh-3']);
+    expect(currentOnDisk(deployTo('ssh-1'))).toBe(`releases/${B.release}`);
+    expect((JSON.parse(readFileSync(mf, 'utf8')) as Manifest).digest).toBe(B.digest);
+  });
+
   it('an instance taken out of the proxy by hand (admin disable)', async () => {
     await proxyClientFromInventory(fleet.inventory).disable('ssh-3');
     const r = await scan();
@@ -260,6 +281,9 @@ describe('lockstep drift on a running fleet', () => {
     expect(row(r, 'ssh-3').proxy).toMatchObject({ name: 'ssh-3', state: 'disabled' });
 
     // Through the CLI this time: --json report, exit 1; then --repair, exit 0; then --quiet prints nothing.
+    const text = await cli(['drift']);
+    expect(text.stdout).toMatch(/ssh-3: DRIFT \(1 item\)\n  - proxy-state: the proxy has it disabled/);
+    expect(text.stdout).toContain('ssh-1: ok');
     const found = await cli(['drift', '--json']);
     expect(JSON.parse(found.stdout)).toMatchObject({ proxy: { status: 'ok' } });
     expect(found.status).toBe(1);
