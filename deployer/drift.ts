@@ -6,6 +6,7 @@
  * a `current` that is not a complete release, a rollback target missing, and the proxy's
  * upstreams or states differing from the inventory. Read-only: it never changes an instance.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { computeDigest } from './digest.ts';
@@ -18,6 +19,7 @@ import type { Manifest } from './manifest-types.ts';
 import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from './proxy-client.ts';
 import { artifactsDir, loadLocalRelease } from './release-source.ts';
 import { mergedHistory, readInstanceReleases, releaseState, succeededReleases, type InstanceReleases } from './releases.ts';
+import * as cmd from './remote/commands.ts';
 import { RELEASE_ID, releaseDir } from './remote/layout.ts';
 import { isCleanDiff, type CurrentLink, type TreeDiff } from './remote/parse.ts';
 
@@ -138,6 +140,19 @@ export function manifestIsConsistent(m: unknown, id?: string): m is Manifest {
   }
 }
 
+/** sha256 of a manifest.json as a deploy writes it into a release dir (see InstanceOps.unpackRelease). */
+export function manifestFileSha(m: Manifest): string {
+  return createHash('sha256').update(JSON.stringify(m, null, 2) + '\n').digest('hex');
+}
+
+/** Parse `treeDigest` output. @throws Error when it is not in that shape. */
+export function parseTreeDigest(stdout: string): { tree: string; manifestSha: string | null } {
+  const tree = /^tree ([0-9a-f]{64})$/m.exec(stdout)?.[1];
+  const man = /^manifest (\S+)$/m.exec(stdout)?.[1];
+  if (!tree || !man) throw new Error(`unexpected treeDigest output: ${stdout.slice(0, 200)}`);
+  return { tree, manifestSha: man === '-' ? null : man };
+}
+
 /** A local manifest+artifact for `id` in dist/artifacts whose digest matches, or null. */
 function localRelease(inventory: Inventory, id: string, digest: string): { manifest: Manifest; artifact: string | null } | null {
   const file = resolve(artifactsDir(inventory), `${id}.manifest.json`);
@@ -213,7 +228,17 @@ function classifyCurrent(o: InstanceOps, link: CurrentLink): { id: string } | Dr
 async function checkInstance(
   o: InstanceOps,
   b: Basics,
-  ctx: { expected: ExpectedRelease; manifest: Manifest | null; rollbackTarget: string | null; rollbackDigest: string | null; proxy: ProxyInstanceStatus[] | null; lockHeld: boolean },
+  ctx: {
+    expected: ExpectedRelease;
+    manifest: Manifest | null;
+    rollbackTarget: string | null;
+    rollbackDigest: string | null;
+    /** sha256 of manifest.json as a deploy writes it, for the expected release and the rollback target. */
+    manifestSha: string | null;
+    rollbackManifestSha: string | null;
+    proxy: ProxyInstanceStatus[] | null;
+    lockHeld: boolean;
+  },
 ): Promise<InstanceDrift> {
   const { expected } = ctx;
   const row: InstanceDrift = {
@@ -232,7 +257,10 @@ async function checkInstance(
   const cur = classifyCurrent(o, b.link);
   if ('kind' in cur) items.push(cur);
   else {
-    const raw = await readReleaseManifest(o, cur.id);
+    const dir = releaseDir(o.layout, cur.id);
+    // Fast path: the tree's digest and manifest.json's hash, computed on the host (two short lines).
+    const quick = parseTreeDigest(await o.run(cmd.treeDigest(dir)));
+    const raw = ctx.manifest && quick.manifestSha === ctx.manifestSha ? ctx.manifest : await readReleaseManifest(o, cur.id);
     if (raw === null) {
       items.push({ kind: 'incomplete-current', message: `current -> releases/${cur.id}: manifest.json is not valid JSON`, detail: { target: b.link.target, reason: 'invalid-manifest' } });
     } else if (!manifestIsConsistent(raw, cur.id)) {
@@ -260,7 +288,8 @@ async function checkInstance(
       // The expected release is judged against the trusted manifest (a hand-edited manifest.json
       // on the host cannot hide an edited file); any other release against its own manifest.
       const reference = onDisk.digest === expected.digest && ctx.manifest ? ctx.manifest : onDisk;
-      const diff: TreeDiff = await o.verifyTree(releaseDir(o.layout, cur.id), reference);
+      // Only a tree that does not hash to the digest is listed file by file, to name the files.
+      const diff: TreeDiff = quick.tree === reference.digest ? { missing: [], changed: [], added: [] } : await o.verifyTree(dir, reference);
       if (!isCleanDiff(diff)) {
         const parts = [
           diff.changed.length ? `changed ${listPaths(diff.changed.map((c) => (c.what === 'content' ? c.path : `${c.path} (${c.what} ${c.expected} -> ${c.actual})`)))}` : '',
@@ -299,7 +328,7 @@ async function checkInstance(
     const t = ctx.rollbackTarget;
     if (!b.info.present.includes(t)) {
       items.push({ kind: 'rollback-target', message: `rollback target ${t} is absent (releases/${t} missing): \`lockstep rollback\` would refuse`, detail: { release: t, reason: 'absent' } });
-    } else {
+    } else if (!ctx.rollbackManifestSha || (await o.run(cmd.manifestHash(releaseDir(o.layout, t)))).trim() !== ctx.rollbackManifestSha) {
       const m = await readReleaseManifest(o, t);
       if (!manifestIsConsistent(m, t) || (ctx.rollbackDigest && m.digest !== ctx.rollbackDigest)) {
         items.push({ kind: 'rollback-target', message: `rollback target releases/${t} has a missing or wrong manifest.json`, detail: { release: t, reason: 'manifest' } });
@@ -402,9 +431,20 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     const rollbackDigest = rollbackTarget ? (history.find((h) => h.release === rollbackTarget && h.event !== 'lock-broken')?.digest ?? null) : null;
     const rollbackLocal = rollbackTarget && rollbackDigest ? localRelease(inventory, rollbackTarget, rollbackDigest) : null;
 
+    const rollbackManifest = rollbackTarget ? (rollbackLocal?.manifest ?? (await trusted(rollbackTarget, rollbackDigest))) : null;
+
     const proxy = await proxyRead;
     const lockHeld = reachable.some((b) => b.lock !== null);
-    const ctx = { expected, manifest, rollbackTarget, rollbackDigest, proxy: proxy.list, lockHeld };
+    const ctx = {
+      expected,
+      manifest,
+      rollbackTarget,
+      rollbackDigest,
+      manifestSha: manifest ? manifestFileSha(manifest) : null,
+      rollbackManifestSha: rollbackManifest ? manifestFileSha(rollbackManifest) : null,
+      proxy: proxy.list,
+      lockHeld,
+    };
     const checked = await fleet.each((o) => {
       const i = fleet.ops.indexOf(o);
       const b = basics[i]!;
@@ -446,7 +486,6 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
       exitCode: unchecked ? 3 : drifted ? 1 : 0,
       durationMs: Date.now() - started,
     };
-    const rollbackManifest = rollbackTarget ? (rollbackLocal?.manifest ?? (await trusted(rollbackTarget, rollbackDigest))) : null;
     return { report, manifest, localArtifact: local?.artifact ?? null, rollbackManifest, rollbackArtifact: rollbackLocal?.artifact ?? null };
   } finally {
     await fleet.close();
