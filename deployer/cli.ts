@@ -11,7 +11,7 @@ import { deploy } from './deploy.ts';
 import { ConfigError, LockstepError } from './errors.ts';
 import { loadInventory, type Inventory } from './inventory.ts';
 import { renderTable } from './table.ts';
-import { fleetStatus } from './status.ts';
+import { fleetStatus, renderProxyView } from './status.ts';
 import { renderDriftText, scanDrift } from './drift.ts';
 import { renderRepairText, repairDrift } from './drift-repair.ts';
 import { renderDeployReportText } from './report-text.ts';
@@ -210,7 +210,7 @@ export function buildProgram(result: { exitCode: number }): Command {
 
   program
     .command('status')
-    .description('one row per instance: release on disk, release running, health, lock')
+    .description('one row per instance: release on disk, release running, health, proxy view, lock')
     .action(async (_o, cmd: Command) => {
       const json = (cmd.optsWithGlobals() as GlobalOptions).json;
       const rows = await fleetStatus(inventoryFrom(cmd));
@@ -218,18 +218,21 @@ export function buildProgram(result: { exitCode: number }): Command {
       else {
         out(
           renderTable(
-            ['instance', 'reachable', 'current (disk)', 'running (/version)', 'health', 'lock'],
+            ['instance', 'reachable', 'current (disk)', 'running (/version)', 'health', 'proxy', 'lock'],
             rows.map((r) => [
               r.instance,
               r.reachable ? 'yes' : `NO${r.error ? `: ${r.error}` : ''}`,
               r.current ? `${r.current.release}` : '-',
               r.running ? `${r.running.release ?? '?'}${r.current && r.running.digest !== r.current.digest ? ' (DIFFERS)' : ''}` : 'not running',
               r.healthy ? 'ok' : 'DOWN',
+              renderProxyView(r.proxy),
               r.lock ? `held by ${String(r.lock.user)}@${String(r.lock.machine)} since ${String(r.lock.time)}` : '-',
             ]),
           ),
         );
       }
+      const proxyError = rows.find((r) => r.proxy?.error)?.proxy?.error;
+      if (proxyError && !json) err(`proxy: ${proxyError}`);
       const digests = new Set(rows.map((r) => r.running?.digest ?? null));
       result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
     });

@@ -1,10 +1,21 @@
 /**
- * `lockstep status`: one row per instance with what is on disk, what runs, and its health.
- * Read-only: it never changes an instance.
+ * `lockstep status`: one row per instance with what is on disk, what runs, its health, the
+ * proxy's view of it and the lock holder. Read-only: it never changes an instance.
  */
 import type { TransportFactory } from './fleet.ts';
 import { openFleet, reasonOf } from './fleet.ts';
 import type { Inventory } from './inventory.ts';
+import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from './proxy-client.ts';
+
+/** The proxy's view of one instance. `absent`: the proxy has no such upstream; `unreachable`: its admin API did not answer. */
+export interface ProxyView {
+  state: ProxyInstanceStatus['state'] | 'absent' | 'unreachable';
+  /** The proxy's own health checks pass (null when unknown). */
+  healthy: boolean | null;
+  /** Requests in flight to the instance through the proxy (null when unknown). */
+  inflight: number | null;
+  error?: string;
+}
 
 export interface InstanceStatus {
   instance: string;
@@ -15,18 +26,62 @@ export interface InstanceStatus {
   running: { release: string | null; digest: string | null; pid: number | null } | null;
   healthy: boolean;
   lock: Record<string, unknown> | null;
+  /** The proxy's view; null when the inventory has no proxy. */
+  proxy: ProxyView | null;
   error?: string;
+}
+
+/**
+ * Read the proxy's view of every instance of the inventory, never throwing: an unreachable admin
+ * API (or a refused token) gives every instance `state: 'unreachable'` with the reason.
+ * @param client default: the inventory's proxy admin client with a 2 s bound; null when there is no proxy.
+ * @returns instance name -> view, or null when the inventory has no proxy.
+ */
+export async function proxyViews(inventory: Inventory, client?: ProxyAdminClient | null): Promise<Map<string, ProxyView> | null> {
+  let c = client;
+  if (c === undefined) {
+    if (!inventory.proxy) return null;
+    try {
+      c = proxyClientFromInventory(inventory, process.env, { timeoutMs: 2000 });
+    } catch (e) {
+      return new Map(inventory.instances.map((i) => [i.name, { state: 'unreachable', healthy: null, inflight: null, error: (e as Error).message }]));
+    }
+  }
+  if (c === null) return null;
+  try {
+    const list = await c.listInstances();
+    return new Map(
+      inventory.instances.map((i) => {
+        const p = list.find((x) => x.name === i.name);
+        return [i.name, p ? { state: p.state, healthy: p.healthy, inflight: p.inflight } : { state: 'absent', healthy: null, inflight: null }];
+      }),
+    );
+  } catch (e) {
+    return new Map(inventory.instances.map((i) => [i.name, { state: 'unreachable', healthy: null, inflight: null, error: (e as Error).message }]));
+  }
+}
+
+/** One cell of text for a proxy view: `enabled, 0 in flight`, `enabled, DOWN, ...`, `not in proxy`, `unreachable`, `-`. */
+export function renderProxyView(v: ProxyView | null): string {
+  if (!v) return '-';
+  if (v.state === 'unreachable') return 'proxy unreachable';
+  if (v.state === 'absent') return 'NOT IN PROXY';
+  return `${v.state}${v.healthy === false ? ', DOWN' : ''}, ${v.inflight ?? 0} in flight`;
 }
 
 /**
  * Collect the status of every instance (in parallel, bounded by deploy.concurrency).
  * Unreachable instances are reported, not thrown.
  */
-export async function fleetStatus(inventory: Inventory, options: { factory?: TransportFactory } = {}): Promise<InstanceStatus[]> {
+export async function fleetStatus(
+  inventory: Inventory,
+  options: { factory?: TransportFactory; proxyClient?: ProxyAdminClient | null } = {},
+): Promise<InstanceStatus[]> {
   const fleet = openFleet(inventory, { factory: options.factory });
   try {
+    const views = proxyViews(inventory, options.proxyClient);
     const results = await fleet.each(async (o) => {
-      const row: InstanceStatus = { instance: o.name, reachable: false, current: null, running: null, healthy: false, lock: null };
+      const row: InstanceStatus = { instance: o.name, reachable: false, current: null, running: null, healthy: false, lock: null, proxy: null };
       const [version, healthy] = await Promise.all([o.readVersion(), o.isHealthy()]);
       row.healthy = healthy;
       if (version) row.running = { release: version.release ?? null, digest: version.digest ?? null, pid: version.pid ?? null };
@@ -48,11 +103,14 @@ export async function fleetStatus(inventory: Inventory, options: { factory?: Tra
       }
       return row;
     });
-    return results.map((r, i) =>
-      r.status === 'fulfilled'
-        ? r.value
-        : { instance: fleet.ops[i]!.name, reachable: false, current: null, running: null, healthy: false, lock: null, error: reasonOf(r) },
-    );
+    const proxy = await views;
+    return results.map((r, i) => {
+      const name = fleet.ops[i]!.name;
+      const row: InstanceStatus =
+        r.status === 'fulfilled' ? r.value : { instance: name, reachable: false, current: null, running: null, healthy: false, lock: null, proxy: null, error: reasonOf(r) };
+      row.proxy = proxy?.get(name) ?? null;
+      return row;
+    });
   } finally {
     await fleet.close();
   }

@@ -12,7 +12,9 @@ import { repairDrift, type RepairReport } from '../../deployer/drift-repair.ts';
 import { scanDrift, type DriftReport, type InstanceDrift } from '../../deployer/drift.ts';
 import { serviceEnv } from '../../deployer/instance.ts';
 import type { Manifest } from '../../deployer/manifest-types.ts';
-import { proxyClientFromInventory } from '../../deployer/proxy-client.ts';
+import { ProxyAdminClient, proxyClientFromInventory } from '../../deployer/proxy-client.ts';
+import { fleetStatus } from '../../deployer/status.ts';
+import { freePort } from '../helpers/sshd.ts';
 import { proxyControlFor } from '../../deployer/proxy-control.ts';
 import { layoutOf } from '../../deployer/remote/layout.ts';
 import { currentOnDisk, repoRoot, startE2eFleet, versionOf, type E2eFleet } from './support.ts';
@@ -297,6 +299,32 @@ describe('lockstep drift on a running fleet', () => {
     expect(quiet.status).toBe(0);
     expect(quiet.stdout).toBe('');
     expect((await proxyClientFromInventory(fleet.inventory).listInstances()).map((i) => i.state)).toEqual(['enabled', 'enabled', 'enabled']);
+  });
+
+  it('status shows the proxy view per instance, and stays useful when the proxy is unreachable', async () => {
+    const admin = proxyClientFromInventory(fleet.inventory);
+    await admin.drain('ssh-2');
+    try {
+      const rows = await fleetStatus(fleet.inventory);
+      expect(rows.map((r) => [r.instance, r.proxy?.state, r.proxy?.healthy])).toEqual([
+        ['ssh-1', 'enabled', true],
+        ['ssh-2', 'draining', true],
+        ['ssh-3', 'enabled', true],
+      ]);
+      for (const r of rows) expect(r.proxy?.inflight).toBe(0);
+      const text = await cli(['status']);
+      expect(text.status).toBe(0);
+      expect(text.stdout).toMatch(/ssh-2 .* draining, 0 in flight/);
+    } finally {
+      await admin.enable('ssh-2');
+    }
+    // A proxy that does not answer: every row still has disk, process and health; the proxy cell says why.
+    const dead = new ProxyAdminClient(`http://127.0.0.1:${await freePort('127.0.0.1')}`, 'token', { timeoutMs: 1000 });
+    const rows = await fleetStatus(fleet.inventory, { proxyClient: dead });
+    for (const r of rows) {
+      expect(r).toMatchObject({ reachable: true, healthy: true, current: { release: B.release, digest: B.digest }, proxy: { state: 'unreachable' } });
+      expect(r.proxy?.error).toContain('unreachable');
+    }
   });
 
   it('an unreachable instance: exit 3, named, and the others are still checked and reported', async () => {
