@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { computeDigest } from './digest.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, LockstepError } from './errors.ts';
 import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
 import type { InstanceOps, VersionInfo } from './instance.ts';
 import { releaseIdFromLink } from './instance.ts';
@@ -359,21 +359,31 @@ async function checkInstance(
  * every file of the active release is hashed on its host with `hashTree`.
  * @returns the report plus the trusted manifests a repair needs.
  * @throws ConfigError when no expected release is given and the history has none (exit 2), or
- *   `--release` names nothing known locally, in the history, or on any instance.
+ *   `--release` names nothing known locally, in the history, or on any instance; LockstepError
+ *   LOCKSTEP_UNREACHABLE (exit 3) when the expected release cannot be told because instances
+ *   that could not be read are the only ones that might know it.
  */
 export async function scanDrift(inventory: Inventory, options: DriftOptions = {}): Promise<DriftScan> {
   const started = Date.now();
   const fleet = openFleet(inventory, { factory: options.factory });
   let proxyClient: ProxyAdminClient | null = null;
+  let proxyClientError: string | undefined;
   if (options.proxyClient !== undefined) proxyClient = options.proxyClient;
-  else if (inventory.proxy) proxyClient = proxyClientFromInventory(inventory, process.env, { timeoutMs: 3000 });
+  else if (inventory.proxy) {
+    try {
+      proxyClient = proxyClientFromInventory(inventory, process.env, { timeoutMs: 3000 });
+    } catch (e) {
+      // No usable admin token here: the proxy cannot be checked, the instances still can.
+      proxyClientError = (e as Error).message;
+    }
+  }
   try {
-    const proxyRead = proxyClient
+    const proxyRead: Promise<{ list: ProxyInstanceStatus[] | null; error: string | undefined }> = proxyClient
       ? proxyClient.listInstances().then(
-          (list) => ({ list, error: undefined as string | undefined }),
+          (list) => ({ list, error: undefined }),
           (e: Error) => ({ list: null, error: e.message }),
         )
-      : Promise.resolve({ list: null, error: undefined });
+      : Promise.resolve({ list: null, error: proxyClientError });
     const basics = await fleet.each(async (o): Promise<Basics> => {
       const http = Promise.all([o.readVersion(), o.isHealthy()]);
       await o.transport.connect();
@@ -412,8 +422,11 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     } else {
       const last = history.find((h) => h.event === 'activate' || h.event === 'rollback');
       if (!last) {
-        const why = reachable.length ? 'no instance has a recorded activation (deploy first, or pass --release)' : `no instance could be read (${reasonOf(basics[0]!)})`;
-        throw new ConfigError(`nothing to compare with: ${why}`);
+        const unread = fleet.ops.filter((_, i) => basics[i]!.status === 'rejected').map((o, i) => `${o.name} (${reasonOf(basics.filter((b) => b.status === 'rejected')[i]!)})`);
+        if (unread.length > 0) {
+          throw new LockstepError('LOCKSTEP_UNREACHABLE', `cannot tell which release the fleet should run: the readable instances have no recorded activation and ${unread.join(', ')} could not be read; pass --release`, 3);
+        }
+        throw new ConfigError('nothing to compare with: no instance has a recorded activation (deploy first, or pass --release)');
       }
       expected = { release: last.release, digest: last.digest, from: 'history' };
     }
@@ -473,7 +486,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
         fleetItems.push({ kind: 'proxy-extra', message: `the proxy balances over ${p.name} (${p.url}), which the inventory does not list`, detail: { name: p.name, url: p.url, state: p.state } });
       }
     }
-    const proxyStatus: DriftReport['proxy'] = !proxyClient ? { status: 'none' } : proxy.list ? { status: 'ok' } : { status: 'unreachable', error: proxy.error };
+    const proxyStatus: DriftReport['proxy'] = proxy.list ? { status: 'ok' } : proxy.error ? { status: 'unreachable', error: proxy.error } : { status: 'none' };
     const unchecked = instances.some((i) => i.status === 'unchecked') || proxyStatus.status === 'unreachable';
     const drifted = instances.some((i) => i.status === 'drift') || fleetItems.length > 0;
     const report: DriftReport = {
