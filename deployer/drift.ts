@@ -13,15 +13,15 @@ import { computeDigest } from './digest.ts';
 import { ConfigError, LockstepError } from './errors.ts';
 import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
 import type { InstanceOps, VersionInfo } from './instance.ts';
-import { releaseIdFromLink } from './instance.ts';
+import { parseHistory, parseLockHolder, releaseIdFromLink } from './instance.ts';
 import type { Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
 import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from './proxy-client.ts';
 import { artifactsDir, loadLocalRelease } from './release-source.ts';
-import { mergedHistory, readInstanceReleases, releaseState, succeededReleases, type InstanceReleases } from './releases.ts';
+import { mergedHistory, releaseState, succeededReleases, type InstanceReleases } from './releases.ts';
 import * as cmd from './remote/commands.ts';
 import { RELEASE_ID, releaseDir } from './remote/layout.ts';
-import { isCleanDiff, type CurrentLink, type TreeDiff } from './remote/parse.ts';
+import { isCleanDiff, parseCurrentLink, parseTreeDigest, splitSections, type CurrentLink, type TreeDiff } from './remote/parse.ts';
 
 export type DriftKind =
   /** `current` does not exist. */
@@ -145,14 +145,6 @@ export function manifestFileSha(m: Manifest): string {
   return createHash('sha256').update(JSON.stringify(m, null, 2) + '\n').digest('hex');
 }
 
-/** Parse `treeDigest` output. @throws Error when it is not in that shape. */
-export function parseTreeDigest(stdout: string): { tree: string; manifestSha: string | null } {
-  const tree = /^tree ([0-9a-f]{64})$/m.exec(stdout)?.[1];
-  const man = /^manifest (\S+)$/m.exec(stdout)?.[1];
-  if (!tree || !man) throw new Error(`unexpected treeDigest output: ${stdout.slice(0, 200)}`);
-  return { tree, manifestSha: man === '-' ? null : man };
-}
-
 /** A local manifest+artifact for `id` in dist/artifacts whose digest matches, or null. */
 function localRelease(inventory: Inventory, id: string, digest: string): { manifest: Manifest; artifact: string | null } | null {
   const file = resolve(artifactsDir(inventory), `${id}.manifest.json`);
@@ -199,6 +191,8 @@ interface Basics {
   link: CurrentLink;
   info: InstanceReleases;
   lock: Record<string, unknown> | null;
+  /** Tree digest and manifest.json hash of what `current` resolves to (null when it is no directory). */
+  tree: { tree: string; manifestSha: string | null } | null;
   version: VersionInfo | null;
   healthy: boolean;
 }
@@ -259,7 +253,7 @@ async function checkInstance(
   else {
     const dir = releaseDir(o.layout, cur.id);
     // Fast path: the tree's digest and manifest.json's hash, computed on the host (two short lines).
-    const quick = parseTreeDigest(await o.run(cmd.treeDigest(dir)));
+    const quick = b.tree ?? parseTreeDigest(await o.run(cmd.treeDigest(dir)));
     const raw = ctx.manifest && quick.manifestSha === ctx.manifestSha ? ctx.manifest : await readReleaseManifest(o, cur.id);
     if (raw === null) {
       items.push({ kind: 'incomplete-current', message: `current -> releases/${cur.id}: manifest.json is not valid JSON`, detail: { target: b.link.target, reason: 'invalid-manifest' } });
@@ -387,8 +381,17 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     const basics = await fleet.each(async (o): Promise<Basics> => {
       const http = Promise.all([o.readVersion(), o.isHealthy()]);
       await o.transport.connect();
-      const [link, info, lock, [version, healthy]] = await Promise.all([o.describeCurrent(), readInstanceReleases(o), o.readLockHolder(), http]);
-      return { link, info, lock, version, healthy };
+      const sections = splitSections(await o.run(cmd.inspectForDrift(o.layout)));
+      const link = parseCurrentLink(sections.get('current') ?? '');
+      const info: InstanceReleases = {
+        instance: o.name,
+        current: link.kind === 'link' ? releaseIdFromLink(link.target!) : null,
+        present: (sections.get('releases') ?? '').split('\n').filter(Boolean).sort(),
+        history: parseHistory(sections.get('history') ?? ''),
+      };
+      const tree = sections.has('tree') ? parseTreeDigest(sections.get('tree')!) : null;
+      const [version, healthy] = await http;
+      return { link, info, lock: parseLockHolder(sections.get('lock') ?? ''), tree, version, healthy };
     });
     const reachable = basics.filter((r): r is PromiseFulfilledResult<Basics> => r.status === 'fulfilled').map((r) => r.value);
     const infos = reachable.map((b) => b.info);

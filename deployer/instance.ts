@@ -111,15 +111,7 @@ export class InstanceOps {
    * @returns null when the lock is free; `{unreadable: true}` when held but holder.json is unreadable.
    */
   async readLockHolder(): Promise<Record<string, unknown> | null> {
-    const text = (await this.run(cmd.readLockHolder(this.layout))).trim();
-    if (!text) return null;
-    try {
-      const holder = JSON.parse(text) as Record<string, unknown>;
-      delete holder.token;
-      return holder;
-    } catch {
-      return { unreadable: true };
-    }
+    return parseLockHolder(await this.run(cmd.readLockHolder(this.layout)));
   }
 
   /** True when `artifacts/<digest>.tar.gz` is on the host with the manifest's artifact sha256 (hashed on the host). */
@@ -304,17 +296,7 @@ export class InstanceOps {
 
   /** Read the instance's history (oldest first). Unparseable lines are skipped. */
   async readHistory(): Promise<HistoryEntry[]> {
-    const out = await this.run(cmd.readHistory(this.layout));
-    const entries: HistoryEntry[] = [];
-    for (const line of out.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        entries.push(JSON.parse(line) as HistoryEntry);
-      } catch {
-        /* a torn last line from a killed writer: skip it */
-      }
-    }
-    return entries;
+    return parseHistory(await this.run(cmd.readHistory(this.layout)));
   }
 
   /** Take the deploy lock. @throws LockHeldError with the holder's details when held. */
@@ -342,4 +324,30 @@ export class InstanceOps {
 export function releaseIdFromLink(target: string): string | null {
   const m = /(?:^|\/)releases\/([^/]+)\/?$/.exec(target);
   return m ? m[1]! : null;
+}
+
+/** Parse history.jsonl text (oldest first). Unparseable lines (a torn last line from a killed writer) are skipped. */
+export function parseHistory(text: string): HistoryEntry[] {
+  const entries: HistoryEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      entries.push(JSON.parse(line) as HistoryEntry);
+    } catch {
+      /* skipped */
+    }
+  }
+  return entries;
+}
+
+/** Parse lock holder.json text: null when empty, `{unreadable: true}` when not JSON; the owner token is removed. */
+export function parseLockHolder(text: string): Record<string, unknown> | null {
+  if (!text.trim()) return null;
+  try {
+    const holder = JSON.parse(text) as Record<string, unknown>;
+    delete holder.token;
+    return holder;
+  } catch {
+    return { unreadable: true };
+  }
 }

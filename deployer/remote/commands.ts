@@ -212,3 +212,24 @@ export function manifestHash(dir: string): string {
   const p = shq(manifestPathIn(dir));
   return `if [ -f ${p} ]; then sha256sum ${p} | cut -c1-64; fi`;
 }
+
+/**
+ * Everything a drift scan reads from one instance, in one command (one round trip, one shell):
+ * sections `##current` (describeCurrent), `##releases` (listReleases), `##lock`
+ * (readLockHolder), `##history` (readHistory) and, when `current` resolves to a directory,
+ * `##tree` (treeDigest of it). Split with `splitSections`.
+ */
+export function inspectForDrift(layout: Layout): string {
+  return [
+    'echo "##current"',
+    `( ${describeCurrent(layout)} )`,
+    'echo "##releases"',
+    `( ${listReleases(layout)} )`,
+    'echo "##lock"',
+    `( ${readLockHolder(layout)} )`,
+    'echo "##history"',
+    `( ${readHistory(layout)} )`,
+    `if [ -d ${shq(layout.current)} ]; then echo "##tree"; ( ${treeDigest(layout.current)} ); fi`,
+    'true',
+  ].join('\n');
+}

@@ -80,3 +80,31 @@ export function parseCurrentLink(stdout: string): CurrentLink {
   else throw new Error(`unexpected describeCurrent output: ${first}`);
   return { kind, target, dir: lines.includes('dir'), manifest: lines.includes('manifest') };
 }
+
+/**
+ * Split output made of `##name` header lines into sections (name -> text after the header, up to
+ * the next header). Lines before the first header are dropped.
+ */
+export function splitSections(stdout: string): Map<string, string> {
+  const sections = new Map<string, string>();
+  let name: string | null = null;
+  let lines: string[] = [];
+  for (const line of stdout.split('\n')) {
+    const m = /^##([a-z]+)$/.exec(line);
+    if (m) {
+      if (name !== null) sections.set(name, lines.join('\n'));
+      name = m[1]!;
+      lines = [];
+    } else if (name !== null) lines.push(line);
+  }
+  if (name !== null) sections.set(name, lines.join('\n'));
+  return sections;
+}
+
+/** Parse `treeDigest` output. @throws Error when it is not in that shape. */
+export function parseTreeDigest(stdout: string): { tree: string; manifestSha: string | null } {
+  const tree = /^tree ([0-9a-f]{64})$/m.exec(stdout)?.[1];
+  const man = /^manifest (\S+)$/m.exec(stdout)?.[1];
+  if (!tree || !man) throw new Error(`unexpected treeDigest output: ${stdout.slice(0, 200)}`);
+  return { tree, manifestSha: man === '-' ? null : man };
+}

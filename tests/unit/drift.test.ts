@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { computeDigest } from '../../deployer/digest.ts';
-import { intendedRollbackTarget, manifestIsConsistent, parseTreeDigest } from '../../deployer/drift.ts';
+import { intendedRollbackTarget, manifestIsConsistent } from '../../deployer/drift.ts';
 import type { HistoryEntry } from '../../deployer/instance.ts';
 import type { InstanceReleases } from '../../deployer/releases.ts';
 import * as cmd from '../../deployer/remote/commands.ts';
 import { layoutOf } from '../../deployer/remote/layout.ts';
-import { parseCurrentLink, parseHashTree } from '../../deployer/remote/parse.ts';
+import { parseCurrentLink, parseHashTree, parseTreeDigest, splitSections } from '../../deployer/remote/parse.ts';
 
 function sh(command: string): string {
   const r = spawnSync('bash', ['-c', command], { encoding: 'utf8' });
@@ -78,6 +78,32 @@ describe('describeCurrent', () => {
     expect(parseCurrentLink(sh(cmd.describeCurrent(layout)))).toEqual({ kind: 'link', target: 'releases/20261130T0800Z-aaaaaaaa', dir: false, manifest: false });
     sh(`rm ${JSON.stringify(join(root, 'current'))} && mkdir ${JSON.stringify(join(root, 'current'))}`);
     expect(parseCurrentLink(sh(cmd.describeCurrent(layout)))).toEqual({ kind: 'notlink', target: null, dir: true, manifest: false });
+  });
+});
+
+describe('inspectForDrift (one command per instance)', () => {
+  it('reads current, releases, lock, history and the tree digest of current in one go', () => {
+    const root = mkdtempSync(join(tmpdir(), 'drift-inspect-'));
+    const layout = layoutOf(root);
+    const id = '20261130T0800Z-aaaaaaaa';
+    mkdirSync(join(root, 'releases', id), { recursive: true });
+    mkdirSync(join(root, 'releases', '.staging-x'), { recursive: true });
+    writeFileSync(join(root, 'releases', id, 'app.js'), 'x');
+    symlinkSync(`releases/${id}`, join(root, 'current'));
+    mkdirSync(join(root, '.lockstep/lock'), { recursive: true });
+    writeFileSync(join(root, '.lockstep/lock/holder.json'), '{"user":"u","token":"secret"}\n');
+    writeFileSync(join(root, '.lockstep/history.jsonl'), '{"event":"activate"}\n');
+    const s = splitSections(sh(cmd.inspectForDrift(layout)));
+    expect([...s.keys()]).toEqual(['current', 'releases', 'lock', 'history', 'tree']);
+    expect(parseCurrentLink(s.get('current')!)).toMatchObject({ kind: 'link', target: `releases/${id}`, dir: true, manifest: false });
+    expect(s.get('releases')!.split('\n').filter(Boolean)).toEqual([id]);
+    expect(s.get('lock')).toContain('"user":"u"');
+    expect(s.get('history')).toContain('"event":"activate"');
+    expect(parseTreeDigest(s.get('tree')!).tree).toBe(computeDigest(parseHashTree(sh(cmd.hashTree(join(root, 'releases', id))))));
+    // Without `current` there is no tree section, and the rest still comes back.
+    sh(`rm ${JSON.stringify(join(root, 'current'))}`);
+    const t = splitSections(sh(cmd.inspectForDrift(layout)));
+    expect([...t.keys()]).toEqual(['current', 'releases', 'lock', 'history']);
   });
 });
 
