@@ -407,8 +407,8 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
         const h = history.find((x) => x.release === ref && x.event !== 'lock-broken');
         let digest = h?.digest;
         if (!digest) {
-          for (const o of fleet.ops) {
-            const m = await readReleaseManifest(o, ref).catch(() => null);
+          for (const o of fleet.ops.filter((_, i) => basics[i]!.status === 'fulfilled')) {
+            const m = await readReleaseManifest(o, ref);
             if (manifestIsConsistent(m, ref)) {
               digest = m.digest;
               break;
@@ -425,7 +425,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     } else {
       const last = history.find((h) => h.event === 'activate' || h.event === 'rollback');
       if (!last) {
-        const unread = fleet.ops.filter((_, i) => basics[i]!.status === 'rejected').map((o, i) => `${o.name} (${reasonOf(basics.filter((b) => b.status === 'rejected')[i]!)})`);
+        const unread = basics.flatMap((b, i) => (b.status === 'rejected' ? [`${fleet.ops[i]!.name} (${reasonOf(b)})`] : []));
         if (unread.length > 0) {
           throw new LockstepError('LOCKSTEP_UNREACHABLE', `cannot tell which release the fleet should run: the readable instances have no recorded activation and ${unread.join(', ')} could not be read; pass --release`, 3);
         }
@@ -446,7 +446,6 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     const rollbackTarget = intendedRollbackTarget(infos, expected.release);
     const rollbackDigest = rollbackTarget ? (history.find((h) => h.release === rollbackTarget && h.event !== 'lock-broken')?.digest ?? null) : null;
     const rollbackLocal = rollbackTarget && rollbackDigest ? localRelease(inventory, rollbackTarget, rollbackDigest) : null;
-
     const rollbackManifest = rollbackTarget ? (rollbackLocal?.manifest ?? (await trusted(rollbackTarget, rollbackDigest))) : null;
 
     const proxy = await proxyRead;
