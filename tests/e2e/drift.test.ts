@@ -120,6 +120,13 @@ describe('lockstep drift on a running fleet', () => {
     ]);
     expect(r.proxy.status).toBe('ok');
     expect(r.exitCode).toBe(0);
+
+    // --release names another expected release: every instance is reported on the other one.
+    const older = (await scanDrift(fleet.inventory, { release: A.release })).report;
+    expect(older.expected).toMatchObject({ release: A.release, digest: A.digest, from: 'option' });
+    for (const n of ['ssh-1', 'ssh-2', 'ssh-3']) expect(kinds(older, n)).toEqual(['different-release']);
+    expect(row(older, 'ssh-1').items[0]!.message).toContain(`current is ${B.release}`);
+    expect(older.exitCode).toBe(1);
   });
 
   it('a file edited by hand in the active release: named with both hashes, replaced by a verified unpack', async () => {
