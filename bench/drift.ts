@@ -10,7 +10,7 @@
  * Two hosts get drift injected (one edited file, one stray file); both methods must find exactly
  * those, or the benchmark fails. Prints wall times (median of the runs), bytes moved (SSH payload:
  * commands sent + output received + files read; and the TCP bytes of the SSH connections) and
- * the ratios.
+ * the ratios, plus the cost of only opening the 20 SSH connections as a floor.
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -172,14 +172,22 @@ async function main(): Promise<void> {
     const expectFound = (name: string, d: { changed: unknown[]; added: unknown[]; missing: unknown[] }) =>
       name === ssh.hosts[0]!.name ? d.changed.length === 1 && d.added.length === 0 : name === ssh.hosts[1]!.name ? d.added.length === 1 && d.changed.length === 0 : d.changed.length + d.added.length + d.missing.length === 0;
 
+    const connectTimes: number[] = [];
     const scanTimes: number[] = [];
     const naiveTimes: number[] = [];
     let scanBytes = zero();
     let naiveBytes = zero();
     for (let run = 0; run < RUNS; run++) {
+      // Baseline: open every SSH connection (host key checked, authenticated), run `true`, close.
+      let t0 = performance.now();
+      const bf = openFleet(inventory);
+      await bf.each(async (o) => void (await o.run('true')));
+      await bf.close();
+      connectTimes.push(performance.now() - t0);
+
       // Drift scan, exactly as `lockstep drift` runs it.
       const c = zero();
-      let t0 = performance.now();
+      t0 = performance.now();
       const { report } = await scanDrift(inventory, { factory: countingFactory(c), proxyClient: null });
       scanTimes.push(performance.now() - t0);
       scanBytes = c;
@@ -209,6 +217,7 @@ async function main(): Promise<void> {
     const s = median(scanTimes);
     const nv = median(naiveTimes);
     console.log(`release: ${FILES} files, ${mb(built.bytes)} (artifact ${mb(built.artifactBytes)}); ${HOSTS} sshd hosts on ${BASE}+; concurrency ${inventory.deploy.concurrency}; ${os.cpus().length} cores; median of ${RUNS} runs`);
+    console.log(`connect only: ${median(connectTimes).toFixed(0)} ms wall (open ${HOSTS} SSH connections, run \`true\`, close: the floor under any remote check)`);
     console.log(`drift scan : ${s.toFixed(0)} ms wall (runs ${scanTimes.map((x) => x.toFixed(0)).join(', ')}); payload ${mb(scanBytes.payloadSent)} sent, ${mb(scanBytes.payloadReceived)} received; TCP ${mb(scanBytes.wireSent + scanBytes.wireReceived)}`);
     console.log(`naive SFTP : ${nv.toFixed(0)} ms wall (runs ${naiveTimes.map((x) => x.toFixed(0)).join(', ')}); payload ${mb(naiveBytes.payloadSent)} sent, ${mb(naiveBytes.payloadReceived)} received; TCP ${mb(naiveBytes.wireSent + naiveBytes.wireReceived)}`);
     console.log(
