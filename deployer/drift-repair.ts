@@ -98,7 +98,7 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
   const { expected } = before;
   const notRepaired: string[] = [];
   for (const i of before.instances.filter((x) => x.status === 'unchecked')) notRepaired.push(`${i.instance}: not checked, so not repaired (${i.error})`);
-  if (before.proxy.status === 'unreachable') notRepaired.push(`proxy: not checked (${before.proxy.error})`);
+  if (before.proxy.status === 'unchecked') notRepaired.push(`proxy: not checked (${before.proxy.error})`);
   const proxyConfigItems: { where: string; item: DriftItem }[] = [
     ...before.fleet.map((item) => ({ where: 'proxy', item })),
     ...before.instances.flatMap((i) => i.items.filter((x) => PROXY_CONFIG_KINDS.includes(x.kind)).map((item) => ({ where: i.instance, item }))),

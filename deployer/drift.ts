@@ -88,7 +88,7 @@ export interface DriftReport {
   /** Proxy-level items (upstreams the inventory does not list). */
   fleet: DriftItem[];
   /** `ok`, `none` (no proxy in the inventory) or why the admin API could not be read. */
-  proxy: { status: 'ok' | 'none' | 'unreachable'; error?: string };
+  proxy: { status: 'ok' | 'none' | 'unchecked'; error?: string };
   /** True when some instance holds the deploy lock (a deploy may be in progress). */
   lockHeld: boolean;
   /** 0 no drift, 1 drift found, 3 an instance (or the proxy) could not be checked. */
@@ -488,8 +488,8 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
         fleetItems.push({ kind: 'proxy-extra', message: `the proxy balances over ${p.name} (${p.url}), which the inventory does not list`, detail: { name: p.name, url: p.url, state: p.state } });
       }
     }
-    const proxyStatus: DriftReport['proxy'] = proxy.list ? { status: 'ok' } : proxy.error ? { status: 'unreachable', error: proxy.error } : { status: 'none' };
-    const unchecked = instances.some((i) => i.status === 'unchecked') || proxyStatus.status === 'unreachable';
+    const proxyStatus: DriftReport['proxy'] = proxy.list ? { status: 'ok' } : proxy.error ? { status: 'unchecked', error: proxy.error } : { status: 'none' };
+    const unchecked = instances.some((i) => i.status === 'unchecked') || proxyStatus.status === 'unchecked';
     const drifted = instances.some((i) => i.status === 'drift') || fleetItems.length > 0;
     const report: DriftReport = {
       expected,
@@ -525,7 +525,7 @@ export function renderDriftText(r: DriftReport): string {
       for (const item of i.items) lines.push(`  - ${item.kind}: ${item.message}`);
     }
   }
-  if (r.proxy.status === 'unreachable') lines.push(`proxy: NOT CHECKED: ${r.proxy.error}`);
+  if (r.proxy.status === 'unchecked') lines.push(`proxy: NOT CHECKED: ${r.proxy.error}`);
   for (const item of r.fleet) lines.push(`proxy: DRIFT ${item.kind}: ${item.message}`);
   const count = (s: InstanceDrift['status']) => r.instances.filter((i) => i.status === s).length;
   lines.push(

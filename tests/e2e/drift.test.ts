@@ -308,7 +308,7 @@ describe('lockstep drift on a running fleet', () => {
     expect((await proxyClientFromInventory(fleet.inventory).listInstances()).map((i) => i.state)).toEqual(['enabled', 'enabled', 'enabled']);
   });
 
-  it('status shows the proxy view per instance, and stays useful when the proxy is unreachable', async () => {
+  it('status shows the proxy view per instance; status and drift stay useful when the proxy is unreachable', async () => {
     const admin = proxyClientFromInventory(fleet.inventory);
     await admin.drain('ssh-2');
     try {
@@ -332,6 +332,11 @@ describe('lockstep drift on a running fleet', () => {
       expect(r).toMatchObject({ reachable: true, healthy: true, current: { release: B.release, digest: B.digest }, proxy: { state: 'unreachable' } });
       expect(r.proxy?.error).toContain('unreachable');
     }
+    // drift with that proxy: the instances are still checked (clean), the proxy is not: exit 3.
+    const d = (await scanDrift(fleet.inventory, { proxyClient: dead })).report;
+    expect(d.instances.map((i) => i.status)).toEqual(['ok', 'ok', 'ok']);
+    expect(d.proxy).toMatchObject({ status: 'unchecked', error: expect.stringContaining('unreachable') });
+    expect(d.exitCode).toBe(3);
   });
 
   it('an unreachable instance: exit 3, named, and the others are still checked and reported', async () => {
