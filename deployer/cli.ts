@@ -123,6 +123,7 @@ export function buildProgram(result: { exitCode: number }): Command {
     .option('--json', 'machine-readable output')
     .addOption(new Option('--log-level <level>', 'JSON logs (pino) on stderr instead of progress lines').choices(['trace', 'debug', 'info', 'warn', 'error']).env('LOCKSTEP_LOG'))
     .exitOverride()
+    .configureHelp({ showGlobalOptions: true })
     .hook('preAction', (cmd) => {
       const level = (cmd.opts() as { logLevel?: string }).logLevel;
       if (level) logger = pino({ level, base: { app: 'lockstep' } }, pino.destination(2));
