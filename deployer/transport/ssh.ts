@@ -36,6 +36,8 @@ const KEEPALIVE_COUNT_MAX = 3;
  * that start more than this in parallel wait in line instead of failing.
  */
 const MAX_CONCURRENT_COMMANDS = 8;
+/** Bounded retries (50 ms, 100 ms, ... apart) of a channel open sshd refused. */
+const CHANNEL_OPEN_RETRIES = 5;
 
 export interface SshTransportOptions {
   /** Instance name, for messages. */
@@ -253,8 +255,18 @@ export class SshTransport implements Transport {
       };
       const abort = (err: Error) => finish(err);
       this.inFlight.add(abort);
-      conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
+      const start = (attempt: number) => conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
+        if (settled) {
+          channel?.close();
+          return;
+        }
         if (err) {
+          // A refused channel open on a live connection is sshd's per-connection session limit
+          // (sessions that just ended can still count for a moment): wait and ask again.
+          if (/Channel open failure/.test(err.message) && attempt < CHANNEL_OPEN_RETRIES && this.ssh?.connection === conn) {
+            timers.push(setTimeout(() => start(attempt + 1), 50 * 2 ** attempt));
+            return;
+          }
           finish(new UnreachableInstanceError(this.instance, `cannot start a command on ${this.where}: ${err.message}`));
           return;
         }
@@ -299,6 +311,7 @@ export class SshTransport implements Transport {
           );
         }
       });
+      start(0);
     });
   }
 
