@@ -21,6 +21,7 @@ import {
   loadKnownHosts,
   preferredHostKeyAlgorithms,
 } from './known-hosts.ts';
+import { commandSummary, silentLogger, type TransportLogger } from './log.ts';
 import { buildScript, shellQuote, withWatchdog } from './shell.ts';
 import type { ExecOptions, ExecResult, Transport } from './types.ts';
 
@@ -55,6 +56,8 @@ export interface SshTransportOptions {
   trustUnknown?: boolean;
   /** Bound on TCP connect + key exchange + authentication, in ms. Default 10 000. */
   connectTimeoutMs?: number;
+  /** Where connection events and commands are logged (a pino logger fits). Default: nowhere. */
+  log?: TransportLogger;
 }
 
 /** How the host key of the current connection was accepted. */
@@ -78,6 +81,7 @@ export class SshTransport implements Transport {
   verifiedHostKey: VerifiedHostKey | undefined;
 
   private readonly options: SshTransportOptions;
+  private readonly log: TransportLogger;
   private ssh: NodeSSH | undefined;
   private connecting: Promise<void> | undefined;
   private sftp: Promise<SFTPWrapper> | undefined;
@@ -89,6 +93,7 @@ export class SshTransport implements Transport {
   constructor(options: SshTransportOptions) {
     this.options = options;
     this.instance = options.instance;
+    this.log = options.log ?? silentLogger;
   }
 
   private get where(): string {
@@ -157,6 +162,8 @@ export class SshTransport implements Transport {
     };
 
     const ssh = new NodeSSH();
+    const started = Date.now();
+    const logFields = { instance: this.instance, host, port, user };
     try {
       await ssh.connect({
         host,
@@ -171,7 +178,11 @@ export class SshTransport implements Transport {
       });
     } catch (e) {
       ssh.dispose();
-      if (refusal) throw refusal;
+      if (refusal) {
+        this.log.warn({ ...logFields, code: (refusal as { code?: string }).code }, 'ssh host key refused');
+        throw refusal;
+      }
+      this.log.warn({ ...logFields, error: (e as Error).message }, 'ssh connect failed');
       const msg = (e as Error).message ?? '';
       // ssh2 parses the key before dialling: an encrypted or malformed key is the operator's
       // configuration, not the host's fault. Its messages never contain key material.
@@ -194,10 +205,18 @@ export class SshTransport implements Transport {
       }
       if (this.closing) return;
       const reason = `connection to ${this.where} lost${lastError ? ` (${lastError.message})` : ''}`;
+      this.log.warn({ ...logFields, error: lastError?.message }, 'ssh connection lost');
       for (const abort of [...this.inFlight]) abort(new UnreachableInstanceError(this.instance, reason));
     });
     this.ssh = ssh;
     this.verifiedHostKey = accepted;
+    if (accepted?.status === 'added') {
+      this.log.info({ ...logFields, fingerprint: accepted.fingerprint, knownHostsFile }, 'ssh host key recorded (trusted on first use)');
+    }
+    this.log.debug(
+      { ...logFields, fingerprint: accepted?.fingerprint, hostKey: accepted?.status, ms: Date.now() - started },
+      'ssh connected',
+    );
   }
 
   private describeConnectError(err: Error & { code?: unknown; level?: unknown }, timeout: number): string {
@@ -231,7 +250,15 @@ export class SshTransport implements Transport {
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const script = buildScript(command, options);
-    return this.commandSlots(() => this.run(command, script, options));
+    return this.commandSlots(async () => {
+      const started = Date.now();
+      const r = await this.run(command, script, options);
+      this.log.debug(
+        { instance: this.instance, command: commandSummary(command), code: r.code, signal: r.signal, ms: Date.now() - started },
+        'exec',
+      );
+      return r;
+    });
   }
 
   private async run(command: string, script: string, options: ExecOptions): Promise<ExecResult> {

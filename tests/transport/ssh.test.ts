@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, UnreachableInstanceError } from '../../deployer/errors.ts';
 import { createTransport } from '../../deployer/transport/index.ts';
@@ -277,6 +278,26 @@ describe('connect timeout', () => {
       accepted.forEach((sock) => sock.destroy());
       silent.close();
     }
+  });
+});
+
+describe('logging', () => {
+  it('logs connections and commands to a pino logger, never key material or env values', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const host = fleet.hosts[0]!;
+    const file = join(fleet.dir, 'known_hosts.logging');
+    writeFileSync(file, '');
+    const t = transportFor(host, { log, knownHostsFile: file, trustUnknown: true });
+    await t.exec('echo "$SECRET_VALUE" >/dev/null', { env: { SECRET_VALUE: 'hunter2-do-not-log' } });
+    const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(records.map((r) => r.msg)).toEqual(['ssh host key recorded (trusted on first use)', 'ssh connected', 'exec']);
+    expect(records[1]).toMatchObject({ instance: host.name, host: host.address, port: host.port, fingerprint: host.hostKeyFingerprint });
+    expect(records[2]).toMatchObject({ instance: host.name, command: 'echo "$SECRET_VALUE" >/dev/null', code: 0, signal: null });
+    const all = lines.join('');
+    expect(all).not.toContain('hunter2-do-not-log');
+    const keyBody = readFileSync(fleet.identityFile, 'utf8').split('\n').slice(1, -2).join('');
+    for (const chunk of keyBody.match(/.{1,20}/g)!) expect(all).not.toContain(chunk);
   });
 });
 
