@@ -32,8 +32,10 @@ export interface SshHost {
   deployTo: string;
   /** `SHA256:...` of the host's current key, as printed by `ssh-keygen -lf`. */
   hostKeyFingerprint: string;
-  /** Private host key file (the .pub is beside it). */
+  /** Private ed25519 host key file (the .pub is beside it). */
   hostKeyFile: string;
+  /** Extra host keys (options.extraHostKeyTypes), offered by sshd besides the ed25519 one. */
+  extraHostKeys: { type: 'rsa' | 'ecdsa'; file: string; fingerprint: string }[];
   /** sshd's stderr (LogLevel as configured). */
   logFile: string;
 }
@@ -45,6 +47,8 @@ export interface SshFleetOptions {
   namePrefix?: string;
   /** sshd LogLevel. Default ERROR; VERBOSE logs authentications (useful to prove none happened). */
   logLevel?: 'ERROR' | 'INFO' | 'VERBOSE' | 'DEBUG';
+  /** Host key types each host has besides ed25519 (real servers usually have several). Default none. */
+  extraHostKeyTypes?: ('rsa' | 'ecdsa')[];
 }
 
 export interface InventoryExtra {
@@ -62,7 +66,7 @@ export interface SshFleet {
   hosts: SshHost[];
   /** Client private key authorised on every host. */
   identityFile: string;
-  /** known_hosts listing every host's current key as `[address]:port`. */
+  /** known_hosts listing every host's current ed25519 key as `[address]:port`. */
   knownHostsFile: string;
   /** The login user (the current user). */
   user: string;
@@ -133,10 +137,10 @@ async function fingerprintOf(pubFile: string): Promise<string> {
   return fp;
 }
 
-async function generateKey(file: string): Promise<void> {
+async function generateKey(file: string, type: 'ed25519' | 'rsa' | 'ecdsa' = 'ed25519'): Promise<void> {
   rmSync(file, { force: true });
   rmSync(`${file}.pub`, { force: true });
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', file]);
+  await run('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', '', '-f', file]);
 }
 
 /** Direct children of a process, read from /proc (Linux). */
@@ -218,6 +222,12 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     mkdirSync(deployTo, { recursive: true });
     const hostKeyFile = join(hostDir, 'ssh_host_ed25519_key');
     await generateKey(hostKeyFile);
+    const extraHostKeys: SshHost['extraHostKeys'] = [];
+    for (const type of options.extraHostKeyTypes ?? []) {
+      const file = join(hostDir, `ssh_host_${type}_key`);
+      await generateKey(file, type);
+      extraHostKeys.push({ type, file, fingerprint: await fingerprintOf(`${file}.pub`) });
+    }
     const port = await freePort(address);
     const configFile = join(hostDir, 'sshd_config');
     writeFileSync(
@@ -226,6 +236,7 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
         `ListenAddress ${address}`,
         `Port ${port}`,
         `HostKey ${hostKeyFile}`,
+        ...extraHostKeys.map((k) => `HostKey ${k.file}`),
         `PidFile ${join(hostDir, 'sshd.pid')}`,
         `AuthorizedKeysFile ${identityFile}.pub`,
         'PubkeyAuthentication yes',
@@ -251,6 +262,7 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
       port,
       deployTo,
       hostKeyFile,
+      extraHostKeys,
       hostKeyFingerprint: await fingerprintOf(`${hostKeyFile}.pub`),
       logFile: join(hostDir, 'sshd.log'),
       configFile,
