@@ -6,8 +6,10 @@
  * authentication: a host whose key changed never sees our user name or a signature by our key.
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import type { Readable } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
 import pLimit from 'p-limit';
 import ssh2 from 'ssh2';
@@ -72,6 +74,15 @@ function sftpError(op: string, path: string, err: Error & { code?: unknown }): E
   // SFTP status codes (draft-ietf-secsh-filexfer-02 section 7): 2 no such file, 3 permission denied.
   const code = err.code === 2 ? 'ENOENT' : err.code === 3 ? 'EACCES' : 'EIO';
   return Object.assign(new Error(`${op} ${path}: ${err.message}`), { code });
+}
+
+/** The server refused the SFTP subsystem (not a connection problem). */
+class SftpUnavailable extends Error {}
+
+/** A failed file command (`cat`, `mv`), with the same error codes as sftpError. */
+function commandFileError(op: string, path: string, stderr: string): Error {
+  const code = /No such file/i.test(stderr) ? 'ENOENT' : /Permission denied/i.test(stderr) ? 'EACCES' : 'EIO';
+  return Object.assign(new Error(`${op} ${path}: ${stderr.trim().split('\n').pop() ?? 'failed'}`), { code });
 }
 
 /** Runs commands and moves files over one SSH connection to one instance. */
@@ -261,14 +272,18 @@ export class SshTransport implements Transport {
     });
   }
 
-  private async run(command: string, script: string, options: ExecOptions): Promise<ExecResult> {
+  /**
+   * Run `script` with bash on one channel. `stdin`, when given, is streamed to the script;
+   * otherwise the script reads /dev/null.
+   */
+  private async run(command: string, script: string, options: ExecOptions, stdin?: Readable): Promise<ExecResult> {
     const conn = await this.connection();
     // `exec` keeps the pid sshd started (a process-group leader) as bash, which the timeout
     // watchdog relies on; stdin is /dev/null so no command waits for input that never comes.
     const body = options.timeoutMs === undefined ? script : withWatchdog(script, options.timeoutMs);
     // --norc/--noprofile: our commands must not depend on (or wait for) the user's shell startup
     // files; Debian's bash would otherwise source ~/.bashrc again because SSH_CLIENT is set.
-    const remote = `exec bash --norc --noprofile -c ${shellQuote(body)} </dev/null`;
+    const remote = `exec bash --norc --noprofile -c ${shellQuote(body)}${stdin ? '' : ' </dev/null'}`;
     return new Promise<ExecResult>((resolve, reject) => {
       const timers: NodeJS.Timeout[] = [];
       let settled = false;
@@ -319,7 +334,13 @@ export class SshTransport implements Transport {
             stderr: Buffer.concat(stderr).toString('utf8'),
           });
         });
-        channel.end();
+        if (stdin) {
+          stdin.once('error', (e: Error) => {
+            finish(e);
+            channel.close();
+          });
+          stdin.pipe(channel);
+        } else channel.end();
         if (options.timeoutMs !== undefined) {
           // The watchdog in the script stops the command; this only guards against a server
           // where it could not run (e.g. no bash), so a caller is never left waiting forever.
@@ -345,10 +366,18 @@ export class SshTransport implements Transport {
   private async sftpSession(): Promise<SFTPWrapper> {
     const conn = await this.connection();
     this.sftp ??= new Promise<SFTPWrapper>((resolve, reject) => {
-      conn.sftp((err, sftp) => {
-        if (err) reject(new UnreachableInstanceError(this.instance, `cannot open SFTP on ${this.where}: ${err.message}`));
-        else resolve(sftp);
-      });
+      const start = (attempt: number) =>
+        conn.sftp((err, sftp) => {
+          if (!err) return resolve(sftp);
+          if (/Unable to start subsystem/.test(err.message)) return reject(new SftpUnavailable(err.message));
+          // Same transient session-limit refusal as for commands (see run()).
+          if (/Channel open failure/.test(err.message) && attempt < CHANNEL_OPEN_RETRIES && this.ssh?.connection === conn) {
+            setTimeout(() => start(attempt + 1), 50 * 2 ** attempt);
+            return;
+          }
+          reject(new UnreachableInstanceError(this.instance, `cannot open SFTP on ${this.where}: ${err.message}`));
+        });
+      start(0);
     });
     this.sftp.catch(() => {
       this.sftp = undefined;
@@ -375,16 +404,43 @@ export class SshTransport implements Transport {
     );
   }
 
+  /** True once the server refused the SFTP subsystem: files then go through exec + stdin. */
+  private sftpUnavailable = false;
+
+  /** Use SFTP unless the server does not offer it (some hardened servers disable the subsystem). */
+  private async useSftp(): Promise<boolean> {
+    if (this.sftpUnavailable) return false;
+    try {
+      await this.sftpSession();
+      return true;
+    } catch (e) {
+      if (!(e instanceof SftpUnavailable)) throw e;
+      this.sftpUnavailable = true;
+      this.log.warn({ instance: this.instance, error: e.message }, 'ssh: no SFTP on this host, files go through exec');
+      return false;
+    }
+  }
+
   /**
-   * Copy a local file to `remotePath` over SFTP: to a temp name in the same directory, then an
-   * atomic rename over the target (OpenSSH's posix-rename extension), so readers never see a
-   * partial file. The file keeps the local file's permission bits.
-   * @throws Error with code ENOENT/EACCES/EIO for SFTP failures (e.g. missing parent directory);
+   * Copy a local file to `remotePath`: to a temp name in the same directory, then an atomic
+   * rename over the target, so readers never see a partial file. The file keeps the local
+   * file's permission bits. Over SFTP (rename: OpenSSH's posix-rename extension); when the
+   * server has no SFTP subsystem, by streaming the file to `cat` on one command channel.
+   * @throws Error with code ENOENT/EACCES/EIO (e.g. ENOENT for a missing parent directory);
    *   UnreachableInstanceError when the connection drops.
    */
   async putFile(localPath: string, remotePath: string): Promise<void> {
     const mode = (await stat(localPath)).mode & 0o7777;
     const tmp = `${dirname(remotePath)}/.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`;
+    if (!(await this.useSftp())) {
+      const q = shellQuote;
+      const script =
+        `cat > ${q(tmp)} && chmod ${mode.toString(8)} ${q(tmp)} && mv -f ${q(tmp)} ${q(remotePath)}` +
+        ` || { rc=$?; rm -f ${q(tmp)}; exit $rc; }`;
+      const r = await this.commandSlots(() => this.run(`put ${remotePath}`, script, {}, createReadStream(localPath)));
+      if (r.code !== 0 || r.signal !== null) throw commandFileError('upload to', remotePath, r.stderr);
+      return;
+    }
     try {
       await this.withSftp<void>((sftp, done) =>
         sftp.fastPut(localPath, tmp, { mode }, (err) => done(err && sftpError('upload to', tmp, err))),
@@ -401,13 +457,19 @@ export class SshTransport implements Transport {
   }
 
   /**
-   * Read a UTF-8 file over SFTP.
+   * Read a UTF-8 file (over SFTP, or `cat` when the server has no SFTP).
    * @throws Error with code ENOENT when missing (EACCES, EIO otherwise); UnreachableInstanceError.
    */
-  readFile(remotePath: string): Promise<string> {
-    return this.withSftp<Buffer>((sftp, done) =>
+  async readFile(remotePath: string): Promise<string> {
+    if (!(await this.useSftp())) {
+      const r = await this.commandSlots(() => this.run(`read ${remotePath}`, `cat -- ${shellQuote(remotePath)}`, {}));
+      if (r.code !== 0 || r.signal !== null) throw commandFileError('read', remotePath, r.stderr);
+      return r.stdout;
+    }
+    const buf = await this.withSftp<Buffer>((sftp, done) =>
       sftp.readFile(remotePath, (err: Error | undefined, data: Buffer) => done(err && sftpError('read', remotePath, err), data)),
-    ).then((buf) => buf.toString('utf8'));
+    );
+    return buf.toString('utf8');
   }
 
   /** Close the connection (idempotent). Operations still running fail as unreachable. */

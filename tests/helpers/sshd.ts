@@ -49,6 +49,8 @@ export interface SshFleetOptions {
   logLevel?: 'ERROR' | 'INFO' | 'VERBOSE' | 'DEBUG';
   /** Host key types each host has besides ed25519 (real servers usually have several). Default none. */
   extraHostKeyTypes?: ('rsa' | 'ecdsa')[];
+  /** Offer the SFTP subsystem. Default true; false models a hardened server without it. */
+  sftp?: boolean;
 }
 
 export interface InventoryExtra {
@@ -251,7 +253,7 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
         // A clean server's login: this machine's own ~/.bashrc (pyenv init, ~250 ms) would
         // otherwise run on every command, since bash sources it for sessions started by sshd.
         `SetEnv HOME=${hostDir}`,
-        'Subsystem sftp internal-sftp',
+        ...(options.sftp === false ? [] : ['Subsystem sftp internal-sftp']),
         `LogLevel ${logLevel}`,
         '',
       ].join('\n'),

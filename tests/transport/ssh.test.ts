@@ -206,6 +206,48 @@ describe('files over SFTP', () => {
   });
 });
 
+describe('files on a host without SFTP', () => {
+  let bare: SshFleet;
+  beforeAll(async () => {
+    bare = await startSshHosts(1, { baseAddress: '127.0.0.56', sftp: false });
+  });
+  afterAll(async () => {
+    await bare?.stop();
+  });
+
+  it('falls back to exec + stdin: atomic put (mode kept, no temp left), read, ENOENT', async () => {
+    const host = bare.hosts[0]!;
+    const lines: string[] = [];
+    const t = new SshTransport({
+      instance: host.name,
+      host: host.address,
+      port: host.port,
+      user: bare.user,
+      identityFile: bare.identityFile,
+      knownHostsFile: bare.knownHostsFile,
+      log: pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }),
+    });
+    open.push(t);
+    const src = join(bare.dir, 'payload.bin');
+    writeFileSync(src, randomBytes(2 * 1024 * 1024 + 3));
+    chmodSync(src, 0o750);
+    const target = join(host.deployTo, 'files');
+    mkdirSync(target);
+    writeFileSync(join(target, 'payload.bin'), 'old');
+    await t.putFile(src, join(target, 'payload.bin'));
+    expect(lines.some((l) => l.includes('no SFTP'))).toBe(true);
+    expect(readFileSync(join(target, 'payload.bin')).equals(readFileSync(src))).toBe(true);
+    expect(statSync(join(target, 'payload.bin')).mode & 0o777).toBe(0o750);
+    expect(readdirSync(target)).toEqual(['payload.bin']);
+
+    writeFileSync(join(target, 'text.txt'), 'héllo\n');
+    expect(await t.readFile(join(target, 'text.txt'))).toBe('héllo\n');
+    await expect(t.readFile(join(target, 'missing.txt'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(t.putFile(src, join(host.deployTo, 'no-such-dir', 'x'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(readdirSync(host.deployTo)).toEqual(['files']);
+  });
+});
+
 describe('authentication', () => {
   it('a key the host does not accept -> UnreachableInstanceError naming the instance', async () => {
     const host = fleet.hosts[1]!;
