@@ -29,9 +29,11 @@ import type { ExecOptions, ExecResult, Transport } from './types.ts';
 /** After a timeout's SIGTERM, how long the remote watchdog waits before SIGKILL. */
 const KILL_GRACE_MS = 5_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** A dead peer is detected after about interval x (count + 1) without an answer. */
-const KEEPALIVE_INTERVAL_MS = 5_000;
+/** A silent peer (crashed host, network partition) is declared lost after about interval x (count + 1). */
+const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
 const KEEPALIVE_COUNT_MAX = 3;
+/** How long close() waits for the server to acknowledge before dropping the socket. */
+const CLOSE_GRACE_MS = 2_000;
 /**
  * Commands running at once on one connection. sshd allows MaxSessions (default 10, sshd_config(5))
  * sessions per connection, SFTP takes one; beyond that channel opens are refused, so callers
@@ -59,6 +61,11 @@ export interface SshTransportOptions {
   connectTimeoutMs?: number;
   /** Where connection events and commands are logged (a pino logger fits). Default: nowhere. */
   log?: TransportLogger;
+  /**
+   * SSH keepalive interval, ms. After 3 unanswered keepalives the connection counts as lost and
+   * running operations fail with UnreachableInstanceError. Default 5 000.
+   */
+  keepaliveIntervalMs?: number;
 }
 
 /** How the host key of the current connection was accepted. */
@@ -182,7 +189,7 @@ export class SshTransport implements Transport {
         privateKey,
         hostVerifier,
         readyTimeout: timeout,
-        keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+        keepaliveInterval: this.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
         keepaliveCountMax: KEEPALIVE_COUNT_MAX,
         algorithms: { serverHostKey: preferredHostKeyAlgorithms(recordedTypes) as ServerHostKeyAlgorithm[] },
       });
@@ -296,7 +303,15 @@ export class SshTransport implements Transport {
       };
       const abort = (err: Error) => finish(err);
       this.inFlight.add(abort);
-      const start = (attempt: number) => conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
+      const start = (attempt: number) => {
+        try {
+          openChannel(attempt);
+        } catch (e) {
+          // ssh2 throws (instead of calling back) when the socket is already gone.
+          finish(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost (${(e as Error).message})`));
+        }
+      };
+      const openChannel = (attempt: number) => conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
         if (settled) {
           channel?.close();
           return;
@@ -365,7 +380,14 @@ export class SshTransport implements Transport {
   private async sftpSession(): Promise<SFTPWrapper> {
     const conn = await this.connection();
     this.sftp ??= new Promise<SFTPWrapper>((resolve, reject) => {
-      const start = (attempt: number) =>
+      const start = (attempt: number) => {
+        try {
+          openSftp(attempt);
+        } catch (e) {
+          reject(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost (${(e as Error).message})`));
+        }
+      };
+      const openSftp = (attempt: number) =>
         conn.sftp((err, sftp) => {
           if (!err) return resolve(sftp);
           if (/Unable to start subsystem/.test(err.message)) return reject(new SftpUnavailable(err.message));
@@ -486,6 +508,10 @@ export class SshTransport implements Transport {
       if (!conn) return resolve();
       conn.once('close', () => resolve());
       conn.end();
+      // end() waits for the server's goodbye; a frozen or partitioned host never sends it.
+      // ssh2's destroy() is a no-op once end() was called (the socket is no longer writable),
+      // so the socket itself is destroyed (`_sock`: ssh2 1.x keeps it there).
+      setTimeout(() => (conn as unknown as { _sock?: { destroy(): void } })._sock?.destroy(), CLOSE_GRACE_MS).unref();
     });
   }
 }

@@ -81,6 +81,12 @@ export interface SshFleet {
   /** Start a stopped host again on the same address and port. */
   startHost(name: string): Promise<void>;
   /**
+   * Freeze a host (SIGSTOP its sshd and every connection process): TCP stays up but nothing
+   * answers, as with a hung machine or a network partition. `thawHost` resumes it.
+   */
+  freezeHost(name: string): void;
+  thawHost(name: string): void;
+  /**
    * Give a host a new host key (as a re-installed or impersonated server would) and restart
    * it. known_hosts is NOT updated. @returns the new fingerprint.
    */
@@ -329,6 +335,8 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     signal(connections, 'SIGKILL');
     signal(sessions, 'SIGTERM');
     signal([child.pid], 'SIGTERM');
+    // A frozen (SIGSTOPped) process only acts on SIGTERM once it runs again.
+    signal([...sessions, child.pid], 'SIGCONT');
     await exited;
   };
 
@@ -341,6 +349,22 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     dir,
     host: find,
     stopHost: (name) => stopHost(find(name)),
+    freezeHost(name) {
+      const pid = find(name).process?.pid;
+      if (!pid) throw new Error(`test host ${name} is not running`);
+      for (const p of [pid, ...descendantsOf(pid)]) process.kill(p, 'SIGSTOP');
+    },
+    thawHost(name) {
+      const pid = find(name).process?.pid;
+      if (!pid) return;
+      for (const p of [pid, ...descendantsOf(pid)]) {
+        try {
+          process.kill(p, 'SIGCONT');
+        } catch {
+          // Ended meanwhile.
+        }
+      }
+    },
     startHost: (name) => startHost(find(name)),
     async replaceHostKey(name) {
       const h = find(name);

@@ -302,6 +302,29 @@ describe('unreachable hosts', () => {
   });
 });
 
+describe('silent hosts', () => {
+  it('a host that stops answering (frozen) -> running command fails as unreachable via keepalive; close() returns', async () => {
+    const host = fleet.hosts[2]!;
+    const t = transportFor(host, { keepaliveIntervalMs: 200 });
+    const idle = transportFor(host);
+    await idle.connect();
+    const marker = join(host.deployTo, 'frozen-command-started');
+    const outcome = t.exec(`touch ${marker}; sleep 5`).catch((e: unknown) => e);
+    await until(() => existsSync(marker), 'the command to start');
+    fleet.freezeHost(host.name);
+    try {
+      const err = await outcome;
+      expect(err).toBeInstanceOf(UnreachableInstanceError);
+      expect((err as Error).message).toContain(`instance ${host.name} is unreachable`);
+      // Closing a connection to a host that never answers again must not hang.
+      await idle.close();
+    } finally {
+      fleet.thawHost(host.name);
+    }
+    expect(await t.exec('echo thawed')).toMatchObject({ code: 0, stdout: 'thawed\n' });
+  });
+});
+
 describe('connect timeout', () => {
   it('a port that accepts TCP but never speaks SSH -> UnreachableInstanceError within the bound', async () => {
     const accepted: Socket[] = [];
