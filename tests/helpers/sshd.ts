@@ -19,6 +19,7 @@ import { stringify } from 'yaml';
 
 const run = promisify(execFile);
 export const SSHD = '/usr/sbin/sshd';
+export const SSHD_MISSING = 'sshd not found: install the Debian package openssh-server (apt-get install openssh-server)';
 /** Bounded wait for a new sshd to accept: at most this many probes, 50 ms apart. */
 const READY_PROBES = 200;
 
@@ -182,6 +183,7 @@ function descendantsOf(pid: number): number[] {
 
 interface HostState extends SshHost {
   configFile: string;
+  hostDir: string;
   process?: ChildProcess;
 }
 
@@ -208,7 +210,7 @@ process.once('exit', () => {
  * @throws Error when sshd is missing or a host does not come up (with its log).
  */
 export async function startSshHosts(count: number, options: SshFleetOptions = {}): Promise<SshFleet> {
-  if (!existsSync(SSHD)) throw new Error('sshd not found: install the Debian package openssh-server (apt-get install openssh-server)');
+  if (!existsSync(SSHD)) throw new Error(SSHD_MISSING);
   const base = options.baseAddress ?? '127.0.0.11';
   const prefix = options.namePrefix ?? 'ssh-';
   const logLevel = options.logLevel ?? 'ERROR';
@@ -238,14 +240,29 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     }
     const port = await freePort(address);
     const configFile = join(hostDir, 'sshd_config');
-    writeFileSync(
+    hosts.push({
+      name,
+      address,
+      port,
+      deployTo,
+      hostKeyFile,
+      extraHostKeys,
+      hostKeyFingerprint: await fingerprintOf(`${hostKeyFile}.pub`),
+      logFile: join(hostDir, 'sshd.log'),
       configFile,
+      hostDir,
+    });
+  }
+
+  const writeConfig = (h: HostState) =>
+    writeFileSync(
+      h.configFile,
       [
-        `ListenAddress ${address}`,
-        `Port ${port}`,
-        `HostKey ${hostKeyFile}`,
-        ...extraHostKeys.map((k) => `HostKey ${k.file}`),
-        `PidFile ${join(hostDir, 'sshd.pid')}`,
+        `ListenAddress ${h.address}`,
+        `Port ${h.port}`,
+        `HostKey ${h.hostKeyFile}`,
+        ...h.extraHostKeys.map((k) => `HostKey ${k.file}`),
+        `PidFile ${join(h.hostDir, 'sshd.pid')}`,
         `AuthorizedKeysFile ${identityFile}.pub`,
         'PubkeyAuthentication yes',
         'PasswordAuthentication no',
@@ -258,24 +275,13 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
         'UseDNS no',
         // A clean server's login: this machine's own ~/.bashrc (pyenv init, ~250 ms) would
         // otherwise run on every command, since bash sources it for sessions started by sshd.
-        `SetEnv HOME=${hostDir}`,
+        `SetEnv HOME=${h.hostDir}`,
         ...(options.sftp === false ? [] : ['Subsystem sftp internal-sftp']),
         `LogLevel ${logLevel}`,
         '',
       ].join('\n'),
     );
-    hosts.push({
-      name,
-      address,
-      port,
-      deployTo,
-      hostKeyFile,
-      extraHostKeys,
-      hostKeyFingerprint: await fingerprintOf(`${hostKeyFile}.pub`),
-      logFile: join(hostDir, 'sshd.log'),
-      configFile,
-    });
-  }
+  hosts.forEach(writeConfig);
 
   const writeKnownHosts = () => {
     const lines = hosts.map((h) => {
@@ -284,7 +290,6 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     });
     writeFileSync(knownHostsFile, lines.join('\n') + '\n');
   };
-  writeKnownHosts();
 
   const find = (name: string): HostState => {
     const h = hosts.find((x) => x.name === name);
@@ -385,12 +390,26 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     },
   };
 
+  // The free port was only free when we looked: another process may take it before sshd
+  // binds. Then pick another one (a bounded number of times) before anything has used it.
+  const startFirstTime = async (h: HostState) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startHost(h);
+      } catch (e) {
+        if (attempt >= 3 || !/Address already in use/.test((e as Error).message)) throw e;
+        h.port = await freePort(h.address);
+        writeConfig(h);
+      }
+    }
+  };
   try {
-    await Promise.all(hosts.map((h) => startHost(h)));
+    await Promise.all(hosts.map((h) => startFirstTime(h)));
   } catch (e) {
     await fleet.stop();
     throw e;
   }
+  writeKnownHosts();
   return fleet;
 }
 
