@@ -4,7 +4,7 @@
 //                      so an instance needs no `npm install`
 //   public/            the Vite + React frontend, served at /
 //   bin/service        start|stop|restart|status (the app contract)
-//   sample-data/       demo input (when app/sample-data exists)
+//   sample-data/       demo input: the generated .csv and .zip (when app/sample-data exists)
 // The output is deterministic: same source and lockfile -> byte-identical files. Nothing embeds
 // a time or an absolute path, file modes are fixed (644, 755 for bin/), and the output
 // directory is emptied first so no stale file survives.
@@ -108,7 +108,8 @@ async function main() {
   if (existsSync(join(appDir, 'sample-data'))) {
     await cp(join(appDir, 'sample-data'), join(out, 'sample-data'), {
       recursive: true,
-      filter: (src) => !src.endsWith('.mjs') && !src.endsWith('.md'),
+      // Only the data files; the generator and its writer are source, not part of a release.
+      filter: (src) => !/\.[a-z]+$/i.test(src) || /\.(csv|zip)$/i.test(src),
     });
   }
   await fixModes(out);

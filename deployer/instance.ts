@@ -202,6 +202,20 @@ export class InstanceOps {
     );
   }
 
+  /**
+   * Run a remote hook command with the app-contract environment plus LOCKSTEP_HOOK,
+   * LOCKSTEP_RELEASE and LOCKSTEP_DIGEST, in `dir` (default `current`).
+   * @throws LockstepError LOCKSTEP_HOOK_FAILED naming the hook, instance and exit status.
+   */
+  async runHook(command: string, hook: string, release: { release: string; digest: string }, dir?: string): Promise<void> {
+    const env = serviceEnv(this.instance, this.layout, { LOCKSTEP_HOOK: hook, LOCKSTEP_RELEASE: release.release, LOCKSTEP_DIGEST: release.digest });
+    const r = await this.transport.exec(command, { cwd: dir ?? this.layout.current, env, timeoutMs: this.inventory.deploy.activation_timeout_ms });
+    if (!succeeded(r)) {
+      const tail = r.stderr.trim().split('\n').slice(-3).join(' | ');
+      throw new LockstepError('LOCKSTEP_HOOK_FAILED', `${hook} hook failed on ${this.name} (${r.signal ? `signal ${r.signal}` : `exit ${r.code}`})${tail ? `: ${tail}` : ''}`, 3);
+    }
+  }
+
   /** Stop the app through the inventory's stop command (no-op when there is no `current`). */
   async stopApp(): Promise<void> {
     const current = await this.currentRelease();

@@ -2,15 +2,24 @@
 import type { DeployReport } from './deploy.ts';
 import { renderTable } from './table.ts';
 
-/** Human summary of a deploy. */
-export function renderDeployReportText(r: DeployReport): string {
+/**
+ * Human summary of a deploy or rollback: a headline, one row per instance (release before and
+ * now, bytes uploaded, outcome), each instance's error on its own line, and the fleet's state.
+ */
+export function renderDeployReportText(r: DeployReport, verb = 'deploy'): string {
   const table = renderTable(
     ['instance', 'before', 'now', 'uploaded', 'result'],
-    r.instances.map((i) => [i.instance, i.before ?? '-', i.now ?? '-', i.uploadedBytes ? `${i.uploadedBytes} B` : 'skipped', i.error ? `${i.state}: ${i.error}` : i.state]),
+    r.instances.map((i) => [
+      i.instance,
+      i.before ?? '-',
+      i.now ?? '-',
+      i.uploadedBytes ? `${i.uploadedBytes} B` : i.state === 'untouched' && !r.ok ? '-' : 'skipped (on host)',
+      i.state,
+    ]),
   );
   const head = r.ok
-    ? `deployed ${r.release} (digest ${r.digest.slice(0, 12)}) to ${r.instances.length} instances in ${r.durationMs} ms`
-    : `deploy of ${r.release} FAILED in phase ${r.phase}: ${r.failure ?? 'see table'}`;
-  return `${head}\n${table}\nstate: ${r.state}`;
+    ? `${verb} of ${r.release} (digest ${r.digest.slice(0, 12)}) to ${r.instances.length} instances succeeded in ${r.durationMs} ms`
+    : `${verb} of ${r.release} FAILED in phase ${r.phase}`;
+  const errors = r.instances.filter((i) => i.error).map((i) => `  ${i.instance}: ${i.error}`);
+  return [head, table, ...(errors.length ? ['errors:', ...errors] : []), `state: ${r.state}`].join('\n');
 }
-

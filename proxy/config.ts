@@ -18,6 +18,10 @@ export interface UpstreamConfig {
   name: string;
   /** Base URL of the app on the instance, e.g. `http://127.0.0.11:4100` (http only). */
   url: string;
+  /** Relative share of new work, an integer 1..1000. Default 1. */
+  weight?: number;
+  /** Per-instance limit on in-flight requests for new (unpinned) work. Default: none. */
+  maxConnections?: number;
 }
 
 /** Active health checks. A change of state needs `rise` (or `fall`) results in a row. */
@@ -34,11 +38,18 @@ export interface HealthCheckConfig {
 
 /** Timeouts of the request path. */
 export interface ProxyTimeouts {
+  /** Connecting to an instance, ms. A connect timeout counts as a connect failure (retried elsewhere). */
+  connectMs: number;
   /**
-   * Upstream socket inactivity, ms: no response headers, or no body bytes, for this long ends the
-   * request (504 when nothing was sent to the client yet). Long enough for slow uploads.
+   * Waiting for the response to start, ms: no response headers for this long (socket inactivity, so a
+   * slow upload that keeps sending does not trip it) answers 504.
    */
-  upstreamMs: number;
+  responseMs: number;
+  /**
+   * Inactivity while the response body streams, ms: an upstream that stalls mid-body this long has its
+   * response cut. Keep it above the heartbeat interval of any SSE stream.
+   */
+  idleMs: number;
   /**
    * Idle keep-alive sockets to the upstreams are closed after this many ms. It must stay below the
    * app's `keepAliveTimeout` (65 s in the reference app) so the proxy never reuses a socket the app is
@@ -62,6 +73,11 @@ export interface ProxyConfig {
   healthPath?: string;
   healthCheck?: Partial<HealthCheckConfig>;
   timeouts?: Partial<ProxyTimeouts>;
+  /** Default `round_robin` (smooth weighted). `least_connections` suits requests of very uneven length. */
+  balance?: BalanceAlgorithm;
+  passiveEjection?: Partial<PassiveEjectionConfig>;
+  retries?: Partial<RetryConfig>;
+  hold?: Partial<HoldConfig>;
   /**
    * Addresses or CIDR networks (e.g. `10.0.0.0/8`) of proxies in front of this one. Only from them are
    * incoming X-Forwarded-For/-Proto/-Host trusted and extended; from anyone else they are replaced,
@@ -88,6 +104,10 @@ export interface ResolvedProxyConfig {
   healthPath: string;
   healthCheck: HealthCheckConfig;
   timeouts: ProxyTimeouts;
+  balance: BalanceAlgorithm;
+  passiveEjection: PassiveEjectionConfig;
+  retries: RetryConfig;
+  hold: HoldConfig;
   /** null when no network is trusted, so the hot path can skip the lookup. */
   trustedProxies: BlockList | null;
   uploadPaths: Set<string>;
@@ -97,7 +117,44 @@ export interface ResolvedProxyConfig {
 }
 
 export const DEFAULT_HEALTH_CHECK: HealthCheckConfig = { intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 2 };
-export const DEFAULT_TIMEOUTS: ProxyTimeouts = { upstreamMs: 60_000, upstreamIdleMs: 30_000, shutdownGraceMs: 10_000 };
+export const DEFAULT_TIMEOUTS: ProxyTimeouts = {
+  connectMs: 5_000,
+  responseMs: 60_000,
+  idleMs: 120_000,
+  upstreamIdleMs: 30_000,
+  shutdownGraceMs: 10_000,
+};
+
+/** How new work is spread. Both honour weights. */
+export type BalanceAlgorithm = 'round_robin' | 'least_connections';
+
+/** Passive ejection: requests failing in a row take an instance out, with growing back-off. */
+export interface PassiveEjectionConfig {
+  /** Failures in a row (connect errors, resets, timeouts, 5xx answers) that eject. 0 turns it off. */
+  consecutiveFailures: number;
+  /** First back-off, ms; doubled for each failed probe in a row. */
+  baseEjectMs: number;
+  /** Upper bound of the back-off, ms. */
+  maxEjectMs: number;
+}
+
+/** Retries on another instance. */
+export interface RetryConfig {
+  /** Attempts per request in total (1 = no retry). */
+  maxAttempts: number;
+}
+
+/** Requests pinned to an instance that drains for a restart wait for it rather than lose their session. */
+export interface HoldConfig {
+  /** How long a pinned request waits for its draining instance, ms; after that it is re-pinned. 0: never hold. */
+  timeoutMs: number;
+  /** Held requests per instance beyond which new ones are re-pinned at once (memory bound). */
+  maxPerInstance: number;
+}
+
+export const DEFAULT_PASSIVE_EJECTION: PassiveEjectionConfig = { consecutiveFailures: 5, baseEjectMs: 2_000, maxEjectMs: 60_000 };
+export const DEFAULT_RETRY: RetryConfig = { maxAttempts: 3 };
+export const DEFAULT_HOLD: HoldConfig = { timeoutMs: 15_000, maxPerInstance: 1_000 };
 
 /** Raised for a configuration `startProxy` cannot run with. */
 export class ProxyConfigError extends Error {
@@ -149,7 +206,13 @@ export function validateUpstreams(upstreams: UpstreamConfig[]): UpstreamConfig[]
       throw new ProxyConfigError(`upstreams[${i}] (${u.name}): invalid url "${String(u.url)}"`);
     }
     if (url.protocol !== 'http:') throw new ProxyConfigError(`upstreams[${i}] (${u.name}): only http:// upstreams are supported`);
-    return { name: u.name, url: url.origin };
+    const weight = u.weight ?? 1;
+    if (!Number.isInteger(weight) || weight < 1 || weight > 1000) throw new ProxyConfigError(`upstreams[${i}] (${u.name}): weight must be an integer 1..1000`);
+    const maxConnections = u.maxConnections;
+    if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) {
+      throw new ProxyConfigError(`upstreams[${i}] (${u.name}): maxConnections must be a positive integer`);
+    }
+    return maxConnections === undefined ? { name: u.name, url: url.origin, weight } : { name: u.name, url: url.origin, weight, maxConnections };
   });
 }
 
@@ -182,9 +245,25 @@ export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
   };
   const t = { ...DEFAULT_TIMEOUTS, ...config.timeouts };
   const timeouts: ProxyTimeouts = {
-    upstreamMs: positiveInt('timeouts.upstreamMs', t.upstreamMs, 1),
+    connectMs: positiveInt('timeouts.connectMs', t.connectMs, 1),
+    responseMs: positiveInt('timeouts.responseMs', t.responseMs, 1),
+    idleMs: positiveInt('timeouts.idleMs', t.idleMs, 1),
     upstreamIdleMs: positiveInt('timeouts.upstreamIdleMs', t.upstreamIdleMs, 100),
     shutdownGraceMs: positiveInt('timeouts.shutdownGraceMs', t.shutdownGraceMs, 0),
+  };
+  const balance = config.balance ?? 'round_robin';
+  if (balance !== 'round_robin' && balance !== 'least_connections') throw new ProxyConfigError(`balance must be round_robin or least_connections`);
+  const pe = { ...DEFAULT_PASSIVE_EJECTION, ...config.passiveEjection };
+  const passiveEjection: PassiveEjectionConfig = {
+    consecutiveFailures: positiveInt('passiveEjection.consecutiveFailures', pe.consecutiveFailures, 0),
+    baseEjectMs: positiveInt('passiveEjection.baseEjectMs', pe.baseEjectMs, 1),
+    maxEjectMs: positiveInt('passiveEjection.maxEjectMs', pe.maxEjectMs, 1),
+  };
+  const retries: RetryConfig = { maxAttempts: positiveInt('retries.maxAttempts', config.retries?.maxAttempts ?? DEFAULT_RETRY.maxAttempts, 1) };
+  const ho = { ...DEFAULT_HOLD, ...config.hold };
+  const hold: HoldConfig = {
+    timeoutMs: positiveInt('hold.timeoutMs', ho.timeoutMs, 0),
+    maxPerInstance: positiveInt('hold.maxPerInstance', ho.maxPerInstance, 0),
   };
   const healthPath = config.healthPath ?? '/healthz';
   if (!healthPath.startsWith('/')) throw new ProxyConfigError('healthPath must start with "/"');
@@ -209,6 +288,10 @@ export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
     healthPath,
     healthCheck,
     timeouts,
+    balance,
+    passiveEjection,
+    retries,
+    hold,
     trustedProxies,
     uploadPaths: new Set(config.uploadPaths ?? ['/api/upload']),
     affinityCookieName,

@@ -6,13 +6,24 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from './admin.ts';
 import { resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
-import { HealthChecker } from './health.ts';
+import { PassiveEjector } from './ejection.ts';
+import { HealthChecker, checkOnce } from './health.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { UpstreamPool } from './pool.ts';
 import { RequestPath } from './server.ts';
 import type { UpstreamStatus } from './upstream.ts';
 
-export type { ProxyConfig, UpstreamConfig, HealthCheckConfig, ProxyTimeouts, ListenAddress } from './config.ts';
+export type {
+  ProxyConfig,
+  UpstreamConfig,
+  HealthCheckConfig,
+  ProxyTimeouts,
+  ListenAddress,
+  BalanceAlgorithm,
+  PassiveEjectionConfig,
+  RetryConfig,
+  HoldConfig,
+} from './config.ts';
 export { ProxyConfigError } from './config.ts';
 export type { InstanceState, UpstreamStatus } from './upstream.ts';
 
@@ -68,12 +79,23 @@ export async function startProxy(
 ): Promise<RunningProxy> {
   const cfg = resolveProxyConfig(config);
   const logger = cfg.logger;
-  const pool = new UpstreamPool(cfg.upstreams, { cookieName: cfg.affinityCookieName, secret: cfg.affinitySecret, logger });
+  const pool = new UpstreamPool(cfg.upstreams, {
+    cookieName: cfg.affinityCookieName,
+    secret: cfg.affinitySecret,
+    logger,
+    balance: cfg.balance,
+  });
   const metrics = new ProxyMetrics(pool);
   const health = new HealthChecker(pool, cfg.healthPath, cfg.healthCheck, (u) => {
     if (!u.healthy) metrics.ejection(u.name);
   });
-  const path = new RequestPath(pool, metrics, cfg);
+  const ejector = new PassiveEjector(
+    pool,
+    cfg.passiveEjection,
+    async (u) => (await checkOnce(new URL(cfg.healthPath, u.target), cfg.healthCheck.timeoutMs)).ok,
+    (u) => metrics.ejection(u.name),
+  );
+  const path = new RequestPath(pool, metrics, ejector, cfg);
 
   const reload = async (upstreams: UpstreamConfig[]): Promise<{ added: string[]; removed: string[] }> => {
     const changes = pool.replace(validateUpstreams(upstreams));
@@ -116,6 +138,7 @@ export async function startProxy(
       closing ??= (async () => {
         logger.info({ inflight: path.activeRequests }, 'proxy stopping');
         health.stop();
+        ejector.stop();
         const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
         admin.closeIdleConnections();
         await path.close(cfg.timeouts.shutdownGraceMs);

@@ -4,21 +4,27 @@
  */
 import type { Logger } from 'pino';
 import { affinitySetCookie, signAffinity } from './affinity.ts';
-import type { UpstreamConfig } from './config.ts';
+import type { BalanceAlgorithm, UpstreamConfig } from './config.ts';
 import { Upstream, type InstanceState, type UpstreamStatus } from './upstream.ts';
 
 export class UpstreamPool {
   private list: Upstream[] = [];
   private byName = new Map<string, Upstream>();
-  private cursor = 0;
   private readonly cookieName: string;
   private readonly secret: string;
   private readonly logger: Logger;
+  private readonly leastConnections: boolean;
+  /** Called whenever an instance may take requests again (enabled, healthy, back from ejection). */
+  onAvailable: (u: Upstream) => void = () => undefined;
 
-  constructor(upstreams: UpstreamConfig[], options: { cookieName: string; secret: string; logger: Logger }) {
+  constructor(
+    upstreams: UpstreamConfig[],
+    options: { cookieName: string; secret: string; logger: Logger; balance?: BalanceAlgorithm },
+  ) {
     this.cookieName = options.cookieName;
     this.secret = options.secret;
     this.logger = options.logger;
+    this.leastConnections = options.balance === 'least_connections';
     this.replace(upstreams);
   }
 
@@ -35,20 +41,36 @@ export class UpstreamPool {
   readonly signatureOf = (name: string): Buffer | undefined => this.byName.get(name)?.affinitySignature;
 
   /**
-   * Round robin over instances that are healthy and enabled.
-   * @returns the instance for a new unpinned request, or undefined when none is available (503).
+   * Choose the instance for a new unpinned request among those available (healthy, enabled, not
+   * ejected, under their connection limit).
+   *
+   * Round robin is nginx's smooth weighted round robin: every pick adds each candidate's weight to
+   * its score, takes the highest score and subtracts the total weight from it, which interleaves
+   * (weights 5,1,1 give a a b a c a a, not a a a a a b c). Least connections takes the lowest
+   * in-flight/weight, ties broken by the same rotation so equal instances still alternate.
+   * @param exclude instances that must not be chosen (those a retry moves away from), or null.
+   * @returns the instance, or undefined when none is available (503).
    */
-  pickForNewRequest(): Upstream | undefined {
+  pickForNewRequest(exclude: readonly Upstream[] | null = null): Upstream | undefined {
     const list = this.list;
-    const n = list.length;
-    for (let i = 0; i < n; i++) {
-      const u = list[(this.cursor + i) % n]!;
-      if (u.available) {
-        this.cursor = (this.cursor + i + 1) % n;
-        return u;
-      }
+    let best: Upstream | undefined;
+    let total = 0;
+    let bestLoad = Infinity;
+    for (let i = 0; i < list.length; i++) {
+      const u = list[i]!;
+      if (!u.available || (exclude !== null && exclude.includes(u))) continue;
+      u.currentWeight += u.weight;
+      total += u.weight;
+      if (this.leastConnections) {
+        const load = u.inflight / u.weight;
+        if (load < bestLoad || (load === bestLoad && u.currentWeight > best!.currentWeight)) {
+          best = u;
+          bestLoad = load;
+        }
+      } else if (best === undefined || u.currentWeight > best.currentWeight) best = u;
     }
-    return undefined;
+    if (best !== undefined) best.currentWeight -= total;
+    return best;
   }
 
   /**
@@ -61,6 +83,7 @@ export class UpstreamPool {
     if (u.state !== state) {
       this.logger.info({ instance: name, from: u.state, to: state, reason, inflight: u.inflight }, 'instance state changed');
       u.state = state;
+      if (u.servesPinned || state === 'disabled') this.onAvailable(u);
     }
     return u;
   }
@@ -69,6 +92,22 @@ export class UpstreamPool {
   logHealthChange(u: Upstream, detail: string): void {
     const level = u.healthy ? 'info' : 'warn';
     this.logger[level]({ instance: u.name, healthy: u.healthy, state: u.state, detail }, u.healthy ? 'instance healthy' : 'instance unhealthy');
+    if (u.servesPinned) this.onAvailable(u);
+  }
+
+  /** True when some instance other than `u` can take new work (passive ejection never empties the pool). */
+  hasAlternativeTo(u: Upstream): boolean {
+    for (const other of this.list) if (other !== u && other.healthy && !other.ejected && other.state === 'enabled') return true;
+    return false;
+  }
+
+  /** Log a passive ejection change and wake requests waiting for the instance. */
+  logEjection(u: Upstream, detail: Record<string, unknown>): void {
+    if (u.ejected) this.logger.warn({ instance: u.name, ...detail }, 'instance ejected after failed requests');
+    else {
+      this.logger.info({ instance: u.name, ...detail }, 'instance back from ejection');
+      if (u.servesPinned) this.onAvailable(u);
+    }
   }
 
   /**
@@ -83,24 +122,35 @@ export class UpstreamPool {
     const added: string[] = [];
     for (const cfg of upstreams) {
       let u = this.byName.get(cfg.name);
-      if (!u || u.url !== new URL(cfg.url).origin) {
+      if (!u || u.url !== new URL(cfg.url).origin || u.weight !== (cfg.weight ?? 1) || u.maxConnections !== (cfg.maxConnections ?? Infinity)) {
         const { signature } = signAffinity(this.secret, cfg.name);
-        u = new Upstream(cfg.name, cfg.url, affinitySetCookie(this.cookieName, this.secret, cfg.name), signature);
-        added.push(cfg.name);
+        const previous = u;
+        u = new Upstream(cfg.name, cfg.url, affinitySetCookie(this.cookieName, this.secret, cfg.name), signature, cfg);
+        // Same instance, new settings: keep what the operator and the checks decided about it.
+        if (previous && previous.url === u.url) {
+          u.state = previous.state;
+          u.healthy = previous.healthy;
+          u.checked = previous.checked;
+        }
+        if (!previous) added.push(cfg.name);
       }
       next.push(u);
       nextByName.set(cfg.name, u);
     }
     const removed: string[] = [];
-    for (const u of this.list) {
-      if (nextByName.get(u.name) !== u) {
-        removed.push(u.name);
-        u.wakeIdleWaiters(u.inflight === 0);
-      }
-    }
+    const previousList = this.list;
     this.list = next;
     this.byName = nextByName;
-    this.cursor = 0;
+    for (const u of previousList) {
+      if (nextByName.get(u.name) !== u) {
+        if (!nextByName.has(u.name)) removed.push(u.name);
+        u.wakeIdleWaiters(u.inflight === 0);
+        if (u.ejectTimer) clearTimeout(u.ejectTimer);
+        // Requests held for it must move now: it will not come back under this identity.
+        u.state = 'disabled';
+        this.onAvailable(u);
+      }
+    }
     if (added.length > 0 || removed.length > 0) this.logger.info({ added, removed }, 'upstream set changed');
     return { added, removed };
   }

@@ -14,6 +14,11 @@ export interface UpstreamStatus {
   state: InstanceState;
   healthy: boolean;
   inflight: number;
+  /** Taken out by passive ejection (failed requests), waiting for its back-off to end. */
+  ejected: boolean;
+  /** Requests waiting for this (draining) instance to come back, not counted in `inflight`. */
+  held: number;
+  weight: number;
 }
 
 interface IdleWaiter {
@@ -46,8 +51,30 @@ export class Upstream {
   private failures = 0;
   private idleWaiters: IdleWaiter[] = [];
 
-  constructor(name: string, url: string, affinitySetCookie: string, affinitySignature: Buffer) {
+  /** Relative share of new work (balancing). */
+  readonly weight: number;
+  /** New unpinned work goes elsewhere while this many requests are in flight here. */
+  readonly maxConnections: number;
+  /** Smooth weighted round robin: this instance's running score (see pool.ts). */
+  currentWeight = 0;
+  /** Passive ejection: failed requests in a row, whether it is out, and how many back-offs in a row. */
+  consecutiveFailures = 0;
+  ejected = false;
+  ejections = 0;
+  ejectTimer: NodeJS.Timeout | null = null;
+  /** Requests held for this instance while it drains for a restart (owned by the request path). */
+  held = 0;
+
+  constructor(
+    name: string,
+    url: string,
+    affinitySetCookie: string,
+    affinitySignature: Buffer,
+    options: { weight?: number; maxConnections?: number } = {},
+  ) {
     this.name = name;
+    this.weight = options.weight ?? 1;
+    this.maxConnections = options.maxConnections ?? Infinity;
     this.target = new URL(url);
     this.url = this.target.origin;
     this.proxyOptions = { target: this.target };
@@ -57,7 +84,12 @@ export class Upstream {
 
   /** True when the instance may take new, unpinned work. */
   get available(): boolean {
-    return this.healthy && this.state === 'enabled';
+    return this.healthy && !this.ejected && this.state === 'enabled' && this.inflight < this.maxConnections;
+  }
+
+  /** True when a request pinned here may be sent here now (connection limits do not move sessions). */
+  get servesPinned(): boolean {
+    return this.healthy && !this.ejected && this.state === 'enabled';
   }
 
   /**
@@ -132,6 +164,15 @@ export class Upstream {
   }
 
   status(): UpstreamStatus {
-    return { name: this.name, url: this.url, state: this.state, healthy: this.healthy, inflight: this.inflight };
+    return {
+      name: this.name,
+      url: this.url,
+      state: this.state,
+      healthy: this.healthy,
+      inflight: this.inflight,
+      ejected: this.ejected,
+      held: this.held,
+      weight: this.weight,
+    };
   }
 }

@@ -14,6 +14,8 @@ import { SessionStore } from './sessions.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerUploadRoutes } from './routes/upload.ts';
 import { registerSessionRoutes } from './routes/session.ts';
+import { registerAnalysisRoutes } from './routes/analysis.ts';
+import { registerMapRoutes } from './routes/map.ts';
 
 export interface AppOptions {
   config: AppConfig;
@@ -65,8 +67,10 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   });
 
   registerHealthRoutes(app, options);
-  registerUploadRoutes(app, store);
+  registerUploadRoutes(app, store, config);
   registerSessionRoutes(app, store);
+  registerAnalysisRoutes(app, store);
+  registerMapRoutes(app, store);
 
   if (options.publicDir && existsSync(options.publicDir)) {
     await app.register(fastifyStatic, { root: options.publicDir, prefix: '/', wildcard: false });

@@ -7,8 +7,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from './errors.ts';
 import { parseWardCsv, type WardTable } from './table.ts';
-import type { SessionStore } from './sessions.ts';
+import type { SessionFile, SessionStore } from './sessions.ts';
 import { setSessionCookie } from './cookie.ts';
+import { joinWards, readShapefileZip, type JoinReport, type ShapefileSummary } from './shapefile.ts';
+import type { AppConfig } from './config.ts';
 
 /** Multipart file fields that carry the CSV (`file` is ours, `csv_file` the incident app's). */
 export const CSV_FIELDS: ReadonlySet<string> = new Set(['file', 'csv_file']);
@@ -31,6 +33,8 @@ export interface UploadSummary {
   column_details: WardTable['columns'];
   missing_values: Record<string, number>;
   duplicate_ward_names: WardTable['duplicateWardNames'];
+  /** Present when a shapefile zip came with the CSV. */
+  shapefile?: ShapefileSummary & JoinReport;
 }
 
 /** What is stored as `table.json`: the parsed cells (null = missing) and their file lines. */
@@ -55,6 +59,8 @@ async function receiveFiles(request: FastifyRequest): Promise<{ csv: ReceivedFil
   for await (const part of request.parts()) {
     if (part.type !== 'file') continue;
     const buf = await part.toBuffer();
+    // A browser form with an empty file input still sends the part, with no name and no bytes.
+    if (buf.length === 0 && !part.filename) continue;
     const received = { field: part.fieldname, filename: baseName(part.filename) || part.fieldname, buf };
     if (CSV_FIELDS.has(part.fieldname)) {
       if (csv) throw new AppError(400, 'TOO_MANY_FILES', 'send exactly one CSV file (field "file")');
@@ -94,18 +100,33 @@ export function summarize(table: WardTable): UploadSummary {
  * @returns the JSON body `{status: "success", session_id, rows, columns, ...summary}`.
  * @throws AppError (4xx) for bad input; nothing is stored in that case.
  */
-export async function handleUpload(request: FastifyRequest, reply: FastifyReply, store: SessionStore) {
-  const { csv } = await receiveFiles(request);
+export async function handleUpload(request: FastifyRequest, reply: FastifyReply, store: SessionStore, config: AppConfig) {
+  const { csv, shapefile } = await receiveFiles(request);
   const table = parseWardCsv(csv.buf, csv.filename);
   const summary = summarize(table);
   const stored: StoredTable = { header: table.header, rows: table.rows, lines: table.lines };
-  const meta = { created_at: new Date().toISOString(), files: { csv: { name: csv.filename, bytes: csv.buf.length } } };
-  const sessionId = await store.create([
+  const files: SessionFile[] = [
     { name: 'upload.csv', content: csv.buf },
     { name: 'table.json', content: JSON.stringify(stored) },
-    { name: 'summary.json', content: JSON.stringify(summary) },
-    { name: 'meta.json', content: JSON.stringify(meta) },
-  ]);
+  ];
+  const meta: Record<string, unknown> = { created_at: new Date().toISOString(), files: { csv: { name: csv.filename, bytes: csv.buf.length } } };
+  if (shapefile) {
+    // Read and checked before the session exists, so a bad zip leaves nothing behind.
+    const boundaries = await readShapefileZip(shapefile.buf, shapefile.filename, config.zipMaxBytes);
+    const wardIdx = table.header.indexOf(table.wardColumn);
+    const codeIdx = table.wardCodeColumn ? table.header.indexOf(table.wardCodeColumn) : -1;
+    const wards = table.rows.map((row, r) => ({
+      ward_name: row[wardIdx]!,
+      ward_code: codeIdx >= 0 ? (row[codeIdx] ?? null) : null,
+      line: table.lines[r]!,
+    }));
+    const join = joinWards(wards, boundaries.features, boundaries.summary.code_field !== null);
+    summary.shapefile = { ...boundaries.summary, ...join };
+    files.push({ name: 'boundaries.json', content: JSON.stringify({ type: 'FeatureCollection', features: boundaries.features }) });
+    (meta.files as Record<string, unknown>).shapefile = { name: shapefile.filename, bytes: shapefile.buf.length };
+  }
+  files.push({ name: 'summary.json', content: JSON.stringify(summary) }, { name: 'meta.json', content: JSON.stringify(meta) });
+  const sessionId = await store.create(files);
   setSessionCookie(request, reply, sessionId);
   request.log.info({ session: sessionId, rows: summary.rows, columns: summary.columns }, 'upload stored');
   return { status: 'success' as const, session_id: sessionId, ...summary };

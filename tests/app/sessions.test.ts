@@ -4,10 +4,10 @@
  * cookie rules and the compatibility routes.
  */
 import { readdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRelease, markerCsv, sessionCookieOf, startApp, upload, UUID_V4, type RunningApp } from './support.ts';
+import { buildRelease, markerCsv, realDataDir, sessionCookieOf, startApp, upload, UUID_V4, type RunningApp } from './support.ts';
 
 let release: string;
 let app: RunningApp;
@@ -73,17 +73,28 @@ describe('upload', () => {
     },
   );
 
-  it('/upload_both_files (incident app) takes csv_file and gives 3 concurrent uploads distinct sessions', async () => {
+  it('/upload_both_files (incident app) takes csv_file + shapefile and gives 3 concurrent uploads distinct sessions', async () => {
+    const zip = new Uint8Array(readFileSync(join(realDataDir, 'Niger_State.zip')));
     const results = await Promise.all(
       [1, 2, 3].map((i) =>
         uploadOk(markerCsv(`both-${i}`), {
           path: '/upload_both_files',
           field: 'csv_file',
-          files: { shapefile: { name: 'wards.zip', content: new Uint8Array(0) } },
+          files: { shapefile: { name: 'Niger_State.zip', content: zip } },
         }),
       ),
     );
     expect(new Set(results.map((r) => r.id)).size).toBe(3);
+    for (const r of results) expect(r.body.shapefile).toMatchObject({ feature_count: 275 });
+  });
+
+  it('treats an empty file input (no name, no bytes) as no shapefile', async () => {
+    const form = new FormData();
+    form.append('csv_file', new Blob([markerCsv('m-empty-input')]), 'wards.csv');
+    form.append('shapefile', new Blob([]), '');
+    const res = await fetch(`${app.url}/upload_both_files`, { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { shapefile?: unknown }).shapefile).toBeUndefined();
   });
 
   it('shows each of 5 concurrent sessions only its own marker', async () => {

@@ -130,13 +130,13 @@ export interface UploadOptions {
   /** Extra multipart text fields (e.g. a forged session_id). */
   fields?: Record<string, string>;
   /** Extra files: field -> {name, content}. */
-  files?: Record<string, { name: string; content: Uint8Array | string }>;
+  files?: Record<string, { name: string; content: Uint8Array<ArrayBuffer> | string }>;
   headers?: Record<string, string>;
   query?: string;
 }
 
 /** POST a multipart upload with the CSV text in `field` (default "file"). */
-export async function upload(baseUrl: string, csv: string | Uint8Array, opts: UploadOptions = {}): Promise<Response> {
+export async function upload(baseUrl: string, csv: string | Uint8Array<ArrayBuffer>, opts: UploadOptions = {}): Promise<Response> {
   const form = new FormData();
   for (const [k, v] of Object.entries(opts.fields ?? {})) form.append(k, v);
   form.append(opts.field ?? 'file', new Blob([csv as BlobPart]), opts.filename ?? 'wards.csv');

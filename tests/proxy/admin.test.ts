@@ -40,8 +40,8 @@ describe('admin API', () => {
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toEqual({
       instances: [
-        { name: 'a', url: upstreams[0]!.url, state: 'enabled', healthy: true, inflight: 0 },
-        { name: 'b', url: upstreams[1]!.url, state: 'enabled', healthy: false, inflight: 0 },
+        { name: 'a', url: upstreams[0]!.url, state: 'enabled', healthy: true, inflight: 0, ejected: false, held: 0, weight: 1 },
+        { name: 'b', url: upstreams[1]!.url, state: 'enabled', healthy: false, inflight: 0, ejected: false, held: 0, weight: 1 },
       ],
     });
   });

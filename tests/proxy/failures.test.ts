@@ -49,7 +49,7 @@ describe('upstream failures become JSON answers, never a crash or a hung request
     const a = await startUpstream('a');
     a.handler = () => undefined; // never answers
     upstreams = [a];
-    proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, timeouts: { upstreamMs: 200 } });
+    proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, timeouts: { responseMs: 200 } });
     const r = await requestJson<{ error: string; status: number }>(`${proxy.url}/x`);
     expect(r.status).toBe(504);
     expect(r.json).toMatchObject({ error: 'gateway_timeout', status: 504 });
@@ -63,7 +63,7 @@ describe('upstream failures become JSON answers, never a crash or a hung request
       res.write('partial');
     };
     upstreams = [a];
-    proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, timeouts: { upstreamMs: 200 } });
+    proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, timeouts: { idleMs: 200 } });
     await expect(request(`${proxy.url}/x`)).rejects.toThrow();
     a.handler = (_req, res) => res.end('ok');
     expect((await request(`${proxy.url}/x`)).body).toBe('ok');

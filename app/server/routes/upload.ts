@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { SessionStore } from '../sessions.ts';
 import { handleUpload } from '../upload.ts';
+import type { AppConfig } from '../config.ts';
 
 /** Paths that accept an upload. The last two are the incident app's, kept for operators' checks. */
 export const UPLOAD_PATHS = [
@@ -12,6 +13,6 @@ export const UPLOAD_PATHS = [
 ] as const;
 
 /** Register every upload path. */
-export function registerUploadRoutes(app: FastifyInstance, store: SessionStore): void {
-  for (const path of UPLOAD_PATHS) app.post(path, (request, reply) => handleUpload(request, reply, store));
+export function registerUploadRoutes(app: FastifyInstance, store: SessionStore, config: AppConfig): void {
+  for (const path of UPLOAD_PATHS) app.post(path, (request, reply) => handleUpload(request, reply, store, config));
 }

@@ -1,0 +1,169 @@
+/**
+ * One analysis run on a session's table: choose and prepare indicators, score with the chosen
+ * method, rank, categorise. The result is what POST /api/analysis answers, what the export
+ * writes and what the map colours.
+ */
+import { AppError } from '../errors.ts';
+import type { ColumnSummary } from '../table.ts';
+import { categoryOfRank, compositeScores, rankDescending, type RiskCategory } from './composite.ts';
+import { chooseIndicators, prepareIndicators, type Direction } from './indicators.ts';
+import { pcaIndex, type Suitability } from './pca.ts';
+
+export type Method = 'composite' | 'pca';
+
+export const FORMULAS: Readonly<Record<Method, string>> = {
+  composite:
+    'score = mean over indicators of min-max scaled values, (x - min) / (max - min), inverted as 1 - x where a higher value means lower risk; ' +
+    'rank 1 = highest score; thirds by rank = high / medium / low. Missing values imputed with the column mean. ' +
+    'Source: OECD/JRC Handbook on Constructing Composite Indicators (2008).',
+  pca:
+    'index = first principal component of the z-scored indicators (negative indicators multiplied by -1), sign fixed so that a higher index means higher risk; ' +
+    'score = index min-max scaled to 0..1; rank 1 = highest index; thirds by rank. Suitability: KMO >= 0.5 and Bartlett p < 0.05. ' +
+    'Source: Vyas & Kumaranayake, Health Policy and Planning 2006; Kaiser 1974; Bartlett 1950.',
+};
+
+export interface WardResult {
+  rank: number;
+  /** 1-based line of the ward in the uploaded file. */
+  line: number;
+  ward_name: string;
+  ward_code: string | null;
+  category: RiskCategory;
+  /** Composite score or scaled PCA index, 0..1 (higher = more risk). */
+  score: number;
+  /** The raw PC1 index (PCA method only). */
+  index?: number;
+  /** Indicator values used (after imputation), in the column's units. */
+  values: Record<string, number>;
+  /** Scaled 0..1 (inverted for negative indicators) values (composite method only). */
+  scaled?: Record<string, number>;
+  /** Indicators whose value was missing and imputed for this ward. */
+  imputed: string[];
+}
+
+export interface IndicatorReport {
+  column: string;
+  direction: Direction;
+  source: 'request' | 'default';
+  missing: number;
+  imputed_with: number | null;
+  min: number;
+  max: number;
+  loading?: number;
+}
+
+export interface AnalysisResult {
+  method: Method;
+  formula: string;
+  created_at: string;
+  ward_column: string;
+  ward_code_column: string | null;
+  indicators: IndicatorReport[];
+  categories: Record<RiskCategory, number>;
+  pca?: { explained_variance: number; suitability: Suitability; dropped: string[] };
+  warnings: string[];
+  /** Sorted by rank (1 first). */
+  wards: WardResult[];
+}
+
+export interface AnalysisInput {
+  header: string[];
+  rows: (string | null)[][];
+  lines: number[];
+  columns: ColumnSummary[];
+  wardColumn: string;
+  wardCodeColumn: string | null;
+}
+
+/**
+ * Parse the request body of POST /api/analysis.
+ * @returns method (default composite) and the raw indicator request (undefined = defaults).
+ * @throws AppError 400 BAD_METHOD / BAD_REQUEST.
+ */
+export function parseAnalysisRequest(body: unknown): { method: Method; indicators: unknown } {
+  if (body === undefined || body === null || body === '') return { method: 'composite', indicators: undefined };
+  if (typeof body !== 'object' || Array.isArray(body)) throw new AppError(400, 'BAD_REQUEST', 'the body must be a JSON object {method, indicators}');
+  const { method, indicators } = body as { method?: unknown; indicators?: unknown };
+  if (method !== undefined && method !== 'composite' && method !== 'pca') {
+    throw new AppError(400, 'BAD_METHOD', '"method" must be "composite" or "pca"');
+  }
+  return { method: (method as Method | undefined) ?? 'composite', indicators };
+}
+
+/**
+ * Run an analysis.
+ * @throws AppError 400 for a bad indicator choice, 422 when the data cannot be analysed.
+ */
+export function runAnalysis(input: AnalysisInput, method: Method, requestedIndicators: unknown, now = new Date()): AnalysisResult {
+  const choices = chooseIndicators(input.columns, requestedIndicators);
+  if (choices.length === 0) throw new AppError(422, 'NO_INDICATORS', 'the table has no numeric indicator to analyse');
+  const prepared = prepareIndicators(input.header, input.rows, choices);
+  const n = input.rows.length;
+
+  let scores: number[];
+  let scaled: Record<string, number[]> | null = null;
+  let index: number[] | null = null;
+  let warnings: string[];
+  let pcaReport: AnalysisResult['pca'];
+  let loadings: Record<string, number> = {};
+  if (method === 'composite') {
+    const result = compositeScores(prepared);
+    scores = result.scores;
+    scaled = result.scaled;
+    warnings = result.warnings;
+  } else {
+    const result = pcaIndex(prepared);
+    scores = result.scores;
+    index = result.index;
+    warnings = result.warnings;
+    loadings = result.loadings;
+    pcaReport = { explained_variance: result.explainedVariance, suitability: result.suitability, dropped: result.dropped };
+  }
+  // Rank on the unscaled index for PCA so min-max rounding never reorders wards.
+  const ranks = rankDescending(index ?? scores);
+  const wardIdx = input.header.indexOf(input.wardColumn);
+  const codeIdx = input.wardCodeColumn ? input.header.indexOf(input.wardCodeColumn) : -1;
+  const imputedByRow = new Map<number, string[]>();
+  for (const ind of prepared) {
+    for (const r of ind.imputedRows) imputedByRow.set(r, [...(imputedByRow.get(r) ?? []), ind.column]);
+  }
+  const wards: WardResult[] = input.rows.map((row, r) => {
+    const ward: WardResult = {
+      rank: ranks[r]!,
+      line: input.lines[r]!,
+      ward_name: row[wardIdx] ?? '',
+      ward_code: codeIdx >= 0 ? (row[codeIdx] ?? null) : null,
+      category: categoryOfRank(ranks[r]!, n),
+      score: scores[r]!,
+      values: Object.fromEntries(prepared.map((ind) => [ind.column, ind.values[r]!])),
+      imputed: imputedByRow.get(r) ?? [],
+    };
+    if (index) ward.index = index[r]!;
+    if (scaled) ward.scaled = Object.fromEntries(Object.entries(scaled).map(([col, s]) => [col, s[r]!]));
+    return ward;
+  });
+  wards.sort((a, b) => a.rank - b.rank);
+  const categories = { high: 0, medium: 0, low: 0 };
+  for (const w of wards) categories[w.category] += 1;
+  return {
+    method,
+    formula: FORMULAS[method],
+    created_at: now.toISOString(),
+    ward_column: input.wardColumn,
+    ward_code_column: input.wardCodeColumn,
+    indicators: prepared.map((ind) => ({
+      column: ind.column,
+      direction: ind.direction,
+      source: ind.source,
+      missing: ind.missing,
+      imputed_with: ind.imputedWith,
+      min: ind.min,
+      max: ind.max,
+      ...(method === 'pca' && ind.column in loadings ? { loading: loadings[ind.column]! } : {}),
+    })),
+    categories,
+    ...(pcaReport ? { pca: pcaReport } : {}),
+    warnings,
+    wards,
+  };
+}
