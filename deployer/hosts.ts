@@ -6,7 +6,7 @@ import pLimit from 'p-limit';
 import { ConfigError } from './errors.ts';
 import type { Instance, Inventory } from './inventory.ts';
 import { appendKnownHost, checkHostKey, fingerprint, findHostKeys, knownHostsName, loadKnownHosts } from './transport/known-hosts.ts';
-import { probeHostKey } from './transport/ssh.ts';
+import { probeHostKey } from './transport/host-key-probe.ts';
 
 export interface TrustHostResult {
   instance: string;

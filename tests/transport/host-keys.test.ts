@@ -159,3 +159,35 @@ describe('changed host keys', () => {
     expect((err as HostKeyMismatchError).actualFingerprint).toBe(newFingerprint);
   });
 });
+
+describe('hosts with several host keys', () => {
+  let multi: SshFleet;
+  beforeAll(async () => {
+    multi = await startSshHosts(1, { baseAddress: '127.0.0.66', extraHostKeyTypes: ['rsa', 'ecdsa'] });
+  });
+  afterAll(async () => {
+    await multi?.stop();
+  });
+
+  it('asks for the key type known_hosts records, so a host known by its RSA or ECDSA key is accepted', async () => {
+    const host = multi.hosts[0]!;
+    for (const key of host.extraHostKeys) {
+      const [type, b64] = readFileSync(`${key.file}.pub`, 'utf8').trim().split(/\s+/);
+      const file = join(multi.dir, `known_hosts.${key.type}`);
+      writeFileSync(file, `[${host.address}]:${host.port} ${type} ${b64}\n`);
+      const t = new SshTransport({
+        instance: host.name,
+        host: host.address,
+        port: host.port,
+        user: multi.user,
+        identityFile: multi.identityFile,
+        knownHostsFile: file,
+      });
+      open.push(t);
+      // Left to its default preference the server would present its ed25519 key, which this
+      // file does not list, and the connection would be refused as a changed key.
+      expect(await t.exec('echo ok')).toMatchObject({ code: 0, stdout: 'ok\n' });
+      expect(t.verifiedHostKey).toEqual({ fingerprint: key.fingerprint, status: 'known' });
+    }
+  });
+});
