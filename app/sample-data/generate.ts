@@ -89,7 +89,14 @@ export async function generateSample(opts: SampleOptions): Promise<{ csv: string
       const code = `SS${lga.slice(0, 3).toUpperCase()}${String(n).padStart(2, '0')}`;
       let name = `${PREFIXES[Math.floor(rand() * PREFIXES.length)]} ${SUFFIXES[Math.floor(rand() * SUFFIXES.length)]}`;
       // Keep names unique except one deliberate repeat, as in the real file.
-      while (usedNames.has(name) && n !== 7) name = `${PREFIXES[Math.floor(rand() * PREFIXES.length)]} ${SUFFIXES[Math.floor(rand() * SUFFIXES.length)]}`;
+      while (usedNames.has(name) && n !== 7) {
+        // Large tables (benchmarks) run out of name pairs: number them instead.
+        if (usedNames.size >= PREFIXES.length * SUFFIXES.length) {
+          name = `${name} ${n}`;
+          break;
+        }
+        name = `${PREFIXES[Math.floor(rand() * PREFIXES.length)]} ${SUFFIXES[Math.floor(rand() * SUFFIXES.length)]}`;
+      }
       if (n === 7) name = [...usedNames][0]!;
       usedNames.add(name);
 
