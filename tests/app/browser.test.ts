@@ -31,8 +31,17 @@ afterAll(async () => {
   await app?.stop();
 });
 
+/** Console errors per page (a CSP violation or a React error shows up here). */
+const consoleErrors = new WeakMap<Page, string[]>();
+
 async function openApp(context: BrowserContext): Promise<Page> {
   const page = await context.newPage();
+  const errors: string[] = [];
+  consoleErrors.set(page, errors);
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(msg.text());
+  });
+  page.on('pageerror', (err) => errors.push(err.message));
   await page.goto(app.url);
   await page.getByTestId('release').filter({ hasText: '20261130T0900Z-feedbeef' }).waitFor();
   return page;
@@ -138,6 +147,7 @@ describe('the app in a browser', () => {
       await page.getByTestId('run-analysis').click();
       await page.getByTestId('categories').filter({ hasText: 'PC1 explains' }).waitFor();
       await page.screenshot({ path: join(artifacts, 'niger-pca.png'), fullPage: true });
+      expect(consoleErrors.get(page)).toEqual([]);
     } finally {
       await ctx.close();
     }

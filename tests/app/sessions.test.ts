@@ -178,6 +178,17 @@ describe('GET /api/session', () => {
     expect(res.headers.get('cache-control')).toBe('no-store');
   });
 
+  it('the page and its hashed assets are cached as they should be, under a strict CSP', async () => {
+    const page = await fetch(`${app.url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    expect(page.headers.get('content-security-policy')).toMatch(/default-src 'self'/);
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(await page.text())![1]!;
+    const res = await fetch(`${app.url}${asset}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toMatch(/immutable/);
+  });
+
   it('pages rows with offset and limit', async () => {
     const { cookie } = await uploadOk(markerCsv('m-page', 10));
     const res = await fetch(`${app.url}/api/session?offset=8&limit=5`, { headers: { cookie } });

@@ -147,8 +147,11 @@ export function uploadFiles(csv: File, shapefile: File | null, onProgress: (frac
   });
 }
 
-/** The caller's session, or null when there is none (401). */
+/** The caller's session, or null when there is none. */
 export async function fetchSession(): Promise<SessionData | null> {
+  // Ask the status route first: it answers 200 either way, so a first visit logs no 401.
+  const status = await parseAnswer<{ active: boolean; has_data: boolean }>(await fetch('/api/session/status', { credentials: 'same-origin' }));
+  if (!status.active || !status.has_data) return null;
   const res = await fetch('/api/session', { credentials: 'same-origin' });
   if (res.status === 401) return null;
   return parseAnswer<SessionData>(res);
