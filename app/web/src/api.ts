@@ -37,6 +37,7 @@ export interface ShapefileReport {
   matched: number;
   unmatched_csv: { ward_name: string; ward_code: string | null; line: number }[];
   unmatched_features: { ward_name: string | null; ward_code: string | null }[];
+  ambiguous: string[];
 }
 
 export type Direction = 'positive' | 'negative';
