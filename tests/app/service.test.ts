@@ -133,6 +133,19 @@ describe('bin/service', () => {
     }
   });
 
+  it('start fails with a clear message when node cannot be found', async () => {
+    const saved = env.NODE;
+    env.NODE = 'no-such-node-binary';
+    try {
+      const res = await service('start');
+      expect(res.code).toBe(1);
+      expect(existsSync(join(deployTo, 'shared', 'run', 'app.pid'))).toBe(false);
+    } finally {
+      if (saved === undefined) delete env.NODE;
+      else env.NODE = saved;
+    }
+  });
+
   it('rejects an unknown verb with exit 2', async () => {
     expect((await service('bounce')).code).toBe(2);
   });
