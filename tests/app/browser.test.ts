@@ -143,6 +143,10 @@ describe('the app in a browser', () => {
       const csv = await page.evaluate(async (url) => (await fetch(url!)).text(), href);
       expect(csv.split('\r\n').filter(Boolean)).toHaveLength(276);
 
+      const report = page.getByTestId('indicator-report');
+      await report.locator('summary').click();
+      expect(await report.textContent()).toMatch(/distance_to_waterless risk/);
+
       await page.getByTestId('method').selectOption('pca');
       await page.getByTestId('run-analysis').click();
       await page.getByTestId('categories').filter({ hasText: 'PC1 explains' }).waitFor();

@@ -20,6 +20,7 @@ import { AnalysisControls } from './components/AnalysisControls.tsx';
 import { RankedTable } from './components/RankedTable.tsx';
 import { TopWardsChart } from './components/TopWardsChart.tsx';
 import { RiskMap } from './components/RiskMap.tsx';
+import { IndicatorReport } from './components/IndicatorReport.tsx';
 
 function describeError(err: unknown): string {
   if (err instanceof ApiError) {
@@ -116,6 +117,7 @@ export function App() {
                   analysis.pca.suitability.kmo?.toFixed(2) ?? 'n/a'
                 }, Bartlett p ${analysis.pca.suitability.bartlett.p_value?.toPrecision(2) ?? 'n/a'}.`}
             </p>
+            <IndicatorReport analysis={analysis} />
             {analysis.warnings.map((w) => (
               <p key={w} className="warning">
                 {w}

@@ -60,7 +60,16 @@ export interface AnalysisResult {
   status: 'success';
   method: Method;
   formula: string;
-  indicators: { column: string; direction: Direction; source: 'request' | 'default'; missing: number; imputed_with: number | null; loading?: number }[];
+  indicators: {
+    column: string;
+    direction: Direction;
+    source: 'request' | 'default';
+    missing: number;
+    imputed_with: number | null;
+    min: number;
+    max: number;
+    loading?: number;
+  }[];
   categories: Record<Category, number>;
   pca?: {
     explained_variance: number;
