@@ -32,6 +32,12 @@ function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A p-value as people read it: tiny values as an upper bound rather than "0.0". */
+function formatP(p: number | null): string {
+  if (p === null) return 'n/a';
+  return p < 0.001 ? '< 0.001' : p.toPrecision(2);
+}
+
 export function App() {
   const [session, setSession] = useState<SessionData | null>(null);
   const [analysis, setAnalysis] = useState<AnalysisResult | null>(null);
@@ -115,7 +121,7 @@ export function App() {
               {analysis.pca &&
                 ` PC1 explains ${(analysis.pca.explained_variance * 100).toFixed(1)}% of the variance; KMO ${
                   analysis.pca.suitability.kmo?.toFixed(2) ?? 'n/a'
-                }, Bartlett p ${analysis.pca.suitability.bartlett.p_value?.toPrecision(2) ?? 'n/a'}.`}
+                }, Bartlett p ${formatP(analysis.pca.suitability.bartlett.p_value)}${analysis.pca.suitability.suitable ? '' : ' (not suited to PCA)'}.`}
             </p>
             <IndicatorReport analysis={analysis} />
             {analysis.warnings.map((w) => (
