@@ -38,6 +38,10 @@ function formatP(p: number | null): string {
   return p < 0.001 ? '< 0.001' : p.toPrecision(2);
 }
 
+/**
+ * The whole page: upload, what was understood, indicator choice, results (table, chart, map,
+ * download) and the running release. Session state lives in the server's cookie only.
+ */
 export function App() {
   const [session, setSession] = useState<SessionData | null>(null);
   const [analysis, setAnalysis] = useState<AnalysisResult | null>(null);
