@@ -171,6 +171,14 @@ export function parseWardCsv(buf: Buffer, file: string): WardTable {
   const normalized = header.map(normalizeName);
   const wardIndex = firstMatch(normalized, WARD_NAME_HEADERS, columns, 'text');
   if (wardIndex < 0) {
+    const numericWard = firstMatch(normalized, WARD_NAME_HEADERS, columns, 'any');
+    if (numericWard >= 0) {
+      throw new AppError(422, 'NO_WARD_COLUMN', `${file}: column "${header[numericWard]}" holds only numbers; ward names must be text`, {
+        file,
+        row: 1,
+        column: header[numericWard]!,
+      });
+    }
     throw new AppError(
       422,
       'NO_WARD_COLUMN',
