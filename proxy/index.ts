@@ -23,6 +23,7 @@ export type {
   PassiveEjectionConfig,
   RetryConfig,
   HoldConfig,
+  ProxyEngine,
 } from './config.ts';
 export { ProxyConfigError } from './config.ts';
 export type { InstanceState, UpstreamStatus } from './upstream.ts';
@@ -98,9 +99,10 @@ export async function startProxy(
   const path = new RequestPath(pool, metrics, ejector, cfg);
 
   const reload = async (upstreams: UpstreamConfig[]): Promise<{ added: string[]; removed: string[] }> => {
-    const changes = pool.replace(validateUpstreams(upstreams));
+    const { added, removed, retired } = pool.replace(validateUpstreams(upstreams));
+    for (const u of retired) path.forget(u);
     health.sync();
-    return changes;
+    return { added, removed };
   };
   const reloadSource = options.reloadSource;
   const admin = createAdminServer({
@@ -118,9 +120,8 @@ export async function startProxy(
     publicAddr = await listen(path.server, cfg.listen.host, cfg.listen.port);
     adminAddr = await listen(admin, cfg.adminListen.host, cfg.adminListen.port);
   } catch (err) {
-    path.server.close();
     admin.close();
-    path.agent.destroy();
+    await path.close(0);
     throw err;
   }
   health.start();
