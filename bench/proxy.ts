@@ -5,7 +5,10 @@
  * before and after RSS_REQUESTS requests (default 1,000,000; 0 skips that phase).
  *
  *   node --import tsx bench/proxy.ts                  # 10 s per target
- *   DURATION=5 CONNECTIONS=64 WORKERS=2 node --import tsx bench/proxy.ts
+ *   DURATION=5 CONNECTIONS=64 WORKERS=2 ENGINE=undici node --import tsx bench/proxy.ts
+ *
+ * WORKERS (default 2) adds a run of the proxy in worker mode; ENGINE picks undici (default) or
+ * http-proxy-3 for both Lockstep runs.
  *
  * Needs wrk, nginx and haproxy (apt-get install wrk nginx haproxy); a missing one is skipped.
  * Everything listens on 127.0.0.1 and is stopped at the end. Bounded: each wrk run has a duration.
@@ -35,15 +38,19 @@ async function runUpstream(port: number): Promise<void> {
   server.listen(port, '127.0.0.1', () => process.send?.('ready'));
 }
 
-async function runLockstep(port: number, upstreamPorts: number[]): Promise<void> {
+async function runLockstep(port: number, workers: number, upstreamPorts: number[]): Promise<void> {
   const { startProxy } = await import('../proxy/index.ts');
-  const proxy = await startProxy({
+  const proxy = await startProxy(
+    {
     listen: { host: '127.0.0.1', port },
     adminListen: { host: '127.0.0.1', port: 0 },
     adminToken: 'bench-admin-token-0123456789',
     affinitySecret: 'bench-affinity-secret-0123456789',
     upstreams: upstreamPorts.map((p, i) => ({ name: `u${i + 1}`, url: `http://127.0.0.1:${p}` })),
-  });
+    engine: (process.env.ENGINE as 'undici' | 'http-proxy-3' | undefined) ?? 'undici',
+    },
+    { workers },
+  );
   process.send?.('ready');
   process.on('SIGTERM', () => void proxy.close().then(() => process.exit(0)));
 }
@@ -192,8 +199,14 @@ async function main(): Promise<void> {
 
   const targets: Array<{ name: string; url: string; pid?: number }> = [{ name: 'direct (one upstream)', url: `http://127.0.0.1:${upstreamPorts[0]}/` }];
   const lockPort = await freePort();
-  const lock = await startNode(['lockstep', String(lockPort), ...upstreamPorts.map(String)]);
+  const lock = await startNode(['lockstep', String(lockPort), '1', ...upstreamPorts.map(String)]);
   targets.push({ name: 'lockstep', url: `http://127.0.0.1:${lockPort}/`, pid: lock.pid });
+  const workers = Number(process.env.WORKERS ?? 2);
+  if (workers > 1) {
+    const port = await freePort();
+    await startNode(['lockstep', String(port), String(workers), ...upstreamPorts.map(String)]);
+    targets.push({ name: `lockstep, ${workers} workers`, url: `http://127.0.0.1:${port}/` });
+  }
   if (has('nginx')) {
     const port = await freePort();
     startDaemon('nginx', ['-c', nginxConfig(dir, port, upstreamPorts), '-p', dir, '-g', 'daemon off;']);
@@ -243,7 +256,7 @@ async function stopAll(): Promise<void> {
 
 const [mode, ...rest] = process.argv.slice(2);
 if (mode === 'upstream') await runUpstream(Number(rest[0]));
-else if (mode === 'lockstep') await runLockstep(Number(rest[0]), rest.slice(1).map(Number));
+else if (mode === 'lockstep') await runLockstep(Number(rest[0]), Number(rest[1]), rest.slice(2).map(Number));
 else {
   try {
     await main();

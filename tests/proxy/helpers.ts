@@ -122,7 +122,11 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
 }
 
 /** Start a proxy on random loopback ports in front of `upstreams`, with fast health checks. */
-export function startTestProxy(upstreams: TestUpstream[], overrides: Partial<ProxyConfig> = {}): Promise<RunningProxy> {
+export function startTestProxy(
+  upstreams: TestUpstream[],
+  overrides: Partial<ProxyConfig> = {},
+  options: { workers?: number } = {},
+): Promise<RunningProxy> {
   return startProxy({
     listen: { host: '127.0.0.1', port: 0 },
     adminListen: { host: '127.0.0.1', port: 0 },
@@ -132,7 +136,7 @@ export function startTestProxy(upstreams: TestUpstream[], overrides: Partial<Pro
     healthCheck: { intervalMs: 30, timeoutMs: 500, rise: 2, fall: 2 },
     engine,
     ...overrides,
-  });
+  }, options);
 }
 
 /** The `name=value` of the affinity cookie set by a reply, or undefined. */
