@@ -18,7 +18,7 @@ import type { Instance, Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
 import * as cmd from './remote/commands.ts';
 import { layoutOf, releaseDir, type Layout } from './remote/layout.ts';
-import { diffTree, isCleanDiff, parseHashTree, type TreeDiff } from './remote/parse.ts';
+import { diffTree, isCleanDiff, parseCurrentLink, parseHashTree, type CurrentLink, type TreeDiff } from './remote/parse.ts';
 import type { ExecResult, Transport } from './transport/types.ts';
 import { succeeded } from './transport/types.ts';
 
@@ -100,6 +100,32 @@ export class InstanceOps {
   /** The release `current` points at, or null when there is none. */
   async currentRelease(): Promise<string | null> {
     return releaseIdFromLink((await this.run(cmd.readCurrent(this.layout))).trim());
+  }
+
+  /** What `current` is (symlink target, whether it resolves to a directory with a manifest). */
+  async describeCurrent(): Promise<CurrentLink> {
+    return parseCurrentLink(await this.run(cmd.describeCurrent(this.layout)));
+  }
+
+  /**
+   * The deploy lock's holder, without its owner token (a capability, never shown).
+   * @returns null when the lock is free; `{unreadable: true}` when held but holder.json is unreadable.
+   */
+  async readLockHolder(): Promise<Record<string, unknown> | null> {
+    const text = (await this.run(cmd.readLockHolder(this.layout))).trim();
+    if (!text) return null;
+    try {
+      const holder = JSON.parse(text) as Record<string, unknown>;
+      delete holder.token;
+      return holder;
+    } catch {
+      return { unreadable: true };
+    }
+  }
+
+  /** True when `artifacts/<digest>.tar.gz` is on the host with the manifest's artifact sha256 (hashed on the host). */
+  async hasArtifact(manifest: Manifest): Promise<boolean> {
+    return (await this.run(cmd.artifactHash(this.layout, manifest.digest))).trim() === manifest.artifact.sha256;
   }
 
   /** Create releases/, artifacts/, shared/<dirs>, .lockstep/. */
