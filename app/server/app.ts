@@ -80,10 +80,10 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
       root: options.publicDir,
       prefix: '/',
       wildcard: false,
-      setHeaders(reply, path) {
+      setHeaders(res, path) {
         // Vite names assets by content hash: a name never changes meaning, so cache it for good.
-        if (/[\\/]assets[\\/]/.test(path)) reply.header('cache-control', 'public, max-age=31536000, immutable');
-        else reply.header('cache-control', 'no-cache');
+        if (/[\\/]assets[\\/]/.test(path)) res.setHeader('cache-control', 'public, max-age=31536000, immutable');
+        else res.setHeader('cache-control', 'no-cache');
       },
     });
   }
