@@ -80,6 +80,8 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
       root: options.publicDir,
       prefix: '/',
       wildcard: false,
+      // Our own Cache-Control below, not @fastify/static's default max-age=0.
+      cacheControl: false,
       setHeaders(res, path) {
         // Vite names assets by content hash: a name never changes meaning, so cache it for good.
         if (/[\\/]assets[\\/]/.test(path)) res.setHeader('cache-control', 'public, max-age=31536000, immutable');
