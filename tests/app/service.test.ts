@@ -156,18 +156,19 @@ describe('bin/service', () => {
     const release = join(stubRoot, 'releases', 'stub');
     await mkdir(join(release, 'server'), { recursive: true });
     await cp(join(deployTo, 'releases', 'r1', 'bin'), join(release, 'bin'), { recursive: true });
-    await writeFile(join(release, 'server', 'index.mjs'), "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000);\n");
+    // It says when its handler is in place: node catches TERM itself from the start (to reset the
+    // terminal and exit), so a TERM that came earlier would end it without any KILL.
+    await writeFile(
+      join(release, 'server', 'index.mjs'),
+      "import { writeFileSync } from 'node:fs';\nprocess.on('SIGTERM', () => {});\nwriteFileSync(new URL('../ready', import.meta.url), '');\nsetInterval(() => {}, 1000);\n",
+    );
     await symlink(join('releases', 'stub'), join(stubRoot, 'current'));
     const stubEnv = { ...env, RUN_DIR: join(stubRoot, 'run'), LOG_DIR: join(stubRoot, 'logs'), STOP_WAIT_TENTHS: '5' };
     await run('bin/service', ['start'], { cwd: join(stubRoot, 'current'), env: stubEnv, timeout: 30_000 });
     const pid = Number((await readFile(join(stubRoot, 'run', 'app.pid'), 'utf8')).trim());
-    // Wait until the stub has installed its TERM handler: bit 15 - 1 of SigCgt in /proc status.
-    const catchesTerm = async () => {
-      const hex = /SigCgt:\s*([0-9a-f]+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '0';
-      return (BigInt(`0x${hex}`) & (1n << 14n)) !== 0n;
-    };
-    const until = Date.now() + 20_000;
-    while (Date.now() < until && !(await catchesTerm())) await new Promise((r) => setTimeout(r, 50));
+    const until = Date.now() + 30_000;
+    while (Date.now() < until && !existsSync(join(release, 'ready'))) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(pid)).toBe(true);
     const { stdout } = await run('bin/service', ['stop'], { cwd: join(stubRoot, 'current'), env: stubEnv, timeout: 30_000 });
     expect(stdout).toContain('sending KILL');
     const gone = Date.now() + 20_000;
