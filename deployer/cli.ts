@@ -14,6 +14,8 @@ import { ConfigError, LockstepError } from './errors.ts';
 import { loadInventory, type Inventory } from './inventory.ts';
 import { renderTable } from './table.ts';
 import { fleetStatus } from './status.ts';
+import { renderDriftText, scanDrift } from './drift.ts';
+import { renderRepairText, repairDrift } from './drift-repair.ts';
 import { renderDeployReportText } from './report-text.ts';
 import { runDemo } from './demo.ts';
 import { rollback } from './rollback.ts';
@@ -123,6 +125,7 @@ export function buildProgram(result: { exitCode: number }): Command {
     .option('--json', 'machine-readable output')
     .addOption(new Option('--log-level <level>', 'JSON logs (pino) on stderr instead of progress lines').choices(['trace', 'debug', 'info', 'warn', 'error']).env('LOCKSTEP_LOG'))
     .exitOverride()
+    .configureHelp({ showGlobalOptions: true })
     .hook('preAction', (cmd) => {
       const level = (cmd.opts() as { logLevel?: string }).logLevel;
       if (level) logger = pino({ level, base: { app: 'lockstep' } }, pino.destination(2));
@@ -330,6 +333,29 @@ export function buildProgram(result: { exitCode: number }): Command {
       result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
     });
 
+
+  program
+    .command('drift')
+    .description('compare every instance with the expected release (files hashed on the host, process, current, rollback target, proxy)')
+    .option('-r, --release <id>', 'expected release (id, "latest" or manifest path); default: the last one activated')
+    .option('-q, --quiet', 'print nothing when there is no drift (for cron)')
+    .option('--repair', 'put drifted instances back on the expected release, then verify')
+    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const inv = inventoryFrom(cmd);
+      const scan = await scanDrift(inv, { release: o.release });
+      if (!o.repair) {
+        if (!(o.quiet && scan.report.exitCode === 0)) out(json ? JSON.stringify(scan.report, null, 2) : renderDriftText(scan.report));
+        result.exitCode = scan.report.exitCode;
+        return;
+      }
+      if (!json && !(o.quiet && scan.report.exitCode === 0)) out(renderDriftText(scan.report));
+      const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet));
+      const r = await repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet) });
+      if (json) out(JSON.stringify(r, null, 2));
+      else if (scan.report.exitCode !== 0) out(renderRepairText(r, (v) => renderReportTable(v.reports), renderDriftText));
+      result.exitCode = r.exitCode;
+    });
 
   return program;
 }

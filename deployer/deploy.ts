@@ -114,19 +114,23 @@ export function newLockHolder(release: string, message?: string): Record<string,
 }
 
 /**
- * Take the lock on every instance, all or nothing: when one is held, the ones already taken
- * are released again. @throws LockHeldError naming the first held instance and its holder.
+ * Take the lock on every instance, all or nothing, one instance at a time in name order: two
+ * deploys racing for the same fleet meet at the first instance, so exactly one of them wins
+ * (taking locks in parallel could leave each holding part of the fleet and both giving up).
+ * When one is held, the ones already taken are released again.
+ * @throws LockHeldError naming the held instance and its holder.
  */
 export async function lockFleet(fleet: Fleet, holder: Record<string, unknown>): Promise<void> {
-  const results = await fleet.each(async (o) => {
-    await o.acquireLock(holder);
-    return o;
-  });
-  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
-  if (failed) {
-    const taken = results.filter((r): r is PromiseFulfilledResult<InstanceOps> => r.status === 'fulfilled').map((r) => r.value);
+  const ordered = [...fleet.ops].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const taken: InstanceOps[] = [];
+  try {
+    for (const o of ordered) {
+      await o.acquireLock(holder);
+      taken.push(o);
+    }
+  } catch (e) {
     await Promise.allSettled(taken.map((o) => o.releaseLock(String(holder.token))));
-    throw failed.reason;
+    throw e;
   }
 }
 

@@ -18,7 +18,7 @@ import type { Instance, Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
 import * as cmd from './remote/commands.ts';
 import { layoutOf, releaseDir, type Layout } from './remote/layout.ts';
-import { diffTree, isCleanDiff, parseHashTree, type TreeDiff } from './remote/parse.ts';
+import { diffTree, isCleanDiff, parseCurrentLink, parseHashTree, type CurrentLink, type TreeDiff } from './remote/parse.ts';
 import type { ExecResult, Transport } from './transport/types.ts';
 import { succeeded } from './transport/types.ts';
 
@@ -41,6 +41,7 @@ export interface VersionInfo {
   digest?: string | null;
   instance?: string;
   pid?: number;
+  started_at?: string;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -99,6 +100,32 @@ export class InstanceOps {
   /** The release `current` points at, or null when there is none. */
   async currentRelease(): Promise<string | null> {
     return releaseIdFromLink((await this.run(cmd.readCurrent(this.layout))).trim());
+  }
+
+  /** What `current` is (symlink target, whether it resolves to a directory with a manifest). */
+  async describeCurrent(): Promise<CurrentLink> {
+    return parseCurrentLink(await this.run(cmd.describeCurrent(this.layout)));
+  }
+
+  /**
+   * The deploy lock's holder, without its owner token (a capability, never shown).
+   * @returns null when the lock is free; `{unreadable: true}` when held but holder.json is unreadable.
+   */
+  async readLockHolder(): Promise<Record<string, unknown> | null> {
+    const text = (await this.run(cmd.readLockHolder(this.layout))).trim();
+    if (!text) return null;
+    try {
+      const holder = JSON.parse(text) as Record<string, unknown>;
+      delete holder.token;
+      return holder;
+    } catch {
+      return { unreadable: true };
+    }
+  }
+
+  /** True when `artifacts/<digest>.tar.gz` is on the host with the manifest's artifact sha256 (hashed on the host). */
+  async hasArtifact(manifest: Manifest): Promise<boolean> {
+    return (await this.run(cmd.artifactHash(this.layout, manifest.digest))).trim() === manifest.artifact.sha256;
   }
 
   /** Create releases/, artifacts/, shared/<dirs>, .lockstep/. */
@@ -193,13 +220,17 @@ export class InstanceOps {
   /**
    * Activate a release: switch `current` atomically, then restart the app through the
    * inventory's service command. Does not wait for health (see `waitForGates`).
+   * @returns what /version said before the restart (null when nothing answered), so the gate
+   *   can insist on a NEW process: an old one still holding the port must not pass for it.
    */
-  async activate(id: string): Promise<void> {
+  async activate(id: string): Promise<VersionInfo | null> {
+    const before = await this.readVersion();
     await this.run(cmd.switchCurrent(this.layout, id));
     await this.run(
       cmd.serviceCommand(this.layout, this.inventory.app.service.restart, serviceEnv(this.instance, this.layout)),
       this.inventory.deploy.activation_timeout_ms,
     );
+    return before;
   }
 
   /**
@@ -255,11 +286,13 @@ export class InstanceOps {
   }
 
   /**
-   * Wait until the health path answers 200 AND /version reports `digest`.
+   * Wait until the health path answers 200 AND /version reports `digest` from a process other
+   * than `replaced` (the one that answered before the restart: a different pid or start time).
    * Polls every 200 ms up to `timeoutMs`.
    * @throws GateFailedError saying which gate did not pass and what was last seen.
    */
-  async waitForGates(digest: string, timeoutMs: number): Promise<VersionInfo> {
+  async waitForGates(digest: string, timeoutMs: number, replaced: VersionInfo | null = null): Promise<VersionInfo> {
+    const isNew = (v: VersionInfo) => !replaced || v.pid !== replaced.pid || v.started_at !== replaced.started_at;
     const deadline = Date.now() + timeoutMs;
     let healthy = false;
     let version: VersionInfo | null = null;
@@ -267,11 +300,17 @@ export class InstanceOps {
       healthy = await this.isHealthy();
       if (healthy) {
         version = await this.readVersion();
-        if (version?.digest === digest) return version;
+        if (version?.digest === digest && isNew(version)) return version;
       }
       await sleep(200);
     }
     if (!healthy) throw new GateFailedError(this.name, `health check ${this.instance.url}${this.inventory.app.health_path} did not pass within ${timeoutMs} ms`);
+    if (version && replaced && !isNew(version)) {
+      throw new GateFailedError(
+        this.name,
+        `the process that answered before the restart (pid ${String(replaced.pid)}) still answers after ${timeoutMs} ms: the restart did not replace it (a process the service command does not know may hold the port; see the app log)`,
+      );
+    }
     throw new GateFailedError(
       this.name,
       `version gate: expected digest ${digest.slice(0, 12)}, the running app reports ${version?.digest ? String(version.digest).slice(0, 12) : 'nothing'} (after ${timeoutMs} ms)`,

@@ -104,9 +104,9 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
     if (!drained) opts.progress(o.name, `drain timeout (${opts.drainTimeoutMs} ms) passed with requests in flight; switching anyway`);
   }
   opts.progress(o.name, `switching current -> ${id} and restarting`);
-  await o.activate(id);
+  const replaced = await o.activate(id);
   opts.progress(o.name, 'waiting for health and version gates');
-  await o.waitForGates(digest, opts.activationTimeoutMs);
+  await o.waitForGates(digest, opts.activationTimeoutMs, replaced);
   if (opts.afterActivate) {
     opts.progress(o.name, 'running after_activate hook');
     await o.runHook(opts.afterActivate, 'after_activate', { release: id, digest });

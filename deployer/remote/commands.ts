@@ -148,14 +148,19 @@ export function listReleases(layout: Layout): string {
 }
 
 /**
- * Takes the deploy lock atomically with mkdir(2) (fails when it exists), then writes the
- * holder's details. Exit 20 means the lock is held; the holder's details are printed.
+ * Takes the deploy lock atomically: the holder's details are written into a private temp dir
+ * that is then renamed to the lock dir (rename(2) fails when the lock dir exists and is not
+ * empty), so a lock is never visible without its holder file. Exit 20 means the lock is held;
+ * the holder's details are printed.
  */
 export function acquireLock(layout: Layout, holder: Record<string, unknown>): string {
   const lock = shq(layout.lock);
+  const tmp = `${shq(layout.meta)}/.lock-$$`;
   return [
-    `mkdir -p ${shq(layout.meta)}`,
-    `if mkdir ${lock} 2>/dev/null; then printf '%s\\n' ${shq(JSON.stringify(holder))} > ${lock}/holder.json; else cat ${lock}/holder.json 2>/dev/null || echo '{}'; exit 20; fi`,
+    `mkdir -p ${shq(layout.meta)} && rm -rf ${tmp} && mkdir ${tmp}`,
+    `printf '%s\\n' ${shq(JSON.stringify(holder))} > ${tmp}/holder.json`,
+    `if mv -T ${tmp} ${lock} 2>/dev/null; then exit 0; fi`,
+    `rm -rf ${tmp}; cat ${lock}/holder.json 2>/dev/null || echo '{}'; exit 20`,
   ].join('\n');
 }
 
@@ -163,4 +168,52 @@ export function acquireLock(layout: Layout, holder: Record<string, unknown>): st
 export function releaseLock(layout: Layout, token: string): string {
   const lock = shq(layout.lock);
   return `if [ -d ${lock} ] && grep -q ${shq(`"token":"${token}"`)} ${lock}/holder.json 2>/dev/null; then rm -rf ${lock}; fi`;
+}
+
+/**
+ * Describes `current` without following it blindly, for drift detection. Prints one line
+ * `link\t<target>` (a symlink), `notlink` (a real file or directory) or `none`, then `dir` when
+ * it resolves to a directory and `manifest` when that directory holds a manifest.json.
+ * Parse with `parseCurrentLink`.
+ */
+export function describeCurrent(layout: Layout): string {
+  const c = shq(layout.current);
+  return [
+    `if [ -L ${c} ]; then printf 'link\\t%s\\n' "$(readlink ${c})"; elif [ -e ${c} ]; then echo notlink; else echo none; fi`,
+    `if [ -d ${c} ]; then echo dir; fi`,
+    `if [ -f ${shq(manifestPathIn(layout.current))} ]; then echo manifest; fi`,
+    'true',
+  ].join('\n');
+}
+
+/** Prints the deploy lock's holder.json (empty when the lock is free). */
+export function readLockHolder(layout: Layout): string {
+  return `cat ${shq(`${layout.lock}/holder.json`)} 2>/dev/null || true`;
+}
+
+/**
+ * Prints two lines for the release directory `dir`: `tree <digest>`, the release digest of the
+ * files found there (computed ON the host exactly as `computeDigest` does: `<sha256> <mode>
+ * <size> <path>` per regular file, sorted by path bytes, manifest.json and anything behind a
+ * symlink excluded, then sha256), and `manifest <sha256 of manifest.json>` (`-` when absent).
+ * A clean release costs two short lines instead of a per-file listing; when the tree digest
+ * differs, `hashTree` names the files. Exit 12 when `dir` cannot be entered.
+ */
+export function treeDigest(dir: string): string {
+  const find = `find . -type f ! -path ./${MANIFEST_FILE}`;
+  // Stat lines and hash lines meet in awk, keyed by path; sort puts them in byte order.
+  const awk = `awk -F '\\t' '$1=="S"{size[$2]=$3;mode[$2]=$4;next} {h=substr($0,3,64); p=substr($0,71); hash[p]=h} END{for(p in size) printf "%s\\t%s %s %s %s\\n", p, hash[p], mode[p], size[p], p}'`;
+  return [
+    `cd ${shq(dir)} || exit 12`,
+    'export LC_ALL=C',
+    `t=$( { ${find} -printf 'S\\t%P\\t%s\\t%m\\n'; ${find} -print0 | xargs -0 -r sha256sum | sed 's/^/H\\t/'; } | ${awk} | sort -t "$(printf '\\t')" -k1,1 | cut -f2- | sha256sum | cut -c1-64 )`,
+    'echo "tree $t"',
+    `if [ -f ${MANIFEST_FILE} ]; then echo "manifest $(sha256sum ${MANIFEST_FILE} | cut -c1-64)"; else echo 'manifest -'; fi`,
+  ].join('\n');
+}
+
+/** Prints the sha256 of `<dir>/manifest.json`, or nothing when it is absent. */
+export function manifestHash(dir: string): string {
+  const p = shq(manifestPathIn(dir));
+  return `if [ -f ${p} ]; then sha256sum ${p} | cut -c1-64; fi`;
 }

@@ -54,3 +54,29 @@ export function diffTree(expected: ManifestFile[], actual: ManifestFile[]): Tree
 export function isCleanDiff(diff: TreeDiff): boolean {
   return diff.missing.length === 0 && diff.changed.length === 0 && diff.added.length === 0;
 }
+
+/** What `describeCurrent` found. */
+export interface CurrentLink {
+  /** `link`: a symlink; `notlink`: a real file or directory; `none`: nothing there. */
+  kind: 'link' | 'notlink' | 'none';
+  /** The symlink's target as written (relative or absolute), null unless kind is `link`. */
+  target: string | null;
+  /** True when `current` resolves to a directory. */
+  dir: boolean;
+  /** True when that directory holds a manifest.json. */
+  manifest: boolean;
+}
+
+/** Parse `describeCurrent` output. @throws Error when the first line is not one of its forms. */
+export function parseCurrentLink(stdout: string): CurrentLink {
+  const lines = stdout.split('\n').filter((l) => l !== '');
+  const first = lines[0] ?? '';
+  let kind: CurrentLink['kind'];
+  let target: string | null = null;
+  if (first.startsWith('link\t')) {
+    kind = 'link';
+    target = first.slice(5);
+  } else if (first === 'notlink' || first === 'none') kind = first;
+  else throw new Error(`unexpected describeCurrent output: ${first}`);
+  return { kind, target, dir: lines.includes('dir'), manifest: lines.includes('manifest') };
+}

@@ -133,7 +133,45 @@ describe('bin/service', () => {
     }
   });
 
+  it('start fails with a clear message when node cannot be found', async () => {
+    const saved = env.NODE;
+    env.NODE = 'no-such-node-binary';
+    try {
+      const res = await service('start');
+      expect(res.code).toBe(1);
+      expect(existsSync(join(deployTo, 'shared', 'run', 'app.pid'))).toBe(false);
+    } finally {
+      if (saved === undefined) delete env.NODE;
+      else env.NODE = saved;
+    }
+  });
+
   it('rejects an unknown verb with exit 2', async () => {
     expect((await service('bounce')).code).toBe(2);
+  });
+
+  it('stop escalates to KILL when the server ignores TERM', async () => {
+    // A stand-in server that ignores TERM, started by the real bin/service of the build.
+    const stubRoot = await tempDir('stub');
+    const release = join(stubRoot, 'releases', 'stub');
+    await mkdir(join(release, 'server'), { recursive: true });
+    await cp(join(deployTo, 'releases', 'r1', 'bin'), join(release, 'bin'), { recursive: true });
+    await writeFile(join(release, 'server', 'index.mjs'), "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000);\n");
+    await symlink(join('releases', 'stub'), join(stubRoot, 'current'));
+    const stubEnv = { ...env, RUN_DIR: join(stubRoot, 'run'), LOG_DIR: join(stubRoot, 'logs'), STOP_WAIT_TENTHS: '5' };
+    await run('bin/service', ['start'], { cwd: join(stubRoot, 'current'), env: stubEnv, timeout: 30_000 });
+    const pid = Number((await readFile(join(stubRoot, 'run', 'app.pid'), 'utf8')).trim());
+    // Wait until the stub has installed its TERM handler: bit 15 - 1 of SigCgt in /proc status.
+    const catchesTerm = async () => {
+      const hex = /SigCgt:\s*([0-9a-f]+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '0';
+      return (BigInt(`0x${hex}`) & (1n << 14n)) !== 0n;
+    };
+    const until = Date.now() + 20_000;
+    while (Date.now() < until && !(await catchesTerm())) await new Promise((r) => setTimeout(r, 50));
+    const { stdout } = await run('bin/service', ['stop'], { cwd: join(stubRoot, 'current'), env: stubEnv, timeout: 30_000 });
+    expect(stdout).toContain('sending KILL');
+    const gone = Date.now() + 20_000;
+    while (alive(pid) && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(pid)).toBe(false);
   });
 });

@@ -1,0 +1,259 @@
+/**
+ * `lockstep drift --repair`: put drifted instances back on the expected release through the
+ * normal machinery (upload when the host lacks the artifact, unpack + verify every file on the
+ * host, activate through the rollout with drain/enable), then verify the fleet and scan again.
+ * Instances without drift are never touched (not even locked).
+ */
+import { lockFleet, newLockHolder, unlockFleet } from './deploy.ts';
+import { scanDrift, type DriftItem, type DriftKind, type DriftOptions, type DriftReport, type DriftScan, type InstanceDrift } from './drift.ts';
+import { LockHeldError, LockstepError } from './errors.ts';
+import { openFleet, reasonOf } from './fleet.ts';
+import type { InstanceOps } from './instance.ts';
+import type { Inventory } from './inventory.ts';
+import type { Manifest } from './manifest-types.ts';
+import { rolloutSettings, rollout, type ProxyControl } from './rollout.ts';
+import { verifyFleet, type VerifyResult } from './verify.ts';
+
+/** Kinds fixed by (re)installing and activating the expected release. */
+const RELEASE_KINDS: DriftKind[] = ['no-current', 'incomplete-current', 'different-release', 'files', 'process-down', 'process-digest', 'process-unhealthy'];
+/** Kinds only the proxy's operator can fix (the proxy reads its upstreams from the inventory on start/SIGHUP). */
+const PROXY_CONFIG_KINDS: DriftKind[] = ['proxy-missing', 'proxy-url', 'proxy-extra'];
+
+export interface RepairInstanceOutcome {
+  instance: string;
+  state: 'repaired' | 'failed';
+  /** What was done, in order, in words. */
+  actions: string[];
+  error?: string;
+}
+
+export interface RepairReport {
+  /** True when every repair worked, the verification passed and the scan after it is clean. */
+  ok: boolean;
+  before: DriftReport;
+  instances: RepairInstanceOutcome[];
+  /** Drift the deployer cannot repair, with what to do about it. */
+  notRepaired: string[];
+  verification: VerifyResult | null;
+  after: DriftReport | null;
+  /** 0 repaired and clean, 1 drift remains or the verification failed, 3 a repair failed or something could not be checked. */
+  exitCode: 0 | 1 | 3;
+}
+
+export interface RepairOptions {
+  /** The options the scan used (the rescan after the repair uses them too). */
+  scanOptions?: DriftOptions;
+  /** Drain/enable through the proxy; undefined when there is none running. */
+  proxy?: ProxyControl;
+  progress?: (instance: string, line: string) => void;
+  /** Run the post-deploy checks after the repair (default true). */
+  verify?: boolean;
+}
+
+function has(row: InstanceDrift, kinds: DriftKind[]): boolean {
+  return row.items.some((i) => kinds.includes(i.kind));
+}
+
+/** Make sure the host has the artifact of `manifest`: upload the local copy, or check the host's own. */
+async function ensureArtifact(o: InstanceOps, manifest: Manifest, local: string | null, actions: string[]): Promise<void> {
+  if (local) {
+    const up = await o.uploadArtifact(local, manifest);
+    actions.push(up.uploaded ? `uploaded the artifact of ${manifest.release} (${up.bytes} B, sha256 verified on the host)` : `artifact of ${manifest.release} already on the host (sha256 verified)`);
+    return;
+  }
+  if (!(await o.hasArtifact(manifest))) {
+    throw new LockstepError(
+      'LOCKSTEP_NO_ARTIFACT',
+      `${o.name}: artifacts/${manifest.digest}.tar.gz is missing or damaged on the host and dist/artifacts has no copy of ${manifest.release}: build it here (lockstep build) or deploy it again`,
+      3,
+    );
+  }
+  actions.push(`artifact of ${manifest.release} found on the host (sha256 verified)`);
+}
+
+/** Unpack (or re-verify) a release on the host and link the shared dirs. @returns whether the release dir was reused as it was. */
+async function installRelease(o: InstanceOps, manifest: Manifest, local: string | null, actions: string[]): Promise<boolean> {
+  await o.prepare();
+  await ensureArtifact(o, manifest, local, actions);
+  const { reused } = await o.unpackRelease(manifest);
+  await o.linkShared(manifest.release);
+  actions.push(
+    reused
+      ? `releases/${manifest.release}: every file verified on the host, kept`
+      : `releases/${manifest.release}: unpacked afresh, ${manifest.files.length} files verified on the host (a damaged dir is kept aside as .rejected-*)`,
+  );
+  return reused;
+}
+
+/**
+ * Repair the drift a scan found. Takes the deploy lock on the drifted instances only, installs
+ * the expected release where needed, activates through `rollout` (drain, switch, restart, gates,
+ * enable), enables instances the proxy had out of rotation, then runs `verifyFleet` and scans again.
+ * @returns per-instance outcomes, what could not be repaired, the verification and the new scan.
+ * Never throws for an instance failure; @throws ConfigError from the rescan's configuration only.
+ */
+export async function repairDrift(inventory: Inventory, scan: DriftScan, options: RepairOptions = {}): Promise<RepairReport> {
+  const progress = options.progress ?? (() => {});
+  const before = scan.report;
+  const { expected } = before;
+  const notRepaired: string[] = [];
+  for (const i of before.instances.filter((x) => x.status === 'unchecked')) notRepaired.push(`${i.instance}: not checked, so not repaired (${i.error})`);
+  if (before.proxy.status === 'unreachable') notRepaired.push(`proxy: not checked (${before.proxy.error})`);
+  const proxyConfigItems: { where: string; item: DriftItem }[] = [
+    ...before.fleet.map((item) => ({ where: 'proxy', item })),
+    ...before.instances.flatMap((i) => i.items.filter((x) => PROXY_CONFIG_KINDS.includes(x.kind)).map((item) => ({ where: i.instance, item }))),
+  ];
+  for (const { where, item } of proxyConfigItems) {
+    notRepaired.push(`${where}: ${item.kind}: the proxy's upstreams come from the inventory it loaded: reload it (SIGHUP to \`lockstep proxy\`)`);
+  }
+
+  const targets = before.instances.filter((i) => i.status === 'drift' && i.items.some((x) => !PROXY_CONFIG_KINDS.includes(x.kind)));
+  const outcomes = new Map<string, RepairInstanceOutcome>(targets.map((t) => [t.instance, { instance: t.instance, state: 'repaired', actions: [] }]));
+  const fail = (name: string, message: string) => {
+    const out = outcomes.get(name)!;
+    out.state = 'failed';
+    out.error = out.error ? `${out.error}; ${message}` : message;
+  };
+
+  if (targets.length > 0) {
+    const fleet = openFleet(inventory, { factory: options.scanOptions?.factory, instanceNames: targets.map((t) => t.instance) });
+    const rowOf = (o: InstanceOps) => targets.find((t) => t.instance === o.name)!;
+    const holder = newLockHolder(expected.release, 'drift repair');
+    let locked = false;
+    try {
+      await lockFleet(fleet, holder);
+      locked = true;
+    } catch (e) {
+      const why = e instanceof LockHeldError ? e.message : (e as Error).message;
+      for (const t of targets) fail(t.instance, `not repaired: ${why}; nothing was changed`);
+    }
+    if (locked) {
+      try {
+        // Phase 1: the expected release (and the rollback target) complete and verified on each host.
+        const forceRestart = new Set<string>();
+        const prepared = await fleet.each(async (o) => {
+          const row = rowOf(o);
+          const out = outcomes.get(o.name)!;
+          if (has(row, RELEASE_KINDS)) {
+            if (!scan.manifest) {
+              throw new LockstepError(
+                'LOCKSTEP_NO_MANIFEST',
+                `no trusted manifest of ${expected.release}: not in dist/artifacts, and no instance has a releases/${expected.release}/manifest.json whose files hash to digest ${expected.digest.slice(0, 12)}`,
+                3,
+              );
+            }
+            progress(o.name, `installing ${expected.release} (${row.items.map((i) => i.kind).join(', ')})`);
+            const reused = await installRelease(o, scan.manifest, scan.localArtifact, out.actions);
+            // A replaced release dir, or a `current` that was not the expected complete release,
+            // means the running process may hold other code: restart it even if /version looks right.
+            if (!reused || row.current.release !== expected.release) forceRestart.add(o.name);
+          }
+          if (has(row, ['rollback-target'])) {
+            const m = scan.rollbackManifest;
+            if (!m) throw new LockstepError('LOCKSTEP_NO_MANIFEST', `no trusted manifest of the rollback target ${before.rollbackTarget}: it cannot be restored here`, 3);
+            progress(o.name, `restoring rollback target ${m.release}`);
+            await installRelease(o, m, scan.rollbackArtifact, out.actions);
+          }
+        });
+        prepared.forEach((r, i) => {
+          if (r.status === 'rejected') fail(fleet.ops[i]!.name, reasonOf(r));
+        });
+
+        // A process that is not ours: drain, stop through the app's own command, and see whether
+        // the port is free. Lockstep does not kill processes the service command did not start.
+        const strayCheck = fleet.ops.filter((o) => outcomes.get(o.name)!.state !== 'failed' && has(rowOf(o), ['process-digest']));
+        await Promise.all(
+          strayCheck.map(async (o) => {
+            const out = outcomes.get(o.name)!;
+            try {
+              if (options.proxy) await options.proxy.drain(o.name, inventory.deploy.drain_timeout_ms);
+              await o.stopApp();
+              const still = await o.readVersion();
+              if (still) {
+                fail(
+                  o.name,
+                  `a process (pid ${still.pid ?? '?'}, release ${still.release ?? '?'}) still answers on ${o.instance.url} after the app's stop command: ` +
+                    'the service command did not start it and cannot stop it (app contract: `stop` only stops what `start` started). ' +
+                    `Lockstep does not kill processes it did not start: stop pid ${still.pid ?? '?'} on ${o.name} by hand, then run \`lockstep drift --repair\` again`,
+                );
+                if (options.proxy) await options.proxy.enable(o.name, inventory.deploy.activation_timeout_ms).catch(() => {});
+              } else out.actions.push('stopped the process serving the wrong digest (app stop command)');
+            } catch (e) {
+              fail(o.name, (e as Error).message);
+            }
+          }),
+        );
+
+        // Phase 2: activation through the rollout (drain, switch, restart, gates, enable).
+        const activate = fleet.ops.filter((o) => outcomes.get(o.name)!.state !== 'failed' && has(rowOf(o), RELEASE_KINDS) && scan.manifest);
+        if (activate.length > 0 && scan.manifest) {
+          const result = await rollout({
+            ops: activate,
+            manifest: scan.manifest,
+            // No "before" for a forced restart: the release it ran was the damaged one.
+            previous: new Map(activate.map((o) => [o.name, forceRestart.has(o.name) ? null : rowOf(o).current.release])),
+            ...rolloutSettings(inventory.deploy),
+            proxy: options.proxy,
+            progress,
+            event: 'activate',
+          });
+          for (const oc of result.outcomes) {
+            const out = outcomes.get(oc.instance)!;
+            if (oc.state === 'activated') out.actions.push(`activated ${expected.release} (restart, health and version gates${options.proxy ? ', drained and enabled in the proxy' : ''})`);
+            else if (oc.state === 'unchanged') out.actions.push(`already serving ${expected.release}; not restarted`);
+            else if (oc.state === 'untouched') fail(oc.instance, `not activated: the rollout stopped earlier (${result.failure ?? 'see the other instances'})`);
+            else fail(oc.instance, `activation ${oc.state}: ${oc.error ?? result.failure ?? 'unknown'} (now on ${oc.now ?? 'nothing'})`);
+          }
+        }
+
+        // Instances the proxy had out of rotation go back in once they are right.
+        for (const o of fleet.ops.filter((x) => outcomes.get(x.name)!.state !== 'failed' && has(rowOf(x), ['proxy-state']))) {
+          if (!options.proxy) {
+            fail(o.name, 'the proxy has it out of rotation, and the proxy admin API is not reachable to enable it');
+            continue;
+          }
+          try {
+            await options.proxy.enable(o.name, inventory.deploy.activation_timeout_ms);
+            outcomes.get(o.name)!.actions.push('enabled in the proxy (healthy there)');
+          } catch (e) {
+            fail(o.name, (e as Error).message);
+          }
+        }
+      } finally {
+        await unlockFleet(fleet, String(holder.token));
+        await fleet.close();
+      }
+    }
+  }
+
+  const instances = [...outcomes.values()];
+  for (const i of instances) progress(i.instance, i.state === 'repaired' ? `repaired: ${i.actions.join('; ')}` : `NOT repaired: ${i.error}`);
+  let verification: VerifyResult | null = null;
+  let verifyError: string | undefined;
+  if (options.verify !== false && targets.length > 0) {
+    verification = await verifyFleet(inventory, { expected: { release: expected.release, digest: expected.digest }, factory: options.scanOptions?.factory }).catch((e: Error) => {
+      verifyError = e.message;
+      return null;
+    });
+  }
+  if (verifyError) notRepaired.push(`verification could not run: ${verifyError}`);
+  const after = targets.length === 0 ? before : (await scanDrift(inventory, options.scanOptions)).report;
+  const failed = instances.some((i) => i.state === 'failed') || verifyError !== undefined;
+  const exitCode: RepairReport['exitCode'] = failed || after.exitCode === 3 ? 3 : after.exitCode === 1 || (verification && !verification.ok) ? 1 : 0;
+  return { ok: exitCode === 0, before, instances, notRepaired, verification, after, exitCode };
+}
+
+/** Human text of a repair: what was done per instance, what could not be repaired, the checks, and the scan after. */
+export function renderRepairText(r: RepairReport, renderChecks: (v: VerifyResult) => string, renderScan: (d: DriftReport) => string): string {
+  const lines: string[] = [];
+  if (r.instances.length === 0) lines.push('repair: nothing to repair on any instance');
+  for (const i of r.instances) {
+    if (i.state === 'repaired') lines.push(`${i.instance}: repaired`);
+    else lines.push(`${i.instance}: NOT REPAIRED: ${i.error}`);
+    for (const a of i.actions) lines.push(`  - ${a}`);
+  }
+  for (const n of r.notRepaired) lines.push(`not repaired: ${n}`);
+  if (r.verification) lines.push('', renderChecks(r.verification));
+  if (r.after && r.after !== r.before) lines.push('', 'after the repair:', renderScan(r.after));
+  return lines.join('\n');
+}
