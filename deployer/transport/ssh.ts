@@ -21,6 +21,7 @@ import {
   knownHostsName,
   loadKnownHosts,
   preferredHostKeyAlgorithms,
+  type KnownHosts,
 } from './known-hosts.ts';
 import { commandSummary, silentLogger, type TransportLogger } from './log.ts';
 import { buildScript, shellQuote, withWatchdog } from './shell.ts';
@@ -122,7 +123,8 @@ export class SshTransport implements Transport {
    * dropped is opened again (its host key is checked again).
    * @throws HostKeyMismatchError when the host presents a key other than the recorded one(s);
    *   UnknownHostKeyError when the host is not in known_hosts and trustUnknown is off;
-   *   ConfigError when the identity file cannot be read or used (encrypted, malformed);
+   *   ConfigError when the identity file cannot be read or used (encrypted, malformed) or the
+   *   known_hosts file cannot be read (a missing one is empty);
    *   UnreachableInstanceError for refused/timed-out connections and failed authentication.
    */
   connect(): Promise<void> {
@@ -147,7 +149,15 @@ export class SshTransport implements Transport {
         { field: 'ssh.identity_file' },
       );
     }
-    const known = await loadKnownHosts(knownHostsFile);
+    let known: KnownHosts;
+    try {
+      known = await loadKnownHosts(knownHostsFile);
+    } catch (e) {
+      throw new ConfigError(
+        `cannot read the known_hosts file ${knownHostsFile} (${(e as NodeJS.ErrnoException).code ?? 'error'}); set ssh.known_hosts in the inventory`,
+        { field: 'ssh.known_hosts' },
+      );
+    }
     const recordedTypes = findHostKeys(known, host, port).map((e) => e.keyType);
 
     let refusal: Error | undefined;

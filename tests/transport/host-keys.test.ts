@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostKeyMismatchError, UnknownHostKeyError } from '../../deployer/errors.ts';
+import { ConfigError, HostKeyMismatchError, UnknownHostKeyError } from '../../deployer/errors.ts';
 import { SshTransport, type SshTransportOptions } from '../../deployer/transport/ssh.ts';
 import { startSshHosts, type SshFleet, type SshHost } from '../helpers/sshd.ts';
 
@@ -69,6 +69,15 @@ describe('known hosts', () => {
       `other.example,[${host.address}]:${host.port},10.9.9.9 ${pubKeyLine(host)}`,
     ]);
     expect(await transportFor(host, { knownHostsFile: listed }).exec('true')).toMatchObject({ code: 0 });
+  });
+});
+
+describe('unreadable known_hosts', () => {
+  it('is a configuration error, not an unknown host', async () => {
+    // A directory where the file should be: unreadable even for root.
+    const err = await transportFor(fleet.hosts[0]!, { knownHostsFile: fleet.dir }).connect().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain(fleet.dir);
   });
 });
 

@@ -118,6 +118,22 @@ describe('exec over SSH', () => {
     await until(() => !alive(pid), `background sleep ${pid} to be stopped`);
   });
 
+  it('a command that ignores SIGTERM gets SIGKILL after the grace period', async () => {
+    const t = transportFor(fleet.hosts[0]!);
+    const r = await t.exec("trap '' TERM; sleep 30", { timeoutMs: 200 });
+    expect(r).toMatchObject({ code: null, signal: 'SIGKILL' });
+    // Reported by sshd (the remote watchdog worked), not made up by the client-side last resort.
+    expect(r.stderr).not.toContain('did not stop the command');
+  });
+
+  it('a command with a timeout can `wait` for its own background jobs', async () => {
+    const t = transportFor(fleet.hosts[0]!);
+    // If the timeout's watchdog were a job of the command's shell, `wait` would wait for it
+    // until the timeout fired, and the result would be SIGTERM instead of exit 0.
+    const r = await t.exec('sleep 0.3 & wait; echo done', { timeoutMs: 10_000 });
+    expect(r).toEqual({ code: 0, signal: null, stdout: 'done\n', stderr: '' });
+  });
+
   it('a command that finishes before its timeout keeps what it left running (e.g. a started service)', async () => {
     const host = fleet.hosts[0]!;
     const t = transportFor(host);
