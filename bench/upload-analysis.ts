@@ -5,11 +5,11 @@
  * round a fresh session) and, when the instance runs on this machine, its peak memory
  * (VmHWM of the pid /version reports; through a proxy that is whichever instance answered).
  *
- * Usage: npx tsx app/bench/upload-analysis.ts --url http://127.0.0.1:8080 [--rows 50000] [--runs 5]
+ * Usage: npx tsx bench/upload-analysis.ts --url http://127.0.0.1:8080 [--rows 50000] [--runs 5]
  * Timings are for comparison within one machine and run, not absolute promises.
  */
 import { readFileSync } from 'node:fs';
-import { generateSample } from '../sample-data/generate.ts';
+import { generateSample } from '../app/sample-data/generate.ts';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
