@@ -4,7 +4,7 @@
 //                      so an instance needs no `npm install`
 //   public/            the Vite + React frontend, served at /
 //   bin/service        start|stop|restart|status (the app contract)
-//   sample-data/       demo input: the generated .csv and .zip (when app/sample-data exists)
+//   public/sample-data/ demo input: the generated .csv and .zip, served at /sample-data/
 // The output is deterministic: same source and lockfile -> byte-identical files. Nothing embeds
 // a time or an absolute path, file modes are fixed (644, 755 for bin/), and the output
 // directory is emptied first so no stale file survives.
@@ -106,7 +106,7 @@ async function main() {
   await mkdir(join(out, 'bin'), { recursive: true });
   await cp(join(appDir, 'bin', 'service'), join(out, 'bin', 'service'));
   if (existsSync(join(appDir, 'sample-data'))) {
-    await cp(join(appDir, 'sample-data'), join(out, 'sample-data'), {
+    await cp(join(appDir, 'sample-data'), join(out, 'public', 'sample-data'), {
       recursive: true,
       // Only the data files; the generator and its writer are source, not part of a release.
       filter: (src) => !/\.[a-z]+$/i.test(src) || /\.(csv|zip)$/i.test(src),

@@ -7,7 +7,9 @@ import { Command, CommanderError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 import { resolve } from 'node:path';
 import { buildRelease } from './build.ts';
-import { deploy } from './deploy.ts';
+import { deploy, type DeployReport } from './deploy.ts';
+import ms, { type StringValue } from 'ms';
+import { breakLocks, lockStatus, type LockInfo } from './lock.ts';
 import { ConfigError, LockstepError } from './errors.ts';
 import { loadInventory, type Inventory } from './inventory.ts';
 import { renderTable } from './table.ts';
@@ -57,6 +59,64 @@ function inventoryFrom(cmd: Command): Inventory {
   return loadInventory(resolve(opts.inventory));
 }
 
+/**
+ * Parse a duration like "30s", "5m", "1500ms" or a bare number of ms (the `ms` package).
+ * @returns ms, or undefined when `value` is undefined. @throws ConfigError naming the option.
+ */
+export function parseDuration(value: string | undefined, option: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value) ? Number(value) : ms(value as StringValue);
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new ConfigError(`${option}: "${value}" is not a duration (use e.g. 30s, 5m, 1500ms)`, { field: option });
+  return n;
+}
+
+/**
+ * Run an operation with Ctrl-C/SIGTERM turned into an abort: the first signal lets the step in
+ * progress finish and the rollout roll back and release its lock; a second one exits at once.
+ */
+async function withInterrupts<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (controller.signal.aborted) {
+      err(`lockstep: second ${sig}: exiting now; run \`lockstep status\` and \`lockstep lock status\` to see the state left behind`);
+      process.exit(130);
+    }
+    err(`lockstep: ${sig} received: finishing the step in progress, then rolling back what was switched and releasing the lock (send again to exit at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fn(controller.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function renderPlan(release: string, plan: NonNullable<DeployReport['plan']>): string {
+  const rows = plan.instances.map((i) => [i.instance, i.current ?? '-', i.upload ? 'upload' : 'skip (on host)', i.unpack ? 'unpack + verify' : 'verify existing', i.activate ? `activate ${release}` : 'unchanged']);
+  return [
+    `dry run: deploy ${release}; nothing was changed`,
+    renderTable(['instance', 'current', 'artifact', 'release dir', 'activation'], rows),
+    `batches: ${plan.batches.map((b, i) => `${i + 1}) ${b.join(', ')}`).join('  ')}`,
+  ].join('\n');
+}
+
+function renderLocks(rows: LockInfo[]): string {
+  return renderTable(
+    ['instance', 'lock', 'holder', 'since', 'release', 'status'],
+    rows.map((r) => [
+      r.instance,
+      r.error ? 'UNREACHABLE' : r.held ? 'held' : 'free',
+      r.holder ? `${String(r.holder.user ?? '?')}@${String(r.holder.machine ?? '?')} pid ${String(r.holder.pid ?? '?')}` : '-',
+      r.holder ? String(r.holder.time ?? '?') : '-',
+      r.holder ? String(r.holder.release ?? '?') : '-',
+      r.error ?? (r.held ? `${r.stale ? 'STALE' : 'live'}: ${r.reason}${'broken' in r && (r as { broken: boolean }).broken ? ' (broken)' : ''}` : ''),
+    ]),
+  );
+}
+
 /** Build the commander program. Actions set `exitCode` through the returned holder. */
 export function buildProgram(result: { exitCode: number }): Command {
   const program = new Command('lockstep')
@@ -65,6 +125,7 @@ export function buildProgram(result: { exitCode: number }): Command {
     .option('--json', 'machine-readable output')
     .addOption(new Option('--log-level <level>', 'JSON logs (pino) on stderr instead of progress lines').choices(['trace', 'debug', 'info', 'warn', 'error']).env('LOCKSTEP_LOG'))
     .exitOverride()
+    .configureHelp({ showGlobalOptions: true })
     .hook('preAction', (cmd) => {
       const level = (cmd.opts() as { logLevel?: string }).logLevel;
       if (level) logger = pino({ level, base: { app: 'lockstep' } }, pino.destination(2));
@@ -91,11 +152,19 @@ export function buildProgram(result: { exitCode: number }): Command {
     .option('-r, --release <id>', 'deploy an already-built release (id, "latest" or manifest path) instead of building')
     .option('-m, --message <text>', 'note recorded with the lock and history')
     .option('--no-verify', 'skip the post-deploy parity and session isolation checks')
-    .action(async (o: { release?: string; message?: string; verify: boolean }, cmd: Command) => {
+    .option('--dry-run', 'preflight, then print the plan (batches, uploads, activations); change nothing')
+    .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m) instead of failing at once')
+    .action(async (o: { release?: string; message?: string; verify: boolean; dryRun?: boolean; wait?: string }, cmd: Command) => {
       const json = (cmd.optsWithGlobals() as GlobalOptions).json;
       const inv = inventoryFrom(cmd);
-      const proxy = await proxyControlFor(inv, progressPrinter());
-      const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy });
+      const proxy = o.dryRun ? undefined : await proxyControlFor(inv, progressPrinter());
+      const r = await withInterrupts((signal) =>
+        deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy, signal, dryRun: o.dryRun, lockWaitMs: parseDuration(o.wait, '--wait') }),
+      );
+      if (r.plan) {
+        out(json ? JSON.stringify(r, null, 2) : renderPlan(r.release, r.plan));
+        return;
+      }
       const v = r.ok && o.verify ? await verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }) : undefined;
       if (json) out(JSON.stringify({ ...r, verification: v ?? null }, null, 2));
       else {
@@ -135,6 +204,33 @@ export function buildProgram(result: { exitCode: number }): Command {
       result.exitCode = await runDemo(inv, { once: Boolean(o.once || process.env.CI), print: out, progress: progressPrinter() });
     });
 
+  const lock = program.command('lock').description('the deploy lock on each instance');
+  lock
+    .command('status')
+    .description('who holds the lock on each instance, and whether it is stale')
+    .action(async (_o, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const rows = await lockStatus(inventoryFrom(cmd));
+      if (json) out(JSON.stringify(rows, null, 2));
+      else out(renderLocks(rows));
+      result.exitCode = rows.some((r) => r.error) ? 3 : rows.some((r) => r.held) ? 1 : 0;
+    });
+  lock
+    .command('release')
+    .description('break STALE locks (older than deploy.lock_ttl_ms, or whose holder process is gone); live locks are never broken')
+    .option('--force', 'required: actually break the stale locks')
+    .action(async (o: { force?: boolean }, cmd: Command) => {
+      const json = (cmd.optsWithGlobals() as GlobalOptions).json;
+      const rows = await breakLocks(inventoryFrom(cmd), { force: Boolean(o.force) });
+      if (json) out(JSON.stringify(rows, null, 2));
+      else out(renderLocks(rows));
+      const live = rows.filter((r) => r.held && !r.stale);
+      const staleLeft = rows.filter((r) => r.held && r.stale && !r.broken);
+      if (staleLeft.length) err(`stale locks on ${staleLeft.map((r) => r.instance).join(', ')}: run again with --force to break them`);
+      if (live.length) err(`live locks on ${live.map((r) => r.instance).join(', ')} were left alone: a deploy is running (or wait for deploy.lock_ttl_ms)`);
+      result.exitCode = rows.some((r) => r.error) || live.length || staleLeft.length ? 3 : 0;
+    });
+
   const hosts = program.command('hosts').description('SSH host keys');
   hosts
     .command('trust')
@@ -153,9 +249,12 @@ export function buildProgram(result: { exitCode: number }): Command {
     .command('rollback')
     .description('roll the fleet back to a release every instance has (no build, no upload)')
     .option('--to <release>', 'release id to roll back to (default: newest earlier good release present everywhere)')
-    .action(async (o: { to?: string }, cmd: Command) => {
+    .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m)')
+    .action(async (o: { to?: string; wait?: string }, cmd: Command) => {
       const json = (cmd.optsWithGlobals() as GlobalOptions).json;
-      const r = await rollback(inventoryFrom(cmd), { to: o.to, progress: progressPrinter() });
+      const inv = inventoryFrom(cmd);
+      const proxy = await proxyControlFor(inv, progressPrinter());
+      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, progress: progressPrinter(), proxy, signal, lockWaitMs: parseDuration(o.wait, '--wait') }));
       out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r, 'rollback'));
       result.exitCode = r.ok ? 0 : 3;
     });

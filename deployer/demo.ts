@@ -67,9 +67,8 @@ export async function runDemo(inventory: Inventory, options: DemoOptions): Promi
       print('');
       print(v.ok ? `PASS: ${inventory.instances.length} instances serve ${report.release}; sessions are isolated.` : 'FAIL: see the checks above.');
     }
-    print(`Open ${proxy.url}/ in a browser (admin API: ${proxy.adminUrl}).`);
     if (options.once) return code;
-    print('Serving until Ctrl-C.');
+    print(`Open ${proxy.url}/ in a browser (admin API: ${proxy.adminUrl}). Serving until Ctrl-C.`);
     await proxyDone;
     return code;
   } finally {

@@ -15,7 +15,11 @@ import type { InstanceOps } from './instance.ts';
 import type { Inventory } from './inventory.ts';
 import { loadLocalRelease, type LocalRelease } from './release-source.ts';
 import { pruneFleet } from './releases.ts';
-import { rollout, type InstanceOutcome, type ProxyControl } from './rollout.ts';
+import * as cmd from './remote/commands.ts';
+import { succeeded } from './transport/types.ts';
+import type { Manifest } from './manifest-types.ts';
+import { spawnSync } from 'node:child_process';
+import { planBatches, rolloutSettings, rollout, type InstanceOutcome, type ProxyControl } from './rollout.ts';
 
 export interface DeployInstanceReport extends InstanceOutcome {
   /** Bytes uploaded (0 when the host already had the artifact). */
@@ -29,12 +33,20 @@ export interface DeployReport {
   release: string;
   digest: string;
   /** The phase that failed, or 'done'. */
-  phase: 'preflight' | 'lock' | 'prepare' | 'rollout' | 'done';
+  phase: 'pre-deploy' | 'preflight' | 'lock' | 'prepare' | 'rollout' | 'post-deploy' | 'plan' | 'done';
   instances: DeployInstanceReport[];
   failure?: string;
   /** What state the fleet was left in, in one sentence. */
   state: string;
   durationMs: number;
+  /** With dryRun: what would happen, and nothing was changed. */
+  plan?: DeployPlan;
+}
+
+/** What a deploy would do (`--dry-run`). */
+export interface DeployPlan {
+  batches: string[][];
+  instances: { instance: string; current: string | null; upload: boolean; unpack: boolean; activate: boolean }[];
 }
 
 export interface DeployOptions {
@@ -43,7 +55,49 @@ export interface DeployOptions {
   factory?: TransportFactory;
   proxy?: ProxyControl;
   progress?: (instance: string, line: string) => void;
+  /** Abort (Ctrl-C/SIGTERM): the step in progress finishes, switched instances roll back, the lock is released. */
+  signal?: AbortSignal;
   message?: string;
+  /** Print the plan after preflight and change nothing. */
+  dryRun?: boolean;
+  /** Wait up to this many ms for a held lock instead of failing at once. */
+  lockWaitMs?: number;
+}
+
+/**
+ * Run a local hook command in the inventory's directory with LOCKSTEP_HOOK, LOCKSTEP_RELEASE and
+ * LOCKSTEP_DIGEST set. @throws LockstepError LOCKSTEP_HOOK_FAILED with its exit status.
+ */
+export function runLocalHook(inventory: Inventory, hook: string, command: string, release: { release: string; digest: string }): void {
+  const r = spawnSync(command, {
+    cwd: inventory.dir,
+    shell: '/bin/bash',
+    encoding: 'utf8',
+    env: { ...process.env, LOCKSTEP_HOOK: hook, LOCKSTEP_RELEASE: release.release, LOCKSTEP_DIGEST: release.digest },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (r.status !== 0 || r.signal) {
+    const tail = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim().split('\n').slice(-3).join(' | ');
+    throw new LockstepError('LOCKSTEP_HOOK_FAILED', `${hook} hook \`${command}\` failed (${r.signal ? `signal ${r.signal}` : `exit ${r.status}`})${tail ? `: ${tail}` : ''}`, 3);
+  }
+}
+
+/**
+ * Take the lock on every instance, retrying every second for up to `waitMs` while it is held.
+ * @throws LockHeldError when still held at the deadline.
+ */
+export async function lockFleetWaiting(fleet: Fleet, holder: Record<string, unknown>, waitMs: number, progress: (i: string, l: string) => void): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await lockFleet(fleet, holder);
+      return;
+    } catch (e) {
+      if (!(e instanceof LockHeldError) || Date.now() + 1000 > deadline) throw e;
+      if (attempt === 0) progress('lock', `${e.message}; waiting up to ${waitMs} ms`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }
 
 /** A lock holder record (written to `.lockstep/lock/holder.json` on every instance). */
@@ -60,25 +114,47 @@ export function newLockHolder(release: string, message?: string): Record<string,
 }
 
 /**
- * Take the lock on every instance, all or nothing: when one is held, the ones already taken
- * are released again. @throws LockHeldError naming the first held instance and its holder.
+ * Take the lock on every instance, all or nothing, one instance at a time in name order: two
+ * deploys racing for the same fleet meet at the first instance, so exactly one of them wins
+ * (taking locks in parallel could leave each holding part of the fleet and both giving up).
+ * When one is held, the ones already taken are released again.
+ * @throws LockHeldError naming the held instance and its holder.
  */
 export async function lockFleet(fleet: Fleet, holder: Record<string, unknown>): Promise<void> {
-  const results = await fleet.each(async (o) => {
-    await o.acquireLock(holder);
-    return o;
-  });
-  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
-  if (failed) {
-    const taken = results.filter((r): r is PromiseFulfilledResult<InstanceOps> => r.status === 'fulfilled').map((r) => r.value);
+  const ordered = [...fleet.ops].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const taken: InstanceOps[] = [];
+  try {
+    for (const o of ordered) {
+      await o.acquireLock(holder);
+      taken.push(o);
+    }
+  } catch (e) {
     await Promise.allSettled(taken.map((o) => o.releaseLock(String(holder.token))));
-    throw failed.reason;
+    throw e;
   }
 }
 
 /** Release the lock on every instance where `token` holds it. Best effort. */
 export async function unlockFleet(fleet: Fleet, token: string): Promise<void> {
   await fleet.each((o) => o.releaseLock(token));
+}
+
+/** The dry-run plan: read-only look at each instance (artifact and release present?). */
+async function planDeploy(fleet: Fleet, manifest: Manifest, rows: Map<string, DeployInstanceReport>): Promise<DeployPlan> {
+  const instances = await Promise.all(
+    fleet.ops.map(async (o) => {
+      const present = (await o.run(cmd.artifactHash(o.layout, manifest.digest))).trim() === manifest.artifact.sha256;
+      const unpacked = succeeded(await o.transport.exec(cmd.releaseExists(o.layout, manifest.release)));
+      const current = rows.get(o.name)!.before;
+      return { instance: o.name, current, upload: !present, unpack: !unpacked, activate: current !== manifest.release };
+    }),
+  );
+  const batches = planBatches(
+    fleet.ops.map((o) => o.name),
+    fleet.inventory.deploy.batch_size,
+    fleet.inventory.deploy.canary,
+  );
+  return { batches, instances };
 }
 
 /**
@@ -96,6 +172,18 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
     release = { manifest: built.manifest, manifestFile: built.manifestFile, artifact: built.artifact };
   }
   const { manifest } = release;
+  const hooks = inventory.deploy.hooks;
+  if (hooks.pre_deploy && !options.dryRun) {
+    progress('hooks', 'running pre_deploy hook');
+    try {
+      runLocalHook(inventory, 'pre_deploy', hooks.pre_deploy, manifest);
+    } catch (e) {
+      return {
+        ok: false, release: manifest.release, digest: manifest.digest, phase: 'pre-deploy', instances: [],
+        failure: (e as Error).message, state: 'no instance was changed', durationMs: Date.now() - started,
+      };
+    }
+  }
   const fleet = openFleet(inventory, { factory: options.factory });
   const rows = new Map<string, DeployInstanceReport>(
     fleet.ops.map((o) => [o.name, { instance: o.name, before: null, now: null, state: 'untouched', uploadedBytes: 0, reused: false }]),
@@ -126,9 +214,14 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       return report('preflight', false, 'no instance was changed', `preflight failed on ${preFailed.map(({ o }) => o.name).join(', ')}: ${reasonOf(preFailed[0]!.r)}`);
     }
 
+    if (options.dryRun) {
+      const plan = await planDeploy(fleet, manifest, rows);
+      return { ...report('plan', true, 'dry run: nothing was changed'), plan };
+    }
+
     const holder = newLockHolder(manifest.release, options.message);
     try {
-      await lockFleet(fleet, holder);
+      await lockFleetWaiting(fleet, holder, options.lockWaitMs ?? 0, progress);
     } catch (e) {
       if (e instanceof LockHeldError) return report('lock', false, 'no instance was changed', e.message);
       throw e;
@@ -146,6 +239,10 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         row.reused = reused;
         progress(o.name, reused ? `releases/${manifest.release} present and verified` : `unpacked releases/${manifest.release}, ${manifest.files.length} files verified on host`);
         await o.linkShared(manifest.release);
+        if (hooks.before_activate) {
+          progress(o.name, 'running before_activate hook');
+          await o.runHook(hooks.before_activate, 'before_activate', manifest, `${o.layout.releases}/${manifest.release}`);
+        }
       });
       const p1Failed = p1.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
       if (p1Failed.length > 0) {
@@ -167,9 +264,8 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         ops: fleet.ops,
         manifest,
         previous: new Map([...rows.values()].map((r) => [r.instance, r.before])),
-        batchSize: inventory.deploy.batch_size,
-        activationTimeoutMs: inventory.deploy.activation_timeout_ms,
-        drainTimeoutMs: inventory.deploy.drain_timeout_ms,
+        ...rolloutSettings(inventory.deploy),
+        signal: options.signal,
         proxy: options.proxy,
         progress,
       });
@@ -187,6 +283,14 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         return new Map<string, string[]>();
       });
       for (const [name, removed] of pruned) if (removed.length) progress(name, `retention removed ${removed.join(', ')}`);
+      if (hooks.post_deploy) {
+        progress('hooks', 'running post_deploy hook');
+        try {
+          runLocalHook(inventory, 'post_deploy', hooks.post_deploy, manifest);
+        } catch (e) {
+          return report('post-deploy', false, `every instance serves ${manifest.release}; only the post_deploy hook failed`, (e as Error).message);
+        }
+      }
       return report('done', true, `every instance serves ${manifest.release}`);
     } finally {
       await unlockFleet(fleet, String(holder.token));

@@ -11,7 +11,7 @@ import { openFleet, reasonOf } from './fleet.ts';
 import type { InstanceOps } from './instance.ts';
 import type { Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
-import { rollout, type ProxyControl } from './rollout.ts';
+import { rolloutSettings, rollout, type ProxyControl } from './rollout.ts';
 import { verifyFleet, type VerifyResult } from './verify.ts';
 
 /** Kinds fixed by (re)installing and activating the expected release. */
@@ -192,9 +192,7 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
             manifest: scan.manifest,
             // No "before" for a forced restart: the release it ran was the damaged one.
             previous: new Map(activate.map((o) => [o.name, forceRestart.has(o.name) ? null : rowOf(o).current.release])),
-            batchSize: inventory.deploy.batch_size,
-            activationTimeoutMs: inventory.deploy.activation_timeout_ms,
-            drainTimeoutMs: inventory.deploy.drain_timeout_ms,
+            ...rolloutSettings(inventory.deploy),
             proxy: options.proxy,
             progress,
             event: 'activate',

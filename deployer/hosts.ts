@@ -5,8 +5,16 @@
 import pLimit from 'p-limit';
 import { ConfigError } from './errors.ts';
 import type { Instance, Inventory } from './inventory.ts';
-import { appendKnownHost, checkHostKey, fingerprint, findHostKeys, knownHostsName, loadKnownHosts } from './transport/known-hosts.ts';
-import { probeHostKey } from './transport/ssh.ts';
+import {
+  appendKnownHost,
+  checkHostKey,
+  fingerprint,
+  findHostKeys,
+  knownHostsName,
+  loadKnownHosts,
+  type KnownHosts,
+} from './transport/known-hosts.ts';
+import { probeHostKey } from './transport/host-key-probe.ts';
 
 export interface TrustHostResult {
   instance: string;
@@ -32,7 +40,8 @@ export interface TrustHostResult {
  * @param options.instances names to limit the run to (default: every ssh instance).
  * @param options.timeoutMs per-host bound, ms (default: inventory deploy.connect_timeout_ms).
  * @returns one result per SSH instance, in inventory order.
- * @throws ConfigError for a name in `instances` that the inventory does not have.
+ * @throws ConfigError for a name in `instances` that the inventory does not have, or an
+ *   unreadable known_hosts file.
  */
 export async function trustHosts(
   inventory: Inventory,
@@ -50,7 +59,14 @@ export async function trustHosts(
   const file = inventory.ssh.knownHosts;
   const timeoutMs = options.timeoutMs ?? inventory.deploy.connect_timeout_ms;
   const limit = pLimit(inventory.deploy.concurrency);
-  const known = await loadKnownHosts(file);
+  let known: KnownHosts;
+  try {
+    known = await loadKnownHosts(file);
+  } catch (e) {
+    throw new ConfigError(`cannot read the known_hosts file ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+      field: 'ssh.known_hosts',
+    });
+  }
   // Two instances on the same host:port share one known_hosts line: record it once.
   const recording = new Map<string, Promise<void>>();
 

@@ -41,6 +41,7 @@ export interface VersionInfo {
   digest?: string | null;
   instance?: string;
   pid?: number;
+  started_at?: string;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -211,13 +212,31 @@ export class InstanceOps {
   /**
    * Activate a release: switch `current` atomically, then restart the app through the
    * inventory's service command. Does not wait for health (see `waitForGates`).
+   * @returns what /version said before the restart (null when nothing answered), so the gate
+   *   can insist on a NEW process: an old one still holding the port must not pass for it.
    */
-  async activate(id: string): Promise<void> {
+  async activate(id: string): Promise<VersionInfo | null> {
+    const before = await this.readVersion();
     await this.run(cmd.switchCurrent(this.layout, id));
     await this.run(
       cmd.serviceCommand(this.layout, this.inventory.app.service.restart, serviceEnv(this.instance, this.layout)),
       this.inventory.deploy.activation_timeout_ms,
     );
+    return before;
+  }
+
+  /**
+   * Run a remote hook command with the app-contract environment plus LOCKSTEP_HOOK,
+   * LOCKSTEP_RELEASE and LOCKSTEP_DIGEST, in `dir` (default `current`).
+   * @throws LockstepError LOCKSTEP_HOOK_FAILED naming the hook, instance and exit status.
+   */
+  async runHook(command: string, hook: string, release: { release: string; digest: string }, dir?: string): Promise<void> {
+    const env = serviceEnv(this.instance, this.layout, { LOCKSTEP_HOOK: hook, LOCKSTEP_RELEASE: release.release, LOCKSTEP_DIGEST: release.digest });
+    const r = await this.transport.exec(command, { cwd: dir ?? this.layout.current, env, timeoutMs: this.inventory.deploy.activation_timeout_ms });
+    if (!succeeded(r)) {
+      const tail = r.stderr.trim().split('\n').slice(-3).join(' | ');
+      throw new LockstepError('LOCKSTEP_HOOK_FAILED', `${hook} hook failed on ${this.name} (${r.signal ? `signal ${r.signal}` : `exit ${r.code}`})${tail ? `: ${tail}` : ''}`, 3);
+    }
   }
 
   /** Stop the app through the inventory's stop command (no-op when there is no `current`). */
@@ -259,11 +278,13 @@ export class InstanceOps {
   }
 
   /**
-   * Wait until the health path answers 200 AND /version reports `digest`.
+   * Wait until the health path answers 200 AND /version reports `digest` from a process other
+   * than `replaced` (the one that answered before the restart: a different pid or start time).
    * Polls every 200 ms up to `timeoutMs`.
    * @throws GateFailedError saying which gate did not pass and what was last seen.
    */
-  async waitForGates(digest: string, timeoutMs: number): Promise<VersionInfo> {
+  async waitForGates(digest: string, timeoutMs: number, replaced: VersionInfo | null = null): Promise<VersionInfo> {
+    const isNew = (v: VersionInfo) => !replaced || v.pid !== replaced.pid || v.started_at !== replaced.started_at;
     const deadline = Date.now() + timeoutMs;
     let healthy = false;
     let version: VersionInfo | null = null;
@@ -271,11 +292,17 @@ export class InstanceOps {
       healthy = await this.isHealthy();
       if (healthy) {
         version = await this.readVersion();
-        if (version?.digest === digest) return version;
+        if (version?.digest === digest && isNew(version)) return version;
       }
       await sleep(200);
     }
     if (!healthy) throw new GateFailedError(this.name, `health check ${this.instance.url}${this.inventory.app.health_path} did not pass within ${timeoutMs} ms`);
+    if (version && replaced && !isNew(version)) {
+      throw new GateFailedError(
+        this.name,
+        `the process that answered before the restart (pid ${String(replaced.pid)}) still answers after ${timeoutMs} ms: the restart did not replace it (a process the service command does not know may hold the port; see the app log)`,
+      );
+    }
     throw new GateFailedError(
       this.name,
       `version gate: expected digest ${digest.slice(0, 12)}, the running app reports ${version?.digest ? String(version.digest).slice(0, 12) : 'nothing'} (after ${timeoutMs} ms)`,

@@ -59,11 +59,29 @@ const AppSchema = z
   })
   .strict();
 
+const HookCommand = z.string().min(1);
+
+const HooksSchema = z
+  .object({
+    pre_deploy: HookCommand.optional().describe('local command before anything changes (exit non-zero: nothing changes)'),
+    post_deploy: HookCommand.optional().describe('local command after a successful rollout'),
+    before_activate: HookCommand.optional().describe('remote command in the new release dir before any instance is activated'),
+    after_activate: HookCommand.optional().describe('remote command in `current` after each instance passed its gates'),
+  })
+  .strict();
+
 const DeploySchema = z
   .object({
     concurrency: z.number().int().min(1).max(64).default(8).describe('instances worked on at once'),
     keep_releases: z.number().int().min(1).max(100).default(5),
-    batch_size: z.number().int().min(1).default(1).describe('instances activated per rollout batch'),
+    batch_size: z
+      .union([z.number().int().min(1), z.string().regex(/^([1-9][0-9]?|100)%$/, 'a count, or a percentage like "50%"')])
+      .default(1)
+      .describe('instances activated per rollout batch: a count or a percentage of the fleet'),
+    canary: z.boolean().default(false).describe('activate one instance alone first, then the batches'),
+    pause_ms: z.number().int().min(0).default(0).describe('pause between two batches'),
+    lock_ttl_ms: z.number().int().min(1000).default(3_600_000).describe('a lock older than this is stale'),
+    hooks: HooksSchema.default({}),
     activation_timeout_ms: z.number().int().min(100).default(30_000).describe('health+version gate, per instance'),
     drain_timeout_ms: z.number().int().min(0).default(10_000),
     connect_timeout_ms: z.number().int().min(100).default(10_000),
@@ -127,6 +145,10 @@ export const InventorySchema = z
       concurrency: 8,
       keep_releases: 5,
       batch_size: 1,
+      canary: false,
+      pause_ms: 0,
+      lock_ttl_ms: 3_600_000,
+      hooks: {},
       activation_timeout_ms: 30_000,
       drain_timeout_ms: 10_000,
       connect_timeout_ms: 10_000,

@@ -21,5 +21,6 @@ export function renderDeployReportText(r: DeployReport, verb = 'deploy'): string
     ? `${verb} of ${r.release} (digest ${r.digest.slice(0, 12)}) to ${r.instances.length} instances succeeded in ${r.durationMs} ms`
     : `${verb} of ${r.release} FAILED in phase ${r.phase}`;
   const errors = r.instances.filter((i) => i.error).map((i) => `  ${i.instance}: ${i.error}`);
-  return [head, table, ...(errors.length ? ['errors:', ...errors] : []), `state: ${r.state}`].join('\n');
+  const cause = !r.ok && r.failure && !r.instances.some((i) => i.error && r.failure!.includes(i.error)) ? [`cause: ${r.failure}`] : [];
+  return [head, ...cause, table, ...(errors.length ? ['errors:', ...errors] : []), `state: ${r.state}`].join('\n');
 }

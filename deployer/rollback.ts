@@ -3,18 +3,21 @@
  * has, through the same rolling machinery and gates as a deploy. No build, no upload.
  */
 import { LockHeldError, LockstepError } from './errors.ts';
-import { newLockHolder, lockFleet, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
+import { newLockHolder, lockFleetWaiting, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
 import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
 import type { Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
 import { readInstanceReleases, rollbackCandidates, verifyReleaseOnHost, type InstanceReleases } from './releases.ts';
-import { rollout, type ProxyControl } from './rollout.ts';
+import { rolloutSettings, rollout, type ProxyControl } from './rollout.ts';
 
 export interface RollbackOptions {
   to?: string;
   factory?: TransportFactory;
   proxy?: ProxyControl;
   progress?: (instance: string, line: string) => void;
+  lockWaitMs?: number;
+  /** Abort (Ctrl-C/SIGTERM): the step in progress finishes, switched instances roll back, the lock is released. */
+  signal?: AbortSignal;
 }
 
 /** What each instance has, for a refusal message. */
@@ -62,7 +65,7 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
     const manifest = (verified[0] as PromiseFulfilledResult<Manifest>).value;
     const holder = newLockHolder(target, 'rollback');
     try {
-      await lockFleet(fleet, holder);
+      await lockFleetWaiting(fleet, holder, options.lockWaitMs ?? 0, progress);
     } catch (e) {
       if (e instanceof LockHeldError) throw new LockstepError(e.code, `${e.message}; nothing was changed`, 3);
       throw e;
@@ -72,9 +75,8 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
         ops: fleet.ops,
         manifest,
         previous: new Map(infos.map((i) => [i.instance, i.current])),
-        batchSize: inventory.deploy.batch_size,
-        activationTimeoutMs: inventory.deploy.activation_timeout_ms,
-        drainTimeoutMs: inventory.deploy.drain_timeout_ms,
+        ...rolloutSettings(inventory.deploy),
+        signal: options.signal,
         proxy: options.proxy,
         progress,
         event: 'rollback',

@@ -5,6 +5,7 @@
  */
 import type { InstanceOps } from './instance.ts';
 import type { Manifest } from './manifest-types.ts';
+import type { Inventory } from './inventory.ts';
 
 /** What the rollout needs from the proxy; the deployer's proxy client implements it. */
 export interface ProxyControl {
@@ -33,24 +34,66 @@ export interface RolloutResult {
   failure?: string;
 }
 
-export interface RolloutOptions {
+/** How a rollout proceeds, from the inventory's `deploy` section. */
+export interface RolloutSettings {
+  /** A count, or a percentage of the fleet such as "50%". */
+  batchSize: number | string;
+  /** Activate one instance alone first. */
+  canary: boolean;
+  /** Pause between two batches, ms. */
+  pauseMs: number;
+  activationTimeoutMs: number;
+  drainTimeoutMs: number;
+  /** Remote command run in `current` after each instance passed its gates. */
+  afterActivate?: string;
+}
+
+/** Rollout settings from an inventory's `deploy` section. */
+export function rolloutSettings(deploy: Inventory['deploy']): RolloutSettings {
+  return {
+    batchSize: deploy.batch_size,
+    canary: deploy.canary,
+    pauseMs: deploy.pause_ms,
+    activationTimeoutMs: deploy.activation_timeout_ms,
+    drainTimeoutMs: deploy.drain_timeout_ms,
+    afterActivate: deploy.hooks.after_activate,
+  };
+}
+
+export interface RolloutOptions extends RolloutSettings {
   ops: InstanceOps[];
   manifest: Manifest;
   /** Release each instance ran before this rollout (by instance name). */
   previous: Map<string, string | null>;
-  batchSize: number;
-  activationTimeoutMs: number;
-  drainTimeoutMs: number;
+  /** Aborted (Ctrl-C, SIGTERM): finish the step in progress, then roll back what was switched. */
+  signal?: AbortSignal;
   proxy?: ProxyControl;
   progress: (instance: string, line: string) => void;
   /** History event recorded for a successful activation. */
   event?: 'activate' | 'rollback';
 }
 
-/** Split instances into batches of `size` (the last may be smaller). */
-export function planBatches<T>(items: T[], size: number): T[][] {
+/**
+ * Split instances into rollout batches: an optional canary batch of one, then batches of
+ * `batchSize` (a count, or a percentage of the whole fleet rounded up, at least 1).
+ * @throws Error for a malformed batch size (the inventory schema prevents it).
+ */
+export function planBatches<T>(items: T[], batchSize: number | string, canary = false): T[][] {
+  let size: number;
+  if (typeof batchSize === 'number') size = batchSize;
+  else {
+    const m = /^(\d+)%$/.exec(batchSize);
+    if (!m) throw new Error(`invalid batch size ${batchSize}`);
+    size = Math.ceil((items.length * Number(m[1])) / 100);
+  }
+  size = Math.max(1, size);
   const batches: T[][] = [];
-  for (let i = 0; i < items.length; i += size) batches.push(items.slice(i, i + size));
+  let rest = items;
+  if (canary && items.length > 1) {
+    batches.push(items.slice(0, 1));
+    rest = items.slice(1);
+  }
+  for (let i = 0; i < rest.length; i += size) batches.push(rest.slice(i, i + size));
   return batches;
 }
 
@@ -61,13 +104,27 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
     if (!drained) opts.progress(o.name, `drain timeout (${opts.drainTimeoutMs} ms) passed with requests in flight; switching anyway`);
   }
   opts.progress(o.name, `switching current -> ${id} and restarting`);
-  await o.activate(id);
+  const replaced = await o.activate(id);
   opts.progress(o.name, 'waiting for health and version gates');
-  await o.waitForGates(digest, opts.activationTimeoutMs);
+  await o.waitForGates(digest, opts.activationTimeoutMs, replaced);
+  if (opts.afterActivate) {
+    opts.progress(o.name, 'running after_activate hook');
+    await o.runHook(opts.afterActivate, 'after_activate', { release: id, digest });
+  }
   if (opts.proxy) {
     await opts.proxy.enable(o.name, opts.activationTimeoutMs);
     opts.progress(o.name, 'enabled in proxy');
   }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
 }
 
 /**
@@ -83,7 +140,16 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
   );
   const touched: InstanceOps[] = [];
   let failure: string | undefined;
-  for (const batch of planBatches(opts.ops, opts.batchSize)) {
+  const batches = planBatches(opts.ops, opts.batchSize, opts.canary);
+  for (const [index, batch] of batches.entries()) {
+    if (opts.signal?.aborted) {
+      failure = 'interrupted (signal): the rollout stopped between batches';
+      break;
+    }
+    if (index > 0 && opts.pauseMs > 0) {
+      opts.progress('rollout', `pausing ${opts.pauseMs} ms before batch ${index + 1}/${batches.length}`);
+      await sleep(opts.pauseMs, opts.signal);
+    }
     const results = await Promise.allSettled(
       batch.map(async (o) => {
         const out = outcomes.get(o.name)!;
@@ -115,6 +181,10 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
     const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     if (failed) {
       failure = (failed.reason as Error).message;
+      break;
+    }
+    if (opts.signal?.aborted && index < batches.length - 1) {
+      failure = 'interrupted (signal): the rollout stopped after the batch in progress';
       break;
     }
   }

@@ -11,20 +11,31 @@
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ProxyMetrics } from './metrics.ts';
-import type { UpstreamPool } from './pool.ts';
+import type { InstanceState, UpstreamStatus } from './upstream.ts';
 
 /** Default and upper bound of `timeout_ms` for `drain?wait=1`, ms. */
 export const DEFAULT_DRAIN_WAIT_MS = 30_000;
 export const MAX_DRAIN_WAIT_MS = 600_000;
 
-export interface AdminOptions {
-  pool: UpstreamPool;
-  metrics: ProxyMetrics;
-  token: string;
-  logger: Logger;
+/** What the admin API acts on: one proxy process, or the primary of a cluster of workers. */
+export interface AdminControl {
+  instances(): Promise<UpstreamStatus[]>;
+  /** @returns the instance's status after the change, or undefined for an unknown name. */
+  setState(name: string, state: Exclude<InstanceState, 'draining'>): Promise<UpstreamStatus | undefined>;
+  /**
+   * Mark `name` draining; with `waitMs`, resolve once nothing is in flight on it (every worker) or
+   * after `waitMs`. @returns undefined for an unknown name.
+   */
+  drain(name: string, waitMs: number | null): Promise<{ drained: boolean; inflight: number; state: InstanceState } | undefined>;
+  metrics(): Promise<{ contentType: string; text: string }>;
   /** Re-reads the upstream set (e.g. from the inventory); absent when the proxy was given a fixed list. */
   reload?: () => Promise<{ added: string[]; removed: string[] }>;
+}
+
+export interface AdminOptions {
+  control: AdminControl;
+  token: string;
+  logger: Logger;
 }
 
 function digest(s: string): Buffer {
@@ -67,7 +78,7 @@ function parseWait(params: URLSearchParams): { wait: boolean; timeoutMs: number 
 
 /** Build the admin server (not yet listening). Errors inside a handler answer 500, never crash. */
 export function createAdminServer(options: AdminOptions): http.Server {
-  const { pool, metrics, logger } = options;
+  const { control, logger } = options;
   const tokenDigest = digest(options.token);
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -80,37 +91,38 @@ export function createAdminServer(options: AdminOptions): http.Server {
     const path = url.pathname;
     if (path === '/metrics') {
       if (req.method !== 'GET') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET' });
-      const text = await metrics.registry.metrics();
-      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
+      const { contentType, text } = await control.metrics();
+      res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
       res.end(text);
       return;
     }
     if (path === '/admin/instances') {
       if (req.method !== 'GET') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET' });
-      return sendJson(res, 200, { instances: pool.status() });
+      return sendJson(res, 200, { instances: await control.instances() });
     }
     if (path === '/admin/reload') {
       if (req.method !== 'POST') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
-      if (!options.reload) return sendJson(res, 501, { error: 'not_supported', message: 'this proxy was started with a fixed upstream list' });
-      const changes = await options.reload();
-      return sendJson(res, 200, { ...changes, instances: pool.status() });
+      if (!control.reload) return sendJson(res, 501, { error: 'not_supported', message: 'this proxy was started with a fixed upstream list' });
+      const changes = await control.reload();
+      return sendJson(res, 200, { ...changes, instances: await control.instances() });
     }
     const m = /^\/admin\/instances\/([^/]+)\/(drain|enable|disable)$/.exec(path);
     if (!m) return sendJson(res, 404, { error: 'not_found', message: `no admin route ${path}` });
     if (req.method !== 'POST') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
     const name = decodeURIComponent(m[1]!);
     const action = m[2] as 'drain' | 'enable' | 'disable';
-    if (!pool.get(name)) return sendJson(res, 404, { error: 'unknown_instance', message: `no instance named "${name}"` });
+    const unknown = (): void => sendJson(res, 404, { error: 'unknown_instance', message: `no instance named "${name}"` });
     if (action === 'drain') {
       const wait = parseWait(url.searchParams);
       if (typeof wait === 'string') return sendJson(res, 400, { error: 'bad_request', message: wait });
-      const u = pool.setState(name, 'draining')!;
-      const drained = wait.wait ? await u.waitUntilIdle(wait.timeoutMs) : u.inflight === 0;
-      if (wait.wait) logger.info({ instance: name, drained, inflight: u.inflight }, drained ? 'instance drained' : 'drain wait timed out');
-      return sendJson(res, 200, { name, state: u.state, drained, inflight: u.inflight });
+      const result = await control.drain(name, wait.wait ? wait.timeoutMs : null);
+      if (!result) return unknown();
+      if (wait.wait) logger.info({ instance: name, ...result }, result.drained ? 'instance drained' : 'drain wait timed out');
+      return sendJson(res, 200, { name, state: result.state, drained: result.drained, inflight: result.inflight });
     }
-    const u = pool.setState(name, action === 'enable' ? 'enabled' : 'disabled')!;
-    return sendJson(res, 200, u.status());
+    const status = await control.setState(name, action === 'enable' ? 'enabled' : 'disabled');
+    if (!status) return unknown();
+    return sendJson(res, 200, status);
   }
 
   const server = http.createServer((req, res) => {

@@ -21,6 +21,11 @@ export class PassiveEjector {
     /** One active health check of the instance: true when it passes. */
     private readonly probe: (u: Upstream) => Promise<boolean>,
     private readonly onEject: (u: Upstream) => void = () => undefined,
+    /**
+     * Cluster workers pass this: the decision is reported (to the primary, which owns ejection
+     * state) instead of taken locally.
+     */
+    private readonly delegate: ((u: Upstream, reason: string) => void) | null = null,
   ) {}
 
   /** A request to `u` got a response that is not a 5xx. Hot path: two field writes at most. */
@@ -34,8 +39,19 @@ export class PassiveEjector {
     u.consecutiveFailures++;
     const threshold = this.config.consecutiveFailures;
     if (threshold === 0 || u.ejected || u.consecutiveFailures < threshold || this.stopped) return;
-    if (!this.pool.hasAlternativeTo(u)) return;
-    this.eject(u, `${u.consecutiveFailures} failed requests in a row`);
+    const reason = `${u.consecutiveFailures} failed requests in a row`;
+    if (this.delegate !== null) {
+      u.consecutiveFailures = 0;
+      this.delegate(u, reason);
+      return;
+    }
+    this.ejectNow(u, reason);
+  }
+
+  /** Eject `u` now (unless it is out already or the last instance able to serve). */
+  ejectNow(u: Upstream, reason: string): void {
+    if (u.ejected || this.stopped || !this.pool.hasAlternativeTo(u)) return;
+    this.eject(u, reason);
   }
 
   private eject(u: Upstream, reason: string): void {

@@ -4,7 +4,8 @@
  */
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdminServer } from './admin.ts';
+import { createAdminServer, type AdminControl } from './admin.ts';
+import { startProxyCluster } from './cluster.ts';
 import { resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
 import { PassiveEjector } from './ejection.ts';
 import { HealthChecker, checkOnce } from './health.ts';
@@ -23,6 +24,7 @@ export type {
   PassiveEjectionConfig,
   RetryConfig,
   HoldConfig,
+  ProxyEngine,
 } from './config.ts';
 export { ProxyConfigError } from './config.ts';
 export type { InstanceState, UpstreamStatus } from './upstream.ts';
@@ -68,6 +70,8 @@ function urlOf(addr: AddressInfo): string {
  * Start the proxy: check every instance once (so instances that are up get traffic at once), then
  * listen on `listen` and `adminListen` and keep checking.
  * @param config see ProxyConfig; ports may be 0.
+ * @param options.workers run this many worker processes sharing the port (worker mode, see
+ *   cluster.ts); default 1: everything in this process.
  * @param options.reloadSource called by `POST /admin/reload` (and by the CLI on SIGHUP) to get a fresh
  *   upstream list; without it the admin reload route answers 501.
  * @returns the running proxy, with the bound URLs.
@@ -75,8 +79,11 @@ function urlOf(addr: AddressInfo): string {
  */
 export async function startProxy(
   config: ProxyConfig,
-  options: { reloadSource?: () => Promise<UpstreamConfig[]> | UpstreamConfig[] } = {},
+  options: { reloadSource?: () => Promise<UpstreamConfig[]> | UpstreamConfig[]; workers?: number } = {},
 ): Promise<RunningProxy> {
+  if (options.workers !== undefined && options.workers > 1) {
+    return startProxyCluster(config, { workers: options.workers, reloadSource: options.reloadSource });
+  }
   const cfg = resolveProxyConfig(config);
   const logger = cfg.logger;
   const pool = new UpstreamPool(cfg.upstreams, {
@@ -98,18 +105,25 @@ export async function startProxy(
   const path = new RequestPath(pool, metrics, ejector, cfg);
 
   const reload = async (upstreams: UpstreamConfig[]): Promise<{ added: string[]; removed: string[] }> => {
-    const changes = pool.replace(validateUpstreams(upstreams));
+    const { added, removed, retired } = pool.replace(validateUpstreams(upstreams));
+    for (const u of retired) path.forget(u);
     health.sync();
-    return changes;
+    return { added, removed };
   };
   const reloadSource = options.reloadSource;
-  const admin = createAdminServer({
-    pool,
-    metrics,
-    token: cfg.adminToken,
-    logger,
+  const control: AdminControl = {
+    instances: async () => pool.status(),
+    setState: async (name, state) => pool.setState(name, state)?.status(),
+    drain: async (name, waitMs) => {
+      const u = pool.setState(name, 'draining');
+      if (!u) return undefined;
+      const drained = waitMs === null ? u.inflight === 0 : await u.waitUntilIdle(waitMs);
+      return { drained, inflight: u.inflight, state: u.state };
+    },
+    metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
     reload: reloadSource ? async () => reload(await reloadSource()) : undefined,
-  });
+  };
+  const admin = createAdminServer({ control, token: cfg.adminToken, logger });
 
   await health.checkAll();
   let publicAddr: AddressInfo;
@@ -118,9 +132,8 @@ export async function startProxy(
     publicAddr = await listen(path.server, cfg.listen.host, cfg.listen.port);
     adminAddr = await listen(admin, cfg.adminListen.host, cfg.adminListen.port);
   } catch (err) {
-    path.server.close();
     admin.close();
-    path.agent.destroy();
+    await path.close(0);
     throw err;
   }
   health.start();

@@ -30,8 +30,14 @@ export class ProxyMetrics {
   /** Label objects reused per request, so observing allocates nothing. */
   private labelCache = new Map<string, InstanceLabels>();
 
-  constructor(pool: UpstreamPool) {
+  /**
+   * @param pool the instances the gauges describe.
+   * @param options.poolGauges include health and admin-state gauges (off in cluster workers: the
+   *   primary owns that state and reports it once).
+   */
+  constructor(pool: UpstreamPool, options: { poolGauges?: boolean } = {}) {
     const registers = [this.registry];
+    const poolRegisters = options.poolGauges === false ? [] : registers;
     this.requests = new Counter({
       name: 'lockstep_proxy_requests_total',
       help: 'Requests answered, by instance and HTTP status class ("aborted" when the client left first)',
@@ -59,7 +65,7 @@ export class ProxyMetrics {
       name: 'lockstep_proxy_instance_healthy',
       help: '1 when the active health checks consider the instance healthy',
       labelNames: ['instance'],
-      registers,
+      registers: poolRegisters,
       collect() {
         this.reset();
         for (const u of pool.upstreams) this.set({ instance: u.name }, u.healthy ? 1 : 0);
@@ -69,7 +75,7 @@ export class ProxyMetrics {
       name: 'lockstep_proxy_instance_state',
       help: '1 for the admin state the instance is in (enabled, draining, disabled)',
       labelNames: ['instance', 'state'],
-      registers,
+      registers: poolRegisters,
       collect() {
         this.reset();
         for (const u of pool.upstreams) {
@@ -106,6 +112,8 @@ export class ProxyMetrics {
       name: 'lockstep_proxy_upload_success_ratio',
       help: 'Share of uploads answered 2xx since start (1 when there were none)',
       registers,
+      // Across cluster workers the ratio is recomputed from the summed counters (see cluster.ts).
+      aggregator: 'omit',
       collect() {
         const total = self.uploadOk + self.uploadFailed;
         this.set(total === 0 ? 1 : self.uploadOk / total);

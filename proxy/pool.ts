@@ -114,9 +114,9 @@ export class UpstreamPool {
    * Replace the upstream set. Instances whose name and URL are unchanged keep their state, health and
    * in-flight count; new ones start unhealthy until checked; removed ones keep serving the requests
    * already sent to them (those hold a reference) but get nothing new.
-   * @returns names added and removed.
+   * @returns names added and removed, and the instance objects no longer in the pool.
    */
-  replace(upstreams: UpstreamConfig[]): { added: string[]; removed: string[] } {
+  replace(upstreams: UpstreamConfig[]): { added: string[]; removed: string[]; retired: Upstream[] } {
     const next: Upstream[] = [];
     const nextByName = new Map<string, Upstream>();
     const added: string[] = [];
@@ -138,12 +138,14 @@ export class UpstreamPool {
       nextByName.set(cfg.name, u);
     }
     const removed: string[] = [];
+    const retired: Upstream[] = [];
     const previousList = this.list;
     this.list = next;
     this.byName = nextByName;
     for (const u of previousList) {
       if (nextByName.get(u.name) !== u) {
         if (!nextByName.has(u.name)) removed.push(u.name);
+        retired.push(u);
         u.wakeIdleWaiters(u.inflight === 0);
         if (u.ejectTimer) clearTimeout(u.ejectTimer);
         // Requests held for it must move now: it will not come back under this identity.
@@ -152,7 +154,7 @@ export class UpstreamPool {
       }
     }
     if (added.length > 0 || removed.length > 0) this.logger.info({ added, removed }, 'upstream set changed');
-    return { added, removed };
+    return { added, removed, retired };
   }
 
   status(): UpstreamStatus[] {

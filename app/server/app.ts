@@ -60,9 +60,12 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ status: 'error', code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );
-  // Session answers are private to one user: no shared cache may keep or reuse them.
   app.addHook('onSend', async (_request, reply, payload) => {
+    // Session answers are private to one user: no shared cache may keep or reuse them.
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+    // The frontend is one same-origin bundle: nothing else may run, frame it or be fetched.
+    reply.header('content-security-policy', "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'self'");
     return payload;
   });
 
@@ -73,7 +76,18 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   registerMapRoutes(app, store);
 
   if (options.publicDir && existsSync(options.publicDir)) {
-    await app.register(fastifyStatic, { root: options.publicDir, prefix: '/', wildcard: false });
+    await app.register(fastifyStatic, {
+      root: options.publicDir,
+      prefix: '/',
+      wildcard: false,
+      // Our own Cache-Control below, not @fastify/static's default max-age=0.
+      cacheControl: false,
+      setHeaders(res, path) {
+        // Vite names assets by content hash: a name never changes meaning, so cache it for good.
+        if (/[\\/]assets[\\/]/.test(path)) res.setHeader('cache-control', 'public, max-age=31536000, immutable');
+        else res.setHeader('cache-control', 'no-cache');
+      },
+    });
   }
   return { app, store };
 }

@@ -9,6 +9,10 @@ export interface InputLocation {
   column?: string;
 }
 
+/**
+ * A request the app refuses: `statusCode` is the HTTP status (4xx), `code` a stable
+ * machine-readable name (e.g. NOT_CSV, NO_SESSION), `where` the location of bad input.
+ */
 export class AppError extends Error {
   constructor(
     readonly statusCode: number,

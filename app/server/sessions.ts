@@ -33,6 +33,7 @@ export interface SessionFile {
   content: string | Uint8Array;
 }
 
+/** The sessions of one data directory: create atomically, resolve a cookie, expire, sweep. */
 export class SessionStore {
   readonly root: string;
   private readonly tmpRoot: string;

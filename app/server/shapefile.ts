@@ -44,6 +44,8 @@ export interface JoinReport {
   unmatched_csv: { ward_name: string; ward_code: string | null; line: number }[];
   /** Polygons without a CSV ward. */
   unmatched_features: { ward_name: string | null; ward_code: string | null }[];
+  /** Join keys held by more than one CSV ward or polygon: the map cannot tell those apart. */
+  ambiguous: string[];
 }
 
 function pickField(fields: string[], wanted: string[]): string | null {
@@ -205,5 +207,21 @@ export function joinWards(
       return k === null || !csvKeys.has(k);
     })
     .map((f) => ({ ward_name: f.properties.ward_name, ward_code: f.properties.ward_code }));
-  return { join_on: on, matched: wards.length - unmatchedCsv.length, unmatched_csv: unmatchedCsv, unmatched_features: unmatchedFeatures };
+  const repeated = (keys: (string | null)[]) => {
+    const seen = new Set<string>();
+    const twice = new Set<string>();
+    for (const k of keys) if (k !== null) (seen.has(k) ? twice : seen).add(k);
+    return twice;
+  };
+  const ambiguous = new Set([
+    ...repeated(wards.map((w) => joinKey(on, w.ward_name, w.ward_code))),
+    ...repeated(features.map((f) => joinKey(on, f.properties.ward_name, f.properties.ward_code))),
+  ]);
+  return {
+    join_on: on,
+    matched: wards.length - unmatchedCsv.length,
+    unmatched_csv: unmatchedCsv,
+    unmatched_features: unmatchedFeatures,
+    ambiguous: [...ambiguous].sort(),
+  };
 }

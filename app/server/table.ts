@@ -159,13 +159,26 @@ export function parseWardCsv(buf: Buffer, file: string): WardTable {
     throw new AppError(422, 'NO_DATA_ROWS', `${file} has a header but no data rows`, { file, row: 1 });
   }
 
-  const rows = dataRecords.map((r) => r.record.map((cell) => (MISSING_TOKENS.has(cell) ? null : cell)));
+  // In place: a 50,000-row upload is 1.5 million cells, and copying them doubles the garbage.
+  const rows = dataRecords.map((r) => {
+    const cells = r.record as (string | null)[];
+    for (let c = 0; c < cells.length; c++) if (MISSING_TOKENS.has(cells[c] as string)) cells[c] = null;
+    return cells;
+  });
   const lines = dataRecords.map((r) => r.info.lines);
   const columns = header.map((name, c) => summarizeColumn(name, rows, lines, c));
 
   const normalized = header.map(normalizeName);
   const wardIndex = firstMatch(normalized, WARD_NAME_HEADERS, columns, 'text');
   if (wardIndex < 0) {
+    const numericWard = firstMatch(normalized, WARD_NAME_HEADERS, columns, 'any');
+    if (numericWard >= 0) {
+      throw new AppError(422, 'NO_WARD_COLUMN', `${file}: column "${header[numericWard]}" holds only numbers; ward names must be text`, {
+        file,
+        row: 1,
+        column: header[numericWard]!,
+      });
+    }
     throw new AppError(
       422,
       'NO_WARD_COLUMN',

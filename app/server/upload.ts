@@ -11,6 +11,7 @@ import type { SessionFile, SessionStore } from './sessions.ts';
 import { setSessionCookie } from './cookie.ts';
 import { joinWards, readShapefileZip, type JoinReport, type ShapefileSummary } from './shapefile.ts';
 import type { AppConfig } from './config.ts';
+import { analysisInputOf } from './analysis/run.ts';
 
 /** Multipart file fields that carry the CSV (`file` is ours, `csv_file` the incident app's). */
 export const CSV_FIELDS: ReadonlySet<string> = new Set(['file', 'csv_file']);
@@ -108,6 +109,7 @@ export async function handleUpload(request: FastifyRequest, reply: FastifyReply,
   const files: SessionFile[] = [
     { name: 'upload.csv', content: csv.buf },
     { name: 'table.json', content: JSON.stringify(stored) },
+    { name: 'analysis-input.json', content: JSON.stringify(analysisInputOf(table)) },
   ];
   const meta: Record<string, unknown> = { created_at: new Date().toISOString(), files: { csv: { name: csv.filename, bytes: csv.buf.length } } };
   if (shapefile) {

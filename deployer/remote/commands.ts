@@ -148,14 +148,19 @@ export function listReleases(layout: Layout): string {
 }
 
 /**
- * Takes the deploy lock atomically with mkdir(2) (fails when it exists), then writes the
- * holder's details. Exit 20 means the lock is held; the holder's details are printed.
+ * Takes the deploy lock atomically: the holder's details are written into a private temp dir
+ * that is then renamed to the lock dir (rename(2) fails when the lock dir exists and is not
+ * empty), so a lock is never visible without its holder file. Exit 20 means the lock is held;
+ * the holder's details are printed.
  */
 export function acquireLock(layout: Layout, holder: Record<string, unknown>): string {
   const lock = shq(layout.lock);
+  const tmp = `${shq(layout.meta)}/.lock-$$`;
   return [
-    `mkdir -p ${shq(layout.meta)}`,
-    `if mkdir ${lock} 2>/dev/null; then printf '%s\\n' ${shq(JSON.stringify(holder))} > ${lock}/holder.json; else cat ${lock}/holder.json 2>/dev/null || echo '{}'; exit 20; fi`,
+    `mkdir -p ${shq(layout.meta)} && rm -rf ${tmp} && mkdir ${tmp}`,
+    `printf '%s\\n' ${shq(JSON.stringify(holder))} > ${tmp}/holder.json`,
+    `if mv -T ${tmp} ${lock} 2>/dev/null; then exit 0; fi`,
+    `rm -rf ${tmp}; cat ${lock}/holder.json 2>/dev/null || echo '{}'; exit 20`,
   ].join('\n');
 }
 

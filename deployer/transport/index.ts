@@ -5,11 +5,13 @@
 import type { Instance, Inventory } from '../inventory.ts';
 import { LocalTransport } from './local.ts';
 import { SshTransport } from './ssh.ts';
+import type { TransportLogger } from './log.ts';
 import type { Transport } from './types.ts';
 
 export type { ExecOptions, ExecResult, Transport } from './types.ts';
 export { succeeded } from './types.ts';
 export { LocalTransport } from './local.ts';
+export type { TransportLogger } from './log.ts';
 export { SshTransport, type SshTransportOptions, type VerifiedHostKey } from './ssh.ts';
 
 export interface CreateTransportOptions {
@@ -17,6 +19,8 @@ export interface CreateTransportOptions {
   trustUnknown?: boolean;
   /** SSH only: bound on connect + key exchange + authentication, ms. Default: inventory deploy.connect_timeout_ms. */
   connectTimeoutMs?: number;
+  /** Where connections and commands are logged (pass the CLI's pino logger). Default: nowhere. */
+  log?: TransportLogger;
 }
 
 /**
@@ -25,7 +29,7 @@ export interface CreateTransportOptions {
  * (call `connect()`, or let the first operation connect).
  */
 export function createTransport(instance: Instance, inventory: Inventory, options: CreateTransportOptions = {}): Transport {
-  if (instance.transport === 'local') return new LocalTransport(instance.name);
+  if (instance.transport === 'local') return new LocalTransport(instance.name, { log: options.log });
   return new SshTransport({
     instance: instance.name,
     host: instance.host,
@@ -35,5 +39,6 @@ export function createTransport(instance: Instance, inventory: Inventory, option
     knownHostsFile: inventory.ssh.knownHosts,
     trustUnknown: options.trustUnknown ?? false,
     connectTimeoutMs: options.connectTimeoutMs ?? inventory.deploy.connect_timeout_ms,
+    log: options.log,
   });
 }

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { commandSummary, silentLogger, type TransportLogger } from './log.ts';
 import { buildScript } from './shell.ts';
 import type { ExecOptions, ExecResult, Transport } from './types.ts';
 
@@ -14,8 +15,18 @@ const KILL_GRACE_MS = 5_000;
 
 /** Runs commands with `bash -c` and copies files on this machine. */
 export class LocalTransport implements Transport {
-  /** @param instance instance name, used in messages. */
-  constructor(readonly instance: string) {}
+  private readonly log: TransportLogger;
+
+  /**
+   * @param instance instance name, used in messages.
+   * @param options.log where commands are logged (a pino logger fits). Default: nowhere.
+   */
+  constructor(
+    readonly instance: string,
+    options: { log?: TransportLogger } = {},
+  ) {
+    this.log = options.log ?? silentLogger;
+  }
 
   /** Nothing to open; present for the contract. */
   async connect(): Promise<void> {}
@@ -30,6 +41,16 @@ export class LocalTransport implements Transport {
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const script = buildScript(command, options);
+    const started = Date.now();
+    const result = await this.run(script, options);
+    this.log.debug(
+      { instance: this.instance, command: commandSummary(command), code: result.code, signal: result.signal, ms: Date.now() - started },
+      'exec',
+    );
+    return result;
+  }
+
+  private run(script: string, options: ExecOptions): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
       const child = spawn('bash', ['-c', script], {
         env: { ...process.env, ...options.env },

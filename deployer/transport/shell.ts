@@ -48,15 +48,18 @@ export function buildScript(command: string, options: { cwd?: string; env?: Reco
  */
 export function withWatchdog(script: string, timeoutMs: number): string {
   const ticks = Math.max(1, Math.ceil(timeoutMs / 200));
+  // Double fork: the watchdog is not a child of the script's shell, so a `wait` in the command
+  // does not wait for it (it would never end before the timeout). `$$` in a subshell is still
+  // the script's pid.
   const watchdog = [
-    '(',
+    '( (',
     "  trap '' TERM",
     '  i=0',
     `  while kill -0 $$ 2>/dev/null; do`,
     `    if [ "$i" -ge ${ticks} ]; then kill -TERM -- -$$; sleep 5; kill -KILL -- -$$; exit 0; fi`,
     '    i=$((i + 1)); sleep 0.2',
     '  done',
-    ') </dev/null >/dev/null 2>&1 &',
+    ') </dev/null >/dev/null 2>&1 & )',
   ].join('\n');
   return `${watchdog}\n${script}`;
 }

@@ -6,11 +6,12 @@
  * authentication: a host whose key changed never sees our user name or a signature by our key.
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import type { Readable } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
 import pLimit from 'p-limit';
-import ssh2 from 'ssh2';
 import type { Client, ClientChannel, HostVerifier, SFTPWrapper, ServerHostKeyAlgorithm } from 'ssh2';
 import { ConfigError, HostKeyMismatchError, UnknownHostKeyError, UnreachableInstanceError } from '../errors.ts';
 import {
@@ -20,22 +21,28 @@ import {
   knownHostsName,
   loadKnownHosts,
   preferredHostKeyAlgorithms,
+  type KnownHosts,
 } from './known-hosts.ts';
+import { commandSummary, silentLogger, type TransportLogger } from './log.ts';
 import { buildScript, shellQuote, withWatchdog } from './shell.ts';
 import type { ExecOptions, ExecResult, Transport } from './types.ts';
 
 /** After a timeout's SIGTERM, how long the remote watchdog waits before SIGKILL. */
 const KILL_GRACE_MS = 5_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** A dead peer is detected after about interval x (count + 1) without an answer. */
-const KEEPALIVE_INTERVAL_MS = 5_000;
+/** A silent peer (crashed host, network partition) is declared lost after about interval x (count + 1). */
+const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
 const KEEPALIVE_COUNT_MAX = 3;
+/** How long close() waits for the server to acknowledge before dropping the socket. */
+const CLOSE_GRACE_MS = 2_000;
 /**
  * Commands running at once on one connection. sshd allows MaxSessions (default 10, sshd_config(5))
  * sessions per connection, SFTP takes one; beyond that channel opens are refused, so callers
  * that start more than this in parallel wait in line instead of failing.
  */
 const MAX_CONCURRENT_COMMANDS = 8;
+/** Bounded retries (50 ms, 100 ms, ... apart) of a channel open sshd refused. */
+const CHANNEL_OPEN_RETRIES = 5;
 
 export interface SshTransportOptions {
   /** Instance name, for messages. */
@@ -53,6 +60,13 @@ export interface SshTransportOptions {
   trustUnknown?: boolean;
   /** Bound on TCP connect + key exchange + authentication, in ms. Default 10 000. */
   connectTimeoutMs?: number;
+  /** Where connection events and commands are logged (a pino logger fits). Default: nowhere. */
+  log?: TransportLogger;
+  /**
+   * SSH keepalive interval, ms. After 3 unanswered keepalives the connection counts as lost and
+   * running operations fail with UnreachableInstanceError. Default 5 000.
+   */
+  keepaliveIntervalMs?: number;
 }
 
 /** How the host key of the current connection was accepted. */
@@ -69,6 +83,15 @@ function sftpError(op: string, path: string, err: Error & { code?: unknown }): E
   return Object.assign(new Error(`${op} ${path}: ${err.message}`), { code });
 }
 
+/** The server refused the SFTP subsystem (not a connection problem). */
+class SftpUnavailable extends Error {}
+
+/** A failed file command (`cat`, `mv`), with the same error codes as sftpError. */
+function commandFileError(op: string, path: string, stderr: string): Error {
+  const code = /No such file/i.test(stderr) ? 'ENOENT' : /Permission denied/i.test(stderr) ? 'EACCES' : 'EIO';
+  return Object.assign(new Error(`${op} ${path}: ${stderr.trim().split('\n').pop() ?? 'failed'}`), { code });
+}
+
 /** Runs commands and moves files over one SSH connection to one instance. */
 export class SshTransport implements Transport {
   readonly instance: string;
@@ -76,6 +99,7 @@ export class SshTransport implements Transport {
   verifiedHostKey: VerifiedHostKey | undefined;
 
   private readonly options: SshTransportOptions;
+  private readonly log: TransportLogger;
   private ssh: NodeSSH | undefined;
   private connecting: Promise<void> | undefined;
   private sftp: Promise<SFTPWrapper> | undefined;
@@ -87,6 +111,7 @@ export class SshTransport implements Transport {
   constructor(options: SshTransportOptions) {
     this.options = options;
     this.instance = options.instance;
+    this.log = options.log ?? silentLogger;
   }
 
   private get where(): string {
@@ -98,7 +123,8 @@ export class SshTransport implements Transport {
    * dropped is opened again (its host key is checked again).
    * @throws HostKeyMismatchError when the host presents a key other than the recorded one(s);
    *   UnknownHostKeyError when the host is not in known_hosts and trustUnknown is off;
-   *   ConfigError when the identity file cannot be read or used (encrypted, malformed);
+   *   ConfigError when the identity file cannot be read or used (encrypted, malformed) or the
+   *   known_hosts file cannot be read (a missing one is empty);
    *   UnreachableInstanceError for refused/timed-out connections and failed authentication.
    */
   connect(): Promise<void> {
@@ -123,7 +149,15 @@ export class SshTransport implements Transport {
         { field: 'ssh.identity_file' },
       );
     }
-    const known = await loadKnownHosts(knownHostsFile);
+    let known: KnownHosts;
+    try {
+      known = await loadKnownHosts(knownHostsFile);
+    } catch (e) {
+      throw new ConfigError(
+        `cannot read the known_hosts file ${knownHostsFile} (${(e as NodeJS.ErrnoException).code ?? 'error'}); set ssh.known_hosts in the inventory`,
+        { field: 'ssh.known_hosts' },
+      );
+    }
     const recordedTypes = findHostKeys(known, host, port).map((e) => e.keyType);
 
     let refusal: Error | undefined;
@@ -155,6 +189,8 @@ export class SshTransport implements Transport {
     };
 
     const ssh = new NodeSSH();
+    const started = Date.now();
+    const logFields = { instance: this.instance, host, port, user };
     try {
       await ssh.connect({
         host,
@@ -163,13 +199,17 @@ export class SshTransport implements Transport {
         privateKey,
         hostVerifier,
         readyTimeout: timeout,
-        keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+        keepaliveInterval: this.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
         keepaliveCountMax: KEEPALIVE_COUNT_MAX,
         algorithms: { serverHostKey: preferredHostKeyAlgorithms(recordedTypes) as ServerHostKeyAlgorithm[] },
       });
     } catch (e) {
       ssh.dispose();
-      if (refusal) throw refusal;
+      if (refusal) {
+        this.log.warn({ ...logFields, code: (refusal as { code?: string }).code }, 'ssh host key refused');
+        throw refusal;
+      }
+      this.log.warn({ ...logFields, error: (e as Error).message }, 'ssh connect failed');
       const msg = (e as Error).message ?? '';
       // ssh2 parses the key before dialling: an encrypted or malformed key is the operator's
       // configuration, not the host's fault. Its messages never contain key material.
@@ -192,10 +232,18 @@ export class SshTransport implements Transport {
       }
       if (this.closing) return;
       const reason = `connection to ${this.where} lost${lastError ? ` (${lastError.message})` : ''}`;
+      this.log.warn({ ...logFields, error: lastError?.message }, 'ssh connection lost');
       for (const abort of [...this.inFlight]) abort(new UnreachableInstanceError(this.instance, reason));
     });
     this.ssh = ssh;
     this.verifiedHostKey = accepted;
+    if (accepted?.status === 'added') {
+      this.log.info({ ...logFields, fingerprint: accepted.fingerprint, knownHostsFile }, 'ssh host key recorded (trusted on first use)');
+    }
+    this.log.debug(
+      { ...logFields, fingerprint: accepted?.fingerprint, hostKey: accepted?.status, ms: Date.now() - started },
+      'ssh connected',
+    );
   }
 
   private describeConnectError(err: Error & { code?: unknown; level?: unknown }, timeout: number): string {
@@ -229,17 +277,29 @@ export class SshTransport implements Transport {
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const script = buildScript(command, options);
-    return this.commandSlots(() => this.run(command, script, options));
+    return this.commandSlots(async () => {
+      const started = Date.now();
+      const r = await this.run(command, script, options);
+      this.log.debug(
+        { instance: this.instance, command: commandSummary(command), code: r.code, signal: r.signal, ms: Date.now() - started },
+        'exec',
+      );
+      return r;
+    });
   }
 
-  private async run(command: string, script: string, options: ExecOptions): Promise<ExecResult> {
+  /**
+   * Run `script` with bash on one channel. `stdin`, when given, is streamed to the script;
+   * otherwise the script reads /dev/null.
+   */
+  private async run(command: string, script: string, options: ExecOptions, stdin?: Readable): Promise<ExecResult> {
     const conn = await this.connection();
     // `exec` keeps the pid sshd started (a process-group leader) as bash, which the timeout
     // watchdog relies on; stdin is /dev/null so no command waits for input that never comes.
     const body = options.timeoutMs === undefined ? script : withWatchdog(script, options.timeoutMs);
     // --norc/--noprofile: our commands must not depend on (or wait for) the user's shell startup
     // files; Debian's bash would otherwise source ~/.bashrc again because SSH_CLIENT is set.
-    const remote = `exec bash --norc --noprofile -c ${shellQuote(body)} </dev/null`;
+    const remote = `exec bash --norc --noprofile -c ${shellQuote(body)}${stdin ? '' : ' </dev/null'}`;
     return new Promise<ExecResult>((resolve, reject) => {
       const timers: NodeJS.Timeout[] = [];
       let settled = false;
@@ -253,8 +313,26 @@ export class SshTransport implements Transport {
       };
       const abort = (err: Error) => finish(err);
       this.inFlight.add(abort);
-      conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
+      const start = (attempt: number) => {
+        try {
+          openChannel(attempt);
+        } catch (e) {
+          // ssh2 throws (instead of calling back) when the socket is already gone.
+          finish(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost (${(e as Error).message})`));
+        }
+      };
+      const openChannel = (attempt: number) => conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
+        if (settled) {
+          channel?.close();
+          return;
+        }
         if (err) {
+          // A refused channel open on a live connection is sshd's per-connection session limit
+          // (sessions that just ended can still count for a moment): wait and ask again.
+          if (/Channel open failure/.test(err.message) && attempt < CHANNEL_OPEN_RETRIES && this.ssh?.connection === conn) {
+            timers.push(setTimeout(() => start(attempt + 1), 50 * 2 ** attempt));
+            return;
+          }
           finish(new UnreachableInstanceError(this.instance, `cannot start a command on ${this.where}: ${err.message}`));
           return;
         }
@@ -280,7 +358,13 @@ export class SshTransport implements Transport {
             stderr: Buffer.concat(stderr).toString('utf8'),
           });
         });
-        channel.end();
+        if (stdin) {
+          stdin.once('error', (e: Error) => {
+            finish(e);
+            channel.close();
+          });
+          stdin.pipe(channel);
+        } else channel.end();
         if (options.timeoutMs !== undefined) {
           // The watchdog in the script stops the command; this only guards against a server
           // where it could not run (e.g. no bash), so a caller is never left waiting forever.
@@ -299,16 +383,32 @@ export class SshTransport implements Transport {
           );
         }
       });
+      start(0);
     });
   }
 
   private async sftpSession(): Promise<SFTPWrapper> {
     const conn = await this.connection();
     this.sftp ??= new Promise<SFTPWrapper>((resolve, reject) => {
-      conn.sftp((err, sftp) => {
-        if (err) reject(new UnreachableInstanceError(this.instance, `cannot open SFTP on ${this.where}: ${err.message}`));
-        else resolve(sftp);
-      });
+      const start = (attempt: number) => {
+        try {
+          openSftp(attempt);
+        } catch (e) {
+          reject(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost (${(e as Error).message})`));
+        }
+      };
+      const openSftp = (attempt: number) =>
+        conn.sftp((err, sftp) => {
+          if (!err) return resolve(sftp);
+          if (/Unable to start subsystem/.test(err.message)) return reject(new SftpUnavailable(err.message));
+          // Same transient session-limit refusal as for commands (see run()).
+          if (/Channel open failure/.test(err.message) && attempt < CHANNEL_OPEN_RETRIES && this.ssh?.connection === conn) {
+            setTimeout(() => start(attempt + 1), 50 * 2 ** attempt);
+            return;
+          }
+          reject(new UnreachableInstanceError(this.instance, `cannot open SFTP on ${this.where}: ${err.message}`));
+        });
+      start(0);
     });
     this.sftp.catch(() => {
       this.sftp = undefined;
@@ -335,16 +435,43 @@ export class SshTransport implements Transport {
     );
   }
 
+  /** True once the server refused the SFTP subsystem: files then go through exec + stdin. */
+  private sftpUnavailable = false;
+
+  /** Use SFTP unless the server does not offer it (some hardened servers disable the subsystem). */
+  private async useSftp(): Promise<boolean> {
+    if (this.sftpUnavailable) return false;
+    try {
+      await this.sftpSession();
+      return true;
+    } catch (e) {
+      if (!(e instanceof SftpUnavailable)) throw e;
+      this.sftpUnavailable = true;
+      this.log.warn({ instance: this.instance, error: e.message }, 'ssh: no SFTP on this host, files go through exec');
+      return false;
+    }
+  }
+
   /**
-   * Copy a local file to `remotePath` over SFTP: to a temp name in the same directory, then an
-   * atomic rename over the target (OpenSSH's posix-rename extension), so readers never see a
-   * partial file. The file keeps the local file's permission bits.
-   * @throws Error with code ENOENT/EACCES/EIO for SFTP failures (e.g. missing parent directory);
+   * Copy a local file to `remotePath`: to a temp name in the same directory, then an atomic
+   * rename over the target, so readers never see a partial file. The file keeps the local
+   * file's permission bits. Over SFTP (rename: OpenSSH's posix-rename extension); when the
+   * server has no SFTP subsystem, by streaming the file to `cat` on one command channel.
+   * @throws Error with code ENOENT/EACCES/EIO (e.g. ENOENT for a missing parent directory);
    *   UnreachableInstanceError when the connection drops.
    */
   async putFile(localPath: string, remotePath: string): Promise<void> {
     const mode = (await stat(localPath)).mode & 0o7777;
     const tmp = `${dirname(remotePath)}/.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`;
+    if (!(await this.useSftp())) {
+      const q = shellQuote;
+      const script =
+        `cat > ${q(tmp)} && chmod ${mode.toString(8)} ${q(tmp)} && mv -f ${q(tmp)} ${q(remotePath)}` +
+        ` || { rc=$?; rm -f ${q(tmp)}; exit $rc; }`;
+      const r = await this.commandSlots(() => this.run(`put ${remotePath}`, script, {}, createReadStream(localPath)));
+      if (r.code !== 0 || r.signal !== null) throw commandFileError('upload to', remotePath, r.stderr);
+      return;
+    }
     try {
       await this.withSftp<void>((sftp, done) =>
         sftp.fastPut(localPath, tmp, { mode }, (err) => done(err && sftpError('upload to', tmp, err))),
@@ -361,13 +488,19 @@ export class SshTransport implements Transport {
   }
 
   /**
-   * Read a UTF-8 file over SFTP.
+   * Read a UTF-8 file (over SFTP, or `cat` when the server has no SFTP).
    * @throws Error with code ENOENT when missing (EACCES, EIO otherwise); UnreachableInstanceError.
    */
-  readFile(remotePath: string): Promise<string> {
-    return this.withSftp<Buffer>((sftp, done) =>
+  async readFile(remotePath: string): Promise<string> {
+    if (!(await this.useSftp())) {
+      const r = await this.commandSlots(() => this.run(`read ${remotePath}`, `cat -- ${shellQuote(remotePath)}`, {}));
+      if (r.code !== 0 || r.signal !== null) throw commandFileError('read', remotePath, r.stderr);
+      return r.stdout;
+    }
+    const buf = await this.withSftp<Buffer>((sftp, done) =>
       sftp.readFile(remotePath, (err: Error | undefined, data: Buffer) => done(err && sftpError('read', remotePath, err), data)),
-    ).then((buf) => buf.toString('utf8'));
+    );
+    return buf.toString('utf8');
   }
 
   /** Close the connection (idempotent). Operations still running fail as unreachable. */
@@ -385,41 +518,10 @@ export class SshTransport implements Transport {
       if (!conn) return resolve();
       conn.once('close', () => resolve());
       conn.end();
+      // end() waits for the server's goodbye; a frozen or partitioned host never sends it.
+      // ssh2's destroy() is a no-op once end() was called (the socket is no longer writable),
+      // so the socket itself is destroyed (`_sock`: ssh2 1.x keeps it there).
+      setTimeout(() => (conn as unknown as { _sock?: { destroy(): void } })._sock?.destroy(), CLOSE_GRACE_MS).unref();
     });
   }
-}
-
-/**
- * Fetch the host key a server presents, without authenticating (like `ssh-keyscan`): the key
- * exchange is stopped in the host verifier, so no user name or signature is ever sent.
- * @param recordedTypes key types known for the host, asked for first (see preferredHostKeyAlgorithms).
- * @returns the raw public key blob.
- * @throws Error with a readable message when the host cannot be reached within timeoutMs.
- */
-export function probeHostKey(host: string, port: number, recordedTypes: string[], timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const client = new ssh2.Client();
-    let key: Buffer | undefined;
-    client.on('error', (err: Error & { code?: unknown }) => {
-      client.end();
-      if (key) resolve(key);
-      else if (err.code === 'ECONNREFUSED') reject(new Error(`connection refused by ${host}:${port}`));
-      else reject(new Error(`no SSH host key from ${host}:${port}: ${err.message}`));
-    });
-    client.on('close', () => {
-      if (key) resolve(key);
-      else reject(new Error(`connection to ${host}:${port} closed before the host key was received`));
-    });
-    client.connect({
-      host,
-      port,
-      username: 'lockstep-host-key-probe',
-      readyTimeout: timeoutMs,
-      algorithms: { serverHostKey: preferredHostKeyAlgorithms(recordedTypes) as ServerHostKeyAlgorithm[] },
-      hostVerifier: (blob: Buffer, verify: (ok: boolean) => void) => {
-        key = Buffer.from(blob);
-        verify(false);
-      },
-    });
-  });
 }

@@ -6,12 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { Matrix } from 'ml-matrix';
 import { categoryOfRank, minMaxScale, rankDescending } from '../../app/server/analysis/composite.ts';
 import { bartlett, kmo } from '../../app/server/analysis/pca.ts';
-import { runAnalysis, type AnalysisInput } from '../../app/server/analysis/run.ts';
+import { analysisInputOf, runAnalysis, type AnalysisInput } from '../../app/server/analysis/run.ts';
 import { analysisToCsv, neutralizeCell } from '../../app/server/analysis/export.ts';
 import type { ColumnSummary } from '../../app/server/table.ts';
 
 function table(header: string[], rows: (string | null)[][], types: Record<string, ColumnSummary['type']>): AnalysisInput {
-  return {
+  return analysisInputOf({
     header,
     rows,
     lines: rows.map((_, i) => i + 2),
@@ -23,7 +23,7 @@ function table(header: string[], rows: (string | null)[][], types: Record<string
     })),
     wardColumn: 'ward',
     wardCodeColumn: null,
-  };
+  });
 }
 
 // rain (higher = more risk): 10 20 30 40       -> scaled 0, 1/3, 2/3, 1
@@ -69,10 +69,12 @@ describe('composite score', () => {
     expect(byWard.D!.score).toBeCloseTo(0.5, 12);
     expect(result.wards.map((w) => w.ward_name)).toEqual(['C', 'A', 'D', 'B']);
     expect(result.wards.map((w) => w.category)).toEqual(['high', 'high', 'medium', 'low']);
-    expect(byWard.D!.scaled!.dist).toBe(0);
-    expect(byWard.A!.scaled!.dist).toBe(1);
+    // Indicator order is the request's: rain, dist.
+    expect(byWard.D!.scaled![1]).toBe(0);
+    expect(byWard.A!.scaled![1]).toBe(1);
+    expect(byWard.B!.scaled![0]).toBeCloseTo(1 / 3, 12);
     expect(byWard.C!.imputed).toEqual(['dist']);
-    expect(byWard.C!.values.dist).toBe(300);
+    expect(byWard.C!.values[1]).toBe(300);
     const dist = result.indicators.find((i) => i.column === 'dist')!;
     expect(dist).toMatchObject({ missing: 1, imputed_with: 300, direction: 'negative', source: 'request' });
   });
@@ -108,16 +110,13 @@ describe('composite score', () => {
 // first two wards and +1.0954451 for the last two. KMO of any 2x2 R is 0.5 (the partial
 // correlation equals r). Bartlett: chi2 = -(4 - 1 - 9/6) ln(1 - 0.36) = 0.6694307, df 1,
 // p = erfc(sqrt(chi2/2)) = 0.4132502.
-const pcaTable = table(
-  ['ward', 'x', 'y'],
-  [
-    ['A', '1', '2'],
-    ['B', '2', '1'],
-    ['C', '3', '4'],
-    ['D', '4', '3'],
-  ],
-  { x: 'number', y: 'number' },
-);
+const pcaRows = [
+  ['A', '1', '2'],
+  ['B', '2', '1'],
+  ['C', '3', '4'],
+  ['D', '4', '3'],
+];
+const pcaTable = table(['ward', 'x', 'y'], pcaRows, { x: 'number', y: 'number' });
 
 describe('PCA index', () => {
   it('matches the hand-worked table', () => {
@@ -143,7 +142,7 @@ describe('PCA index', () => {
     // The same data with y reversed and declared negative must give the same index.
     const flipped = table(
       ['ward', 'x', 'y'],
-      pcaTable.rows.map((r) => [r[0]!, r[1]!, String(-Number(r[2]))]),
+      pcaRows.map((r) => [r[0]!, r[1]!, String(-Number(r[2]))]),
       { x: 'number', y: 'number' },
     );
     const a = runAnalysis(pcaTable, 'pca', [{ column: 'x', direction: 'positive' }, { column: 'y', direction: 'positive' }]);

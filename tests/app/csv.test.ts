@@ -92,6 +92,7 @@ describe('bad input names the problem and where it is', () => {
     ['a row with too many cells', 'WardName,pfpr\nA,0.1\nB,0.2,9\nC,0.3\n', 422, 'CSV_BAD_ROW', { row: 3 }],
     ['an unclosed quote', 'WardName,pfpr\nA,0.1\n"B,0.2\nC,0.3\n', 422, 'CSV_BAD_QUOTE', {}],
     ['no ward name column', 'district,pfpr\nA,0.1\n', 422, 'NO_WARD_COLUMN', {}],
+    ['a ward column of numbers', 'ward,pfpr\n1,0.1\n2,0.2\n', 422, 'NO_WARD_COLUMN', { column: 'ward' }],
     ['no numeric column', 'WardName,note\nA,x\n', 422, 'NO_NUMERIC_COLUMN', {}],
     ['only id-like numbers', 'WardName,WardCode,lga_code\nA,1,2\n', 422, 'NO_NUMERIC_COLUMN', {}],
     ['a ward with no name', 'WardName,pfpr\nA,0.1\n,0.2\n', 422, 'MISSING_WARD_NAME', { row: 3, column: 'WardName' }],

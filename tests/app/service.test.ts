@@ -133,7 +133,46 @@ describe('bin/service', () => {
     }
   });
 
+  it('start fails with a clear message when node cannot be found', async () => {
+    const saved = env.NODE;
+    env.NODE = 'no-such-node-binary';
+    try {
+      const res = await service('start');
+      expect(res.code).toBe(1);
+      expect(existsSync(join(deployTo, 'shared', 'run', 'app.pid'))).toBe(false);
+    } finally {
+      if (saved === undefined) delete env.NODE;
+      else env.NODE = saved;
+    }
+  });
+
   it('rejects an unknown verb with exit 2', async () => {
     expect((await service('bounce')).code).toBe(2);
+  });
+
+  it('stop escalates to KILL when the server ignores TERM', async () => {
+    // A stand-in server that ignores TERM, started by the real bin/service of the build.
+    const stubRoot = await tempDir('stub');
+    const release = join(stubRoot, 'releases', 'stub');
+    await mkdir(join(release, 'server'), { recursive: true });
+    await cp(join(deployTo, 'releases', 'r1', 'bin'), join(release, 'bin'), { recursive: true });
+    // It says when its handler is in place: node catches TERM itself from the start (to reset the
+    // terminal and exit), so a TERM that came earlier would end it without any KILL.
+    await writeFile(
+      join(release, 'server', 'index.mjs'),
+      "import { writeFileSync } from 'node:fs';\nprocess.on('SIGTERM', () => {});\nwriteFileSync(new URL('../ready', import.meta.url), '');\nsetInterval(() => {}, 1000);\n",
+    );
+    await symlink(join('releases', 'stub'), join(stubRoot, 'current'));
+    const stubEnv = { ...env, RUN_DIR: join(stubRoot, 'run'), LOG_DIR: join(stubRoot, 'logs'), STOP_WAIT_TENTHS: '5' };
+    await run('bin/service', ['start'], { cwd: join(stubRoot, 'current'), env: stubEnv, timeout: 30_000 });
+    const pid = Number((await readFile(join(stubRoot, 'run', 'app.pid'), 'utf8')).trim());
+    const until = Date.now() + 30_000;
+    while (Date.now() < until && !existsSync(join(release, 'ready'))) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(pid)).toBe(true);
+    const { stdout } = await run('bin/service', ['stop'], { cwd: join(stubRoot, 'current'), env: stubEnv, timeout: 30_000 });
+    expect(stdout).toContain('sending KILL');
+    const gone = Date.now() + 20_000;
+    while (alive(pid) && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(pid)).toBe(false);
   });
 });

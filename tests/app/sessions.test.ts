@@ -178,6 +178,17 @@ describe('GET /api/session', () => {
     expect(res.headers.get('cache-control')).toBe('no-store');
   });
 
+  it('the page and its hashed assets are cached as they should be, under a strict CSP', async () => {
+    const page = await fetch(`${app.url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    expect(page.headers.get('content-security-policy')).toMatch(/default-src 'self'/);
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(await page.text())![1]!;
+    const res = await fetch(`${app.url}${asset}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toMatch(/immutable/);
+  });
+
   it('pages rows with offset and limit', async () => {
     const { cookie } = await uploadOk(markerCsv('m-page', 10));
     const res = await fetch(`${app.url}/api/session?offset=8&limit=5`, { headers: { cookie } });
@@ -201,6 +212,22 @@ describe('failed uploads leave nothing behind', () => {
     expect(sessionCookieOf(res)).toBeNull();
     expect(await sessionDirs()).toEqual(before);
     expect(await readdir(join(app.dataDir, 'sessions', '.tmp'))).toEqual([]);
+  });
+
+  it.each([
+    ['a header row of numbers', '1,2,3\n4,5,6\n', 422, { code: 'NO_HEADER', row: 1 }],
+    ['a duplicated column', 'WardName,pfpr,pfpr\nA,1,2\n', 422, { code: 'DUPLICATE_COLUMN', column: 'pfpr' }],
+    ['a ragged row', 'WardName,pfpr\nA,0.1\nB,0.2,9\n', 422, { code: 'CSV_BAD_ROW', row: 3 }],
+    ['no ward column', 'district,pfpr\nA,0.1\n', 422, { code: 'NO_WARD_COLUMN' }],
+    ['a ward without a name', 'WardName,pfpr\nA,0.1\n,0.2\n', 422, { code: 'MISSING_WARD_NAME', row: 3, column: 'WardName' }],
+    ['Latin-1 text', Buffer.from('WardName,pfpr\nK\xe9bbi,0.1\n', 'latin1'), 400, { code: 'NOT_UTF8', row: 2 }],
+  ])('%s -> %i with the location, no session', async (_what, content, status, expected) => {
+    const before = await sessionDirs();
+    const res = await upload(app.url, typeof content === 'string' ? content : new Uint8Array(content));
+    expect(res.status).toBe(status);
+    expect(await res.json()).toMatchObject({ status: 'error', file: 'wards.csv', ...expected });
+    expect(sessionCookieOf(res)).toBeNull();
+    expect(await sessionDirs()).toEqual(before);
   });
 
   it('no file -> 400 NO_FILE', async () => {

@@ -135,12 +135,21 @@ describe('joining wards to polygons', () => {
     expect(report.matched).toBe(2);
     expect(report.unmatched_csv).toEqual([{ ward_name: 'Extra', ward_code: 'NI5', line: 4 }]);
     expect(report.unmatched_features).toEqual([{ ward_name: 'Lone', ward_code: 'NI9' }]);
+    expect(report.ambiguous).toEqual([]);
   });
 
-  it('joins on names, ignoring case and spacing, when the CSV has no codes', () => {
-    const report = joinWards([{ ward_name: '  lone ', ward_code: null, line: 2 }], features, true);
+  it('joins on names, ignoring case and spacing, when the CSV has no codes, and flags repeated names', () => {
+    const report = joinWards(
+      [
+        { ward_name: '  lone ', ward_code: null, line: 2 },
+        { ward_name: 'Kawo', ward_code: null, line: 3 },
+      ],
+      features,
+      true,
+    );
     expect(report.join_on).toBe('ward_name');
-    expect(report.matched).toBe(1);
+    expect(report.matched).toBe(2);
+    expect(report.ambiguous).toEqual(['kawo']);
   });
 });
 
@@ -193,6 +202,34 @@ describe('upload with a shapefile, through the real server', () => {
     expect(await res.json()).toMatchObject({ status: 'error', code: 'NOT_ZIP', file: 'broken.zip' });
     expect(sessionCookieOf(res)).toBeNull();
     expect(await readdir(join(app.dataDir, 'sessions'))).toEqual(before);
+  });
+
+  it('an unsafe or oversized zip fails the upload with a 4xx and leaves no session', async () => {
+    const small = await startApp(await buildRelease(), { ZIP_MAX_BYTES: '1000000' });
+    try {
+      const padded = await zipEntries([
+        { name: 'pad.bin', data: Buffer.alloc(2_000_000) },
+        { name: 'w.zip', data: await writeShapefileZip('w', FIELDS, twoWards()) },
+      ]);
+      const placeholder = 'xx/evil.shp';
+      const unsafe = Buffer.from((await zipEntries([{ name: placeholder, data: Buffer.from('x') }])).toString('latin1').split(placeholder).join('../evil.shp'), 'latin1');
+      const csv = 'WardName,WardCode,pfpr\nAlpha,W1,0.1\nBeta,W2,0.2\n';
+      for (const [zip, status, code] of [
+        [padded, 413, 'ZIP_TOO_LARGE'],
+        [unsafe, 400, 'ZIP_UNSAFE_PATH'],
+      ] as const) {
+        const res = await upload(small.url, csv, { files: { shapefile: { name: 'w.zip', content: new Uint8Array(zip) } } });
+        expect(res.status).toBe(status);
+        expect(await res.json()).toMatchObject({ status: 'error', code });
+        expect(sessionCookieOf(res)).toBeNull();
+      }
+      expect((await readdir(join(small.dataDir, 'sessions'))).filter((n) => n !== '.tmp')).toEqual([]);
+      // The same CSV with a good zip is accepted by that server.
+      const ok = await upload(small.url, csv, { files: { shapefile: { name: 'w.zip', content: new Uint8Array(await writeShapefileZip('w', FIELDS, twoWards())) } } });
+      expect(ok.status).toBe(200);
+    } finally {
+      await small.stop();
+    }
   });
 
   it('/api/map is 404 for a session without boundaries and 401 without a session', async () => {

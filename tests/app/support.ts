@@ -4,7 +4,8 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { afterAll } from 'vitest';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -17,9 +18,20 @@ export const realDataDir = resolve(repoRoot, '..', 'shared', 'realdata');
 
 export const run = promisify(execFile);
 
-/** A fresh temporary directory. */
-export function tempDir(prefix: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `lockstep-app-${prefix}-`));
+const created: string[] = [];
+// Temp builds and data directories go when the test file is done. Registered when a test file
+// imports this module, i.e. before the file's own hooks, so it runs after them (vitest runs
+// after-hooks in reverse order): servers are stopped first. KEEP_TEST_DIRS=1 keeps them.
+afterAll(async () => {
+  if (process.env.KEEP_TEST_DIRS) return;
+  await Promise.all(created.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A fresh temporary directory, removed when the test process exits. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `lockstep-app-${prefix}-`));
+  created.push(dir);
+  return dir;
 }
 
 /** Build the app with `node app/build.mjs --out <dir>`; returns the release directory. */

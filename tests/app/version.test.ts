@@ -56,6 +56,18 @@ describe('/version', () => {
     expect(await health.json()).toEqual({ status: 'ok' });
   });
 
+  it('does not log the health and version polls, but logs API requests', async () => {
+    const app = await startApp(release, { LOG_LEVEL: 'info' });
+    running.push(app);
+    await fetch(`${app.url}/healthz`);
+    await fetch(`${app.url}/version`);
+    await fetch(`${app.url}/api/session`);
+    await app.stop();
+    expect(app.output()).toContain('"/api/session"');
+    expect(app.output()).not.toContain('"/healthz"');
+    expect(app.output()).not.toContain('"/version"');
+  });
+
   it('refuses to start with a manifest that is not valid', async () => {
     await writeFile(join(release, 'manifest.json'), '{"release": 42');
     const port = await freePort();

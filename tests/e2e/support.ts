@@ -3,6 +3,7 @@
  * deployer driving them exactly as the CLI does.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { loadInventory, type Inventory } from '../../deployer/inventory.ts';
 import { openFleet } from '../../deployer/fleet.ts';
@@ -57,6 +58,9 @@ export async function startE2eFleet(count: number, baseAddress: string, options:
       const fleet = openFleet(inventory);
       await fleet.each((o) => o.stopApp()).catch(() => {});
       await fleet.close();
+      // Belt and braces: no app process of this fleet may outlive it (a leftover would hold
+      // its address and port and answer for the next run's instances).
+      spawnSync('pkill', ['-f', `${ssh.dir}/`]);
       await ssh.stop();
     },
   };
@@ -80,4 +84,39 @@ export function currentOnDisk(deployTo: string): string | null {
 export async function versionOf(url: string): Promise<{ release: string; digest: string; instance: string }> {
   const res = await fetch(`${url}/version`);
   return (await res.json()) as { release: string; digest: string; instance: string };
+}
+
+/** A release variant for tests: `good` adds a marker file; `broken` serves 500 on every path. */
+export type ReleaseKind = 'good' | 'broken';
+
+/**
+ * Build the real app once, then package variants of it into the fleet's artifacts dir, each
+ * with its own digest and release id (minute = its index). @returns release ids, in order.
+ */
+export async function makeReleases(inventory: Inventory, kinds: ReleaseKind[]): Promise<string[]> {
+  const { cpSync, mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { execFileSync } = await import('node:child_process');
+  const { packageRelease } = await import('../../deployer/build.ts');
+  const { artifactsDir } = await import('../../deployer/release-source.ts');
+  const base = mkdtempSync(join(tmpdir(), 'lockstep-rel-'));
+  const built = join(base, 'built');
+  execFileSync(process.execPath, [join(repoRoot, 'app/build.mjs'), '--out', built]);
+  const ids: string[] = [];
+  for (const [n, kind] of kinds.entries()) {
+    const dir = join(base, `v${n}`);
+    cpSync(built, dir, { recursive: true });
+    writeFileSync(join(dir, 'public', 'variant.txt'), `variant ${n}\n`);
+    if (kind === 'broken') {
+      // Starts and listens, but its health check always fails: it must never take traffic.
+      writeFileSync(
+        join(dir, 'server', 'index.mjs'),
+        `import http from 'node:http';\n// variant ${n}\nhttp.createServer((q, r) => { r.statusCode = 500; r.end('broken release'); }).listen(Number(process.env.PORT), process.env.HOST);\n`,
+      );
+    }
+    const minute = String(10 + n).padStart(2, '0');
+    const r = await packageRelease(dir, artifactsDir(inventory), { revision: null, dirty: false, time: `2026-11-30T09:${minute}:00Z`, pinned: true });
+    ids.push(r.release);
+  }
+  return ids;
 }

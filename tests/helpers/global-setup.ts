@@ -5,9 +5,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import { SSHD } from './sshd.ts';
+import { SSHD, SSHD_MISSING } from './sshd.ts';
 
-export const SSHD_MISSING = 'sshd not found: install the Debian package openssh-server (apt-get install openssh-server)';
+export { SSHD_MISSING };
 
 export interface SshdSetupDeps {
   exists: (path: string) => boolean;

@@ -19,6 +19,7 @@ import { stringify } from 'yaml';
 
 const run = promisify(execFile);
 export const SSHD = '/usr/sbin/sshd';
+export const SSHD_MISSING = 'sshd not found: install the Debian package openssh-server (apt-get install openssh-server)';
 /** Bounded wait for a new sshd to accept: at most this many probes, 50 ms apart. */
 const READY_PROBES = 200;
 
@@ -32,8 +33,10 @@ export interface SshHost {
   deployTo: string;
   /** `SHA256:...` of the host's current key, as printed by `ssh-keygen -lf`. */
   hostKeyFingerprint: string;
-  /** Private host key file (the .pub is beside it). */
+  /** Private ed25519 host key file (the .pub is beside it). */
   hostKeyFile: string;
+  /** Extra host keys (options.extraHostKeyTypes), offered by sshd besides the ed25519 one. */
+  extraHostKeys: { type: 'rsa' | 'ecdsa'; file: string; fingerprint: string }[];
   /** sshd's stderr (LogLevel as configured). */
   logFile: string;
 }
@@ -45,6 +48,10 @@ export interface SshFleetOptions {
   namePrefix?: string;
   /** sshd LogLevel. Default ERROR; VERBOSE logs authentications (useful to prove none happened). */
   logLevel?: 'ERROR' | 'INFO' | 'VERBOSE' | 'DEBUG';
+  /** Host key types each host has besides ed25519 (real servers usually have several). Default none. */
+  extraHostKeyTypes?: ('rsa' | 'ecdsa')[];
+  /** Offer the SFTP subsystem. Default true; false models a hardened server without it. */
+  sftp?: boolean;
 }
 
 export interface InventoryExtra {
@@ -62,7 +69,7 @@ export interface SshFleet {
   hosts: SshHost[];
   /** Client private key authorised on every host. */
   identityFile: string;
-  /** known_hosts listing every host's current key as `[address]:port`. */
+  /** known_hosts listing every host's current ed25519 key as `[address]:port`. */
   knownHostsFile: string;
   /** The login user (the current user). */
   user: string;
@@ -74,6 +81,12 @@ export interface SshFleet {
   stopHost(name: string): Promise<void>;
   /** Start a stopped host again on the same address and port. */
   startHost(name: string): Promise<void>;
+  /**
+   * Freeze a host (SIGSTOP its sshd and every connection process): TCP stays up but nothing
+   * answers, as with a hung machine or a network partition. `thawHost` resumes it.
+   */
+  freezeHost(name: string): void;
+  thawHost(name: string): void;
   /**
    * Give a host a new host key (as a re-installed or impersonated server would) and restart
    * it. known_hosts is NOT updated. @returns the new fingerprint.
@@ -133,10 +146,10 @@ async function fingerprintOf(pubFile: string): Promise<string> {
   return fp;
 }
 
-async function generateKey(file: string): Promise<void> {
+async function generateKey(file: string, type: 'ed25519' | 'rsa' | 'ecdsa' = 'ed25519'): Promise<void> {
   rmSync(file, { force: true });
   rmSync(`${file}.pub`, { force: true });
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', file]);
+  await run('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', '', '-f', file]);
 }
 
 /** Direct children of a process, read from /proc (Linux). */
@@ -170,6 +183,7 @@ function descendantsOf(pid: number): number[] {
 
 interface HostState extends SshHost {
   configFile: string;
+  hostDir: string;
   process?: ChildProcess;
 }
 
@@ -196,7 +210,7 @@ process.once('exit', () => {
  * @throws Error when sshd is missing or a host does not come up (with its log).
  */
 export async function startSshHosts(count: number, options: SshFleetOptions = {}): Promise<SshFleet> {
-  if (!existsSync(SSHD)) throw new Error('sshd not found: install the Debian package openssh-server (apt-get install openssh-server)');
+  if (!existsSync(SSHD)) throw new Error(SSHD_MISSING);
   const base = options.baseAddress ?? '127.0.0.11';
   const prefix = options.namePrefix ?? 'ssh-';
   const logLevel = options.logLevel ?? 'ERROR';
@@ -218,15 +232,37 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     mkdirSync(deployTo, { recursive: true });
     const hostKeyFile = join(hostDir, 'ssh_host_ed25519_key');
     await generateKey(hostKeyFile);
+    const extraHostKeys: SshHost['extraHostKeys'] = [];
+    for (const type of options.extraHostKeyTypes ?? []) {
+      const file = join(hostDir, `ssh_host_${type}_key`);
+      await generateKey(file, type);
+      extraHostKeys.push({ type, file, fingerprint: await fingerprintOf(`${file}.pub`) });
+    }
     const port = await freePort(address);
     const configFile = join(hostDir, 'sshd_config');
-    writeFileSync(
+    hosts.push({
+      name,
+      address,
+      port,
+      deployTo,
+      hostKeyFile,
+      extraHostKeys,
+      hostKeyFingerprint: await fingerprintOf(`${hostKeyFile}.pub`),
+      logFile: join(hostDir, 'sshd.log'),
       configFile,
+      hostDir,
+    });
+  }
+
+  const writeConfig = (h: HostState) =>
+    writeFileSync(
+      h.configFile,
       [
-        `ListenAddress ${address}`,
-        `Port ${port}`,
-        `HostKey ${hostKeyFile}`,
-        `PidFile ${join(hostDir, 'sshd.pid')}`,
+        `ListenAddress ${h.address}`,
+        `Port ${h.port}`,
+        `HostKey ${h.hostKeyFile}`,
+        ...h.extraHostKeys.map((k) => `HostKey ${k.file}`),
+        `PidFile ${join(h.hostDir, 'sshd.pid')}`,
         `AuthorizedKeysFile ${identityFile}.pub`,
         'PubkeyAuthentication yes',
         'PasswordAuthentication no',
@@ -239,23 +275,13 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
         'UseDNS no',
         // A clean server's login: this machine's own ~/.bashrc (pyenv init, ~250 ms) would
         // otherwise run on every command, since bash sources it for sessions started by sshd.
-        `SetEnv HOME=${hostDir}`,
-        'Subsystem sftp internal-sftp',
+        `SetEnv HOME=${h.hostDir}`,
+        ...(options.sftp === false ? [] : ['Subsystem sftp internal-sftp']),
         `LogLevel ${logLevel}`,
         '',
       ].join('\n'),
     );
-    hosts.push({
-      name,
-      address,
-      port,
-      deployTo,
-      hostKeyFile,
-      hostKeyFingerprint: await fingerprintOf(`${hostKeyFile}.pub`),
-      logFile: join(hostDir, 'sshd.log'),
-      configFile,
-    });
-  }
+  hosts.forEach(writeConfig);
 
   const writeKnownHosts = () => {
     const lines = hosts.map((h) => {
@@ -264,7 +290,6 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     });
     writeFileSync(knownHostsFile, lines.join('\n') + '\n');
   };
-  writeKnownHosts();
 
   const find = (name: string): HostState => {
     const h = hosts.find((x) => x.name === name);
@@ -315,6 +340,8 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     signal(connections, 'SIGKILL');
     signal(sessions, 'SIGTERM');
     signal([child.pid], 'SIGTERM');
+    // A frozen (SIGSTOPped) process only acts on SIGTERM once it runs again.
+    signal([...sessions, child.pid], 'SIGCONT');
     await exited;
   };
 
@@ -327,6 +354,22 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     dir,
     host: find,
     stopHost: (name) => stopHost(find(name)),
+    freezeHost(name) {
+      const pid = find(name).process?.pid;
+      if (!pid) throw new Error(`test host ${name} is not running`);
+      for (const p of [pid, ...descendantsOf(pid)]) process.kill(p, 'SIGSTOP');
+    },
+    thawHost(name) {
+      const pid = find(name).process?.pid;
+      if (!pid) return;
+      for (const p of [pid, ...descendantsOf(pid)]) {
+        try {
+          process.kill(p, 'SIGCONT');
+        } catch {
+          // Ended meanwhile.
+        }
+      }
+    },
     startHost: (name) => startHost(find(name)),
     async replaceHostKey(name) {
       const h = find(name);
@@ -347,12 +390,26 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
     },
   };
 
+  // The free port was only free when we looked: another process may take it before sshd
+  // binds. Then pick another one (a bounded number of times) before anything has used it.
+  const startFirstTime = async (h: HostState) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startHost(h);
+      } catch (e) {
+        if (attempt >= 3 || !/Address already in use/.test((e as Error).message)) throw e;
+        h.port = await freePort(h.address);
+        writeConfig(h);
+      }
+    }
+  };
   try {
-    await Promise.all(hosts.map((h) => startHost(h)));
+    await Promise.all(hosts.map((h) => startFirstTime(h)));
   } catch (e) {
     await fleet.stop();
     throw e;
   }
+  writeKnownHosts();
   return fleet;
 }
 

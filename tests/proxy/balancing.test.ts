@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream } from './helpers.ts';
+import { request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, ENGINES, useEngine } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
@@ -12,64 +12,68 @@ afterEach(async () => {
   upstreams = [];
 });
 
-describe('balancing and active health checks', () => {
-  it('round robin spreads requests evenly over healthy instances', async () => {
-    upstreams = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(n)));
-    proxy = await startTestProxy(upstreams);
-    const seen: string[] = [];
-    for (let i = 0; i < 30; i++) seen.push(servedBy(await request(`${proxy.url}/x`)));
-    expect(upstreams.map((u) => u.hits)).toEqual([10, 10, 10]);
-    // Strict rotation: no instance twice in a row.
-    for (let i = 1; i < seen.length; i++) expect(seen[i]).not.toBe(seen[i - 1]);
-  });
+describe.each(ENGINES)('engine %s', (engine) => {
+  beforeEach(() => useEngine(engine));
 
-  it('an unhealthy instance gets no traffic and comes back by itself after it recovers', async () => {
-    upstreams = await Promise.all(['a', 'b'].map((n) => startUpstream(n)));
-    const [a, b] = upstreams as [TestUpstream, TestUpstream];
-    proxy = await startTestProxy(upstreams);
-    const p = proxy;
-    b.healthy = false;
-    await waitFor('b marked unhealthy', () => p.instances().find((i) => i.name === 'b')?.healthy === false);
-    const before = b.hits;
-    for (let i = 0; i < 20; i++) expect((await request(`${p.url}/x`)).status).toBe(200);
-    expect(b.hits).toBe(before);
-    expect(a.hits).toBeGreaterThanOrEqual(20);
+  describe('balancing and active health checks', () => {
+    it('round robin spreads requests evenly over healthy instances', async () => {
+      upstreams = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(n)));
+      proxy = await startTestProxy(upstreams);
+      const seen: string[] = [];
+      for (let i = 0; i < 30; i++) seen.push(servedBy(await request(`${proxy.url}/x`)));
+      expect(upstreams.map((u) => u.hits)).toEqual([10, 10, 10]);
+      // Strict rotation: no instance twice in a row.
+      for (let i = 1; i < seen.length; i++) expect(seen[i]).not.toBe(seen[i - 1]);
+    });
 
-    b.healthy = true;
-    await waitFor('b healthy again', () => p.instances().find((i) => i.name === 'b')?.healthy === true);
-    for (let i = 0; i < 10; i++) await request(`${p.url}/x`);
-    expect(b.hits).toBeGreaterThan(before);
-  });
+    it('an unhealthy instance gets no traffic and comes back by itself after it recovers', async () => {
+      upstreams = await Promise.all(['a', 'b'].map((n) => startUpstream(n)));
+      const [a, b] = upstreams as [TestUpstream, TestUpstream];
+      proxy = await startTestProxy(upstreams);
+      const p = proxy;
+      b.healthy = false;
+      await waitFor('b marked unhealthy', () => p.instances().find((i) => i.name === 'b')?.healthy === false);
+      const before = b.hits;
+      for (let i = 0; i < 20; i++) expect((await request(`${p.url}/x`)).status).toBe(200);
+      expect(b.hits).toBe(before);
+      expect(a.hits).toBeGreaterThanOrEqual(20);
 
-  it('an instance that is down at start gets traffic once it comes up', async () => {
-    const a = await startUpstream('a');
-    const b = await startUpstream('b');
-    upstreams = [a, b];
-    b.healthy = false;
-    proxy = await startTestProxy(upstreams);
-    expect(proxy.instances().map((i) => i.healthy)).toEqual([true, false]);
-    b.healthy = true;
-    const p = proxy;
-    await waitFor('b healthy', () => p.instances()[1]!.healthy);
-    for (let i = 0; i < 4; i++) await request(`${p.url}/x`);
-    expect(b.hits).toBeGreaterThan(0);
-  });
+      b.healthy = true;
+      await waitFor('b healthy again', () => p.instances().find((i) => i.name === 'b')?.healthy === true);
+      for (let i = 0; i < 10; i++) await request(`${p.url}/x`);
+      expect(b.hits).toBeGreaterThan(before);
+    });
 
-  it('reload adds and removes instances without touching the others', async () => {
-    upstreams = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(n)));
-    const [a, b, c] = upstreams as [TestUpstream, TestUpstream, TestUpstream];
-    proxy = await startTestProxy([a, b]);
-    const p = proxy;
-    const changes = await p.reload([
-      { name: 'b', url: b.url },
-      { name: 'c', url: c.url },
-    ]);
-    expect(changes).toEqual({ added: ['c'], removed: ['a'] });
-    await waitFor('c healthy', () => p.instances().find((i) => i.name === 'c')?.healthy === true);
-    const aHits = a.hits;
-    for (let i = 0; i < 10; i++) await request(`${p.url}/x`);
-    expect(a.hits).toBe(aHits);
-    expect(b.hits + c.hits).toBe(10);
-    expect(c.hits).toBeGreaterThan(0);
+    it('an instance that is down at start gets traffic once it comes up', async () => {
+      const a = await startUpstream('a');
+      const b = await startUpstream('b');
+      upstreams = [a, b];
+      b.healthy = false;
+      proxy = await startTestProxy(upstreams);
+      expect(proxy.instances().map((i) => i.healthy)).toEqual([true, false]);
+      b.healthy = true;
+      const p = proxy;
+      await waitFor('b healthy', () => p.instances()[1]!.healthy);
+      for (let i = 0; i < 4; i++) await request(`${p.url}/x`);
+      expect(b.hits).toBeGreaterThan(0);
+    });
+
+    it('reload adds and removes instances without touching the others', async () => {
+      upstreams = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(n)));
+      const [a, b, c] = upstreams as [TestUpstream, TestUpstream, TestUpstream];
+      proxy = await startTestProxy([a, b]);
+      const p = proxy;
+      const changes = await p.reload([
+        { name: 'b', url: b.url },
+        { name: 'c', url: c.url },
+      ]);
+      expect(changes).toEqual({ added: ['c'], removed: ['a'] });
+      await waitFor('c healthy', () => p.instances().find((i) => i.name === 'c')?.healthy === true);
+      const aHits = a.hits;
+      for (let i = 0; i < 10; i++) await request(`${p.url}/x`);
+      expect(a.hits).toBe(aHits);
+      expect(b.hits + c.hits).toBe(10);
+      expect(c.hits).toBeGreaterThan(0);
+    });
   });
 });

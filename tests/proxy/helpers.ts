@@ -10,6 +10,14 @@ import { startProxy, type ProxyConfig, type RunningProxy } from '../../proxy/ind
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const AFFINITY_SECRET = 'test-affinity-secret-0123456789abcdef';
 
+/** Every forwarding engine; the behaviour tests run once per engine. */
+export const ENGINES = ['undici', 'http-proxy-3'] as const;
+let engine: (typeof ENGINES)[number] = 'undici';
+/** Select the engine `startTestProxy` uses (call in beforeEach). */
+export function useEngine(e: (typeof ENGINES)[number]): void {
+  engine = e;
+}
+
 export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 export interface TestUpstream {
@@ -114,7 +122,11 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
 }
 
 /** Start a proxy on random loopback ports in front of `upstreams`, with fast health checks. */
-export function startTestProxy(upstreams: TestUpstream[], overrides: Partial<ProxyConfig> = {}): Promise<RunningProxy> {
+export function startTestProxy(
+  upstreams: TestUpstream[],
+  overrides: Partial<ProxyConfig> = {},
+  options: { workers?: number } = {},
+): Promise<RunningProxy> {
   return startProxy({
     listen: { host: '127.0.0.1', port: 0 },
     adminListen: { host: '127.0.0.1', port: 0 },
@@ -122,8 +134,9 @@ export function startTestProxy(upstreams: TestUpstream[], overrides: Partial<Pro
     affinitySecret: AFFINITY_SECRET,
     upstreams: upstreams.map((u) => ({ name: u.name, url: u.url })),
     healthCheck: { intervalMs: 30, timeoutMs: 500, rise: 2, fall: 2 },
+    engine,
     ...overrides,
-  });
+  }, options);
 }
 
 /** The `name=value` of the affinity cookie set by a reply, or undefined. */

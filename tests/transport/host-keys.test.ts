@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostKeyMismatchError, UnknownHostKeyError } from '../../deployer/errors.ts';
+import { ConfigError, HostKeyMismatchError, UnknownHostKeyError } from '../../deployer/errors.ts';
 import { SshTransport, type SshTransportOptions } from '../../deployer/transport/ssh.ts';
 import { startSshHosts, type SshFleet, type SshHost } from '../helpers/sshd.ts';
 
@@ -69,6 +69,15 @@ describe('known hosts', () => {
       `other.example,[${host.address}]:${host.port},10.9.9.9 ${pubKeyLine(host)}`,
     ]);
     expect(await transportFor(host, { knownHostsFile: listed }).exec('true')).toMatchObject({ code: 0 });
+  });
+});
+
+describe('unreadable known_hosts', () => {
+  it('is a configuration error, not an unknown host', async () => {
+    // A directory where the file should be: unreadable even for root.
+    const err = await transportFor(fleet.hosts[0]!, { knownHostsFile: fleet.dir }).connect().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain(fleet.dir);
   });
 });
 
@@ -157,5 +166,37 @@ describe('changed host keys', () => {
     expect(err).toBeInstanceOf(HostKeyMismatchError);
     expect((err as HostKeyMismatchError).expectedFingerprints).toEqual([oldFingerprint]);
     expect((err as HostKeyMismatchError).actualFingerprint).toBe(newFingerprint);
+  });
+});
+
+describe('hosts with several host keys', () => {
+  let multi: SshFleet;
+  beforeAll(async () => {
+    multi = await startSshHosts(1, { baseAddress: '127.0.0.66', extraHostKeyTypes: ['rsa', 'ecdsa'] });
+  });
+  afterAll(async () => {
+    await multi?.stop();
+  });
+
+  it('asks for the key type known_hosts records, so a host known by its RSA or ECDSA key is accepted', async () => {
+    const host = multi.hosts[0]!;
+    for (const key of host.extraHostKeys) {
+      const [type, b64] = readFileSync(`${key.file}.pub`, 'utf8').trim().split(/\s+/);
+      const file = join(multi.dir, `known_hosts.${key.type}`);
+      writeFileSync(file, `[${host.address}]:${host.port} ${type} ${b64}\n`);
+      const t = new SshTransport({
+        instance: host.name,
+        host: host.address,
+        port: host.port,
+        user: multi.user,
+        identityFile: multi.identityFile,
+        knownHostsFile: file,
+      });
+      open.push(t);
+      // Left to its default preference the server would present its ed25519 key, which this
+      // file does not list, and the connection would be refused as a changed key.
+      expect(await t.exec('echo ok')).toMatchObject({ code: 0, stdout: 'ok\n' });
+      expect(t.verifiedHostKey).toEqual({ fingerprint: key.fingerprint, status: 'known' });
+    }
   });
 });

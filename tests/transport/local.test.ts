@@ -75,6 +75,16 @@ describe('LocalTransport.exec', () => {
     expect(alive(pid)).toBe(false);
   });
 
+  it('a command that ignores SIGTERM gets SIGKILL after the grace period', async () => {
+    const r = await t.exec("trap '' TERM; sleep 30", { timeoutMs: 200 });
+    expect(r).toMatchObject({ code: null, signal: 'SIGKILL' });
+  });
+
+  it('a command with a timeout can `wait` for its own background jobs', async () => {
+    const r = await t.exec('sleep 0.3 & wait; echo done', { timeoutMs: 10_000 });
+    expect(r).toEqual({ code: 0, signal: null, stdout: 'done\n', stderr: '' });
+  });
+
   it('keeps multi-byte UTF-8 intact across output chunks', async () => {
     const r = await t.exec(`for i in $(seq 1 50000); do printf 'é€'; done`);
     expect(r.stdout).toBe('é€'.repeat(50000));

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, UnreachableInstanceError } from '../../deployer/errors.ts';
 import { createTransport } from '../../deployer/transport/index.ts';
@@ -117,6 +118,22 @@ describe('exec over SSH', () => {
     await until(() => !alive(pid), `background sleep ${pid} to be stopped`);
   });
 
+  it('a command that ignores SIGTERM gets SIGKILL after the grace period', async () => {
+    const t = transportFor(fleet.hosts[0]!);
+    const r = await t.exec("trap '' TERM; sleep 30", { timeoutMs: 200 });
+    expect(r).toMatchObject({ code: null, signal: 'SIGKILL' });
+    // Reported by sshd (the remote watchdog worked), not made up by the client-side last resort.
+    expect(r.stderr).not.toContain('did not stop the command');
+  });
+
+  it('a command with a timeout can `wait` for its own background jobs', async () => {
+    const t = transportFor(fleet.hosts[0]!);
+    // If the timeout's watchdog were a job of the command's shell, `wait` would wait for it
+    // until the timeout fired, and the result would be SIGTERM instead of exit 0.
+    const r = await t.exec('sleep 0.3 & wait; echo done', { timeoutMs: 10_000 });
+    expect(r).toEqual({ code: 0, signal: null, stdout: 'done\n', stderr: '' });
+  });
+
   it('a command that finishes before its timeout keeps what it left running (e.g. a started service)', async () => {
     const host = fleet.hosts[0]!;
     const t = transportFor(host);
@@ -205,6 +222,48 @@ describe('files over SFTP', () => {
   });
 });
 
+describe('files on a host without SFTP', () => {
+  let bare: SshFleet;
+  beforeAll(async () => {
+    bare = await startSshHosts(1, { baseAddress: '127.0.0.56', sftp: false });
+  });
+  afterAll(async () => {
+    await bare?.stop();
+  });
+
+  it('falls back to exec + stdin: atomic put (mode kept, no temp left), read, ENOENT', async () => {
+    const host = bare.hosts[0]!;
+    const lines: string[] = [];
+    const t = new SshTransport({
+      instance: host.name,
+      host: host.address,
+      port: host.port,
+      user: bare.user,
+      identityFile: bare.identityFile,
+      knownHostsFile: bare.knownHostsFile,
+      log: pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }),
+    });
+    open.push(t);
+    const src = join(bare.dir, 'payload.bin');
+    writeFileSync(src, randomBytes(2 * 1024 * 1024 + 3));
+    chmodSync(src, 0o750);
+    const target = join(host.deployTo, 'files');
+    mkdirSync(target);
+    writeFileSync(join(target, 'payload.bin'), 'old');
+    await t.putFile(src, join(target, 'payload.bin'));
+    expect(lines.some((l) => l.includes('no SFTP'))).toBe(true);
+    expect(readFileSync(join(target, 'payload.bin')).equals(readFileSync(src))).toBe(true);
+    expect(statSync(join(target, 'payload.bin')).mode & 0o777).toBe(0o750);
+    expect(readdirSync(target)).toEqual(['payload.bin']);
+
+    writeFileSync(join(target, 'text.txt'), 'héllo\n');
+    expect(await t.readFile(join(target, 'text.txt'))).toBe('héllo\n');
+    await expect(t.readFile(join(target, 'missing.txt'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(t.putFile(src, join(host.deployTo, 'no-such-dir', 'x'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(readdirSync(host.deployTo)).toEqual(['files']);
+  });
+});
+
 describe('authentication', () => {
   it('a key the host does not accept -> UnreachableInstanceError naming the instance', async () => {
     const host = fleet.hosts[1]!;
@@ -259,6 +318,29 @@ describe('unreachable hosts', () => {
   });
 });
 
+describe('silent hosts', () => {
+  it('a host that stops answering (frozen) -> running command fails as unreachable via keepalive; close() returns', async () => {
+    const host = fleet.hosts[2]!;
+    const t = transportFor(host, { keepaliveIntervalMs: 200 });
+    const idle = transportFor(host);
+    await idle.connect();
+    const marker = join(host.deployTo, 'frozen-command-started');
+    const outcome = t.exec(`touch ${marker}; sleep 5`).catch((e: unknown) => e);
+    await until(() => existsSync(marker), 'the command to start');
+    fleet.freezeHost(host.name);
+    try {
+      const err = await outcome;
+      expect(err).toBeInstanceOf(UnreachableInstanceError);
+      expect((err as Error).message).toContain(`instance ${host.name} is unreachable`);
+      // Closing a connection to a host that never answers again must not hang.
+      await idle.close();
+    } finally {
+      fleet.thawHost(host.name);
+    }
+    expect(await t.exec('echo thawed')).toMatchObject({ code: 0, stdout: 'thawed\n' });
+  });
+});
+
 describe('connect timeout', () => {
   it('a port that accepts TCP but never speaks SSH -> UnreachableInstanceError within the bound', async () => {
     const accepted: Socket[] = [];
@@ -277,6 +359,26 @@ describe('connect timeout', () => {
       accepted.forEach((sock) => sock.destroy());
       silent.close();
     }
+  });
+});
+
+describe('logging', () => {
+  it('logs connections and commands to a pino logger, never key material or env values', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+    const host = fleet.hosts[0]!;
+    const file = join(fleet.dir, 'known_hosts.logging');
+    writeFileSync(file, '');
+    const t = transportFor(host, { log, knownHostsFile: file, trustUnknown: true });
+    await t.exec('echo "$SECRET_VALUE" >/dev/null', { env: { SECRET_VALUE: 'hunter2-do-not-log' } });
+    const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(records.map((r) => r.msg)).toEqual(['ssh host key recorded (trusted on first use)', 'ssh connected', 'exec']);
+    expect(records[1]).toMatchObject({ instance: host.name, host: host.address, port: host.port, fingerprint: host.hostKeyFingerprint });
+    expect(records[2]).toMatchObject({ instance: host.name, command: 'echo "$SECRET_VALUE" >/dev/null', code: 0, signal: null });
+    const all = lines.join('');
+    expect(all).not.toContain('hunter2-do-not-log');
+    const keyBody = readFileSync(fleet.identityFile, 'utf8').split('\n').slice(1, -2).join('');
+    for (const chunk of keyBody.match(/.{1,20}/g)!) expect(all).not.toContain(chunk);
   });
 });
 

@@ -9,11 +9,10 @@
  * thirds: ranks 1..ceil(n/3) "high", ..ceil(2n/3) "medium", the rest "low".
  *
  * Sources: min-max normalisation and linear (arithmetic mean) aggregation with equal weights are
- * the standard steps of OECD/JRC, "Handbook on Constructing Composite Indicators: Methodology
- * and User Guide" (OECD, 2008), in its steps on normalisation and on weighting and
- * aggregation; that handbook also adjusts indicator
- * polarity so every indicator points the same way. Inversion is `1 - x` and not `1/x`: on
- * 0..1 data a reciprocal sends every value to 1 or infinity and destroys the ordering.
+ * standard steps in OECD/JRC, "Handbook on Constructing Composite Indicators: Methodology and
+ * User Guide" (OECD, 2008), which also adjusts each indicator's polarity so that all point the
+ * same way. Inversion is `1 - x` and not `1/x`: on 0..1 data a reciprocal sends every value to
+ * 1 or infinity and destroys the ordering.
  * A constant indicator (max = min) carries no information: it is scaled to 0 for every ward
  * and reported in `warnings`.
  */

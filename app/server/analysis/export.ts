@@ -34,10 +34,10 @@ export function analysisToCsv(result: AnalysisResult): string {
   const records = result.wards.map((w) => {
     const rec: (string | number)[] = [w.rank, neutralizeCell(w.ward_name), neutralizeCell(w.ward_code ?? ''), w.category, w.score];
     if (result.method === 'pca') rec.push(w.index ?? '');
-    for (const c of cols) {
-      rec.push(w.values[c]!);
-      if (result.method === 'composite') rec.push(w.scaled?.[c] ?? '');
-    }
+    cols.forEach((_c, k) => {
+      rec.push(w.values[k]!);
+      if (result.method === 'composite') rec.push(w.scaled?.[k] ?? '');
+    });
     rec.push(neutralizeCell(w.imputed.join(';')));
     return rec;
   });

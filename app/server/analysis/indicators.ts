@@ -124,24 +124,30 @@ export function chooseIndicators(columns: ColumnSummary[], requested: unknown): 
 }
 
 /**
- * Read the chosen columns as numbers, imputing each missing cell with the column mean.
- * @param header the table's column names. @param rows cells (null = missing); numeric cells are
- *   decimal strings with "." as decimal mark.
+ * Take the chosen columns as complete numeric vectors, imputing each missing cell with the
+ * column mean.
+ * @param numeric numeric columns by name (null = missing), all of the same length.
  * @throws AppError 422 NO_VALUES (with column) when a chosen column has no value at all.
  */
 export function prepareIndicators(
-  header: string[],
-  rows: (string | null)[][],
+  numeric: Readonly<Record<string, readonly (number | null)[]>>,
   choices: (IndicatorChoice & { source: 'request' | 'default' })[],
 ): PreparedIndicator[] {
   return choices.map((choice) => {
-    const c = header.indexOf(choice.column);
-    const raw = rows.map((row) => (row[c] == null ? null : Number(row[c])));
-    const present = raw.filter((v): v is number => v !== null && Number.isFinite(v));
-    if (present.length === 0) {
+    const raw = numeric[choice.column];
+    if (!raw) throw new AppError(400, 'NOT_NUMERIC', `column "${choice.column}" is not numeric`, { column: choice.column });
+    let sum = 0;
+    let present = 0;
+    for (const v of raw) {
+      if (v !== null && Number.isFinite(v)) {
+        sum += v;
+        present += 1;
+      }
+    }
+    if (present === 0) {
       throw new AppError(422, 'NO_VALUES', `column "${choice.column}" has no values to analyse`, { column: choice.column });
     }
-    const mean = present.reduce((a, b) => a + b, 0) / present.length;
+    const mean = sum / present;
     const imputedRows: number[] = [];
     const values = raw.map((v, r) => {
       if (v === null || !Number.isFinite(v)) {

@@ -33,10 +33,10 @@ export interface WardResult {
   score: number;
   /** The raw PC1 index (PCA method only). */
   index?: number;
-  /** Indicator values used (after imputation), in the column's units. */
-  values: Record<string, number>;
-  /** Scaled 0..1 (inverted for negative indicators) values (composite method only). */
-  scaled?: Record<string, number>;
+  /** Indicator values used (after imputation), in the column's units, in `indicators` order. */
+  values: number[];
+  /** Scaled 0..1 (inverted for negative indicators) values, in `indicators` order (composite only). */
+  scaled?: number[];
   /** Indicators whose value was missing and imputed for this ward. */
   imputed: string[];
 }
@@ -66,13 +66,51 @@ export interface AnalysisResult {
   wards: WardResult[];
 }
 
+/**
+ * What an analysis reads: the table reduced to ward identity and numeric columns. Built once at
+ * upload (stored as `analysis-input.json`), so an analysis never re-parses every text cell.
+ */
 export interface AnalysisInput {
+  columns: ColumnSummary[];
+  wardColumn: string;
+  wardCodeColumn: string | null;
+  wardNames: string[];
+  wardCodes: (string | null)[];
+  /** 1-based file line of each ward. */
+  lines: number[];
+  /** Every numeric column by name; null where the cell was missing. */
+  numeric: Record<string, (number | null)[]>;
+}
+
+/** Reduce a parsed table (cells as text, null = missing) to an AnalysisInput. */
+export function analysisInputOf(table: {
   header: string[];
   rows: (string | null)[][];
   lines: number[];
   columns: ColumnSummary[];
   wardColumn: string;
   wardCodeColumn: string | null;
+}): AnalysisInput {
+  const wardIdx = table.header.indexOf(table.wardColumn);
+  const codeIdx = table.wardCodeColumn ? table.header.indexOf(table.wardCodeColumn) : -1;
+  const numeric: Record<string, (number | null)[]> = {};
+  table.columns.forEach((col, c) => {
+    if (col.type === 'number') numeric[col.name] = table.rows.map((row) => (row[c] == null ? null : Number(row[c])));
+  });
+  return {
+    columns: table.columns,
+    wardColumn: table.wardColumn,
+    wardCodeColumn: table.wardCodeColumn,
+    wardNames: table.rows.map((row) => row[wardIdx] ?? ''),
+    wardCodes: table.rows.map((row) => (codeIdx >= 0 ? (row[codeIdx] ?? null) : null)),
+    lines: table.lines,
+    numeric,
+  };
+}
+
+/** The analysis as answered over the API: per-ward indicator values are left to the export. */
+export function publicAnalysis(result: AnalysisResult): Omit<AnalysisResult, 'wards'> & { wards: Omit<WardResult, 'values' | 'scaled'>[] } {
+  return { ...result, wards: result.wards.map(({ values: _values, scaled: _scaled, ...rest }) => rest) };
 }
 
 /**
@@ -97,8 +135,8 @@ export function parseAnalysisRequest(body: unknown): { method: Method; indicator
 export function runAnalysis(input: AnalysisInput, method: Method, requestedIndicators: unknown, now = new Date()): AnalysisResult {
   const choices = chooseIndicators(input.columns, requestedIndicators);
   if (choices.length === 0) throw new AppError(422, 'NO_INDICATORS', 'the table has no numeric indicator to analyse');
-  const prepared = prepareIndicators(input.header, input.rows, choices);
-  const n = input.rows.length;
+  const prepared = prepareIndicators(input.numeric, choices);
+  const n = input.wardNames.length;
 
   let scores: number[];
   let scaled: Record<string, number[]> | null = null;
@@ -121,25 +159,24 @@ export function runAnalysis(input: AnalysisInput, method: Method, requestedIndic
   }
   // Rank on the unscaled index for PCA so min-max rounding never reorders wards.
   const ranks = rankDescending(index ?? scores);
-  const wardIdx = input.header.indexOf(input.wardColumn);
-  const codeIdx = input.wardCodeColumn ? input.header.indexOf(input.wardCodeColumn) : -1;
   const imputedByRow = new Map<number, string[]>();
   for (const ind of prepared) {
     for (const r of ind.imputedRows) imputedByRow.set(r, [...(imputedByRow.get(r) ?? []), ind.column]);
   }
-  const wards: WardResult[] = input.rows.map((row, r) => {
+  const scaledColumns = scaled ? prepared.map((ind) => scaled[ind.column]!) : null;
+  const wards: WardResult[] = input.wardNames.map((name, r) => {
     const ward: WardResult = {
       rank: ranks[r]!,
       line: input.lines[r]!,
-      ward_name: row[wardIdx] ?? '',
-      ward_code: codeIdx >= 0 ? (row[codeIdx] ?? null) : null,
+      ward_name: name,
+      ward_code: input.wardCodes[r] ?? null,
       category: categoryOfRank(ranks[r]!, n),
       score: scores[r]!,
-      values: Object.fromEntries(prepared.map((ind) => [ind.column, ind.values[r]!])),
+      values: prepared.map((ind) => ind.values[r]!),
       imputed: imputedByRow.get(r) ?? [],
     };
     if (index) ward.index = index[r]!;
-    if (scaled) ward.scaled = Object.fromEntries(Object.entries(scaled).map(([col, s]) => [col, s[r]!]));
+    if (scaledColumns) ward.scaled = scaledColumns.map((s) => s[r]!);
     return ward;
   });
   wards.sort((a, b) => a.rank - b.rank);

@@ -3,8 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { SessionStore } from '../sessions.ts';
 import { requireSession } from '../cookie.ts';
 import { AppError } from '../errors.ts';
-import type { StoredTable, UploadSummary } from '../upload.ts';
-import { parseAnalysisRequest, runAnalysis, type AnalysisResult } from '../analysis/run.ts';
+import { parseAnalysisRequest, publicAnalysis, runAnalysis, type AnalysisInput, type AnalysisResult } from '../analysis/run.ts';
 import { analysisToCsv } from '../analysis/export.ts';
 
 async function latestAnalysis(store: SessionStore, id: string): Promise<AnalysisResult> {
@@ -18,30 +17,16 @@ export function registerAnalysisRoutes(app: FastifyInstance, store: SessionStore
   app.post('/api/analysis', async (request) => {
     const id = await requireSession(request, store);
     const { method, indicators } = parseAnalysisRequest(request.body);
-    const [table, summary] = await Promise.all([
-      store.readJson<StoredTable>(id, 'table.json'),
-      store.readJson<UploadSummary>(id, 'summary.json'),
-    ]);
-    if (!table || !summary) throw new AppError(401, 'NO_SESSION', 'the session holds no data');
-    const result = runAnalysis(
-      {
-        header: table.header,
-        rows: table.rows,
-        lines: table.lines,
-        columns: summary.column_details,
-        wardColumn: summary.ward_column,
-        wardCodeColumn: summary.ward_code_column,
-      },
-      method,
-      indicators,
-    );
+    const input = await store.readJson<AnalysisInput>(id, 'analysis-input.json');
+    if (!input) throw new AppError(401, 'NO_SESSION', 'the session holds no data');
+    const result = runAnalysis(input, method, indicators);
     await store.writeFile(id, 'analysis.json', JSON.stringify(result));
-    return { status: 'success', session_id: id, ...result };
+    return { status: 'success', session_id: id, ...publicAnalysis(result) };
   });
 
   app.get('/api/analysis', async (request) => {
     const id = await requireSession(request, store);
-    return { status: 'success', session_id: id, ...(await latestAnalysis(store, id)) };
+    return { status: 'success', session_id: id, ...publicAnalysis(await latestAnalysis(store, id)) };
   });
 
   app.get('/api/analysis/export.csv', async (request, reply) => {

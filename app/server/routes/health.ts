@@ -12,7 +12,9 @@ export function registerHealthRoutes(app: FastifyInstance, options: AppOptions):
     pid: process.pid,
     started_at: options.startedAt,
   };
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/version', async () => version);
-  app.get('/ping', async () => ({ status: 'ok', message: 'pong' }));
+  // The proxy polls these every second or so: logging each request would bury the log.
+  const quiet = { logLevel: 'warn' as const };
+  app.get('/healthz', quiet, async () => ({ status: 'ok' }));
+  app.get('/version', quiet, async () => version);
+  app.get('/ping', quiet, async () => ({ status: 'ok', message: 'pong' }));
 }

@@ -1,9 +1,30 @@
 import { useEffect, useState } from 'react';
-import { ApiError, fetchSession, fetchVersion, uploadFiles, type SessionData, type VersionInfo } from './api.ts';
+import {
+  ApiError,
+  fetchAnalysis,
+  fetchMap,
+  fetchSession,
+  fetchVersion,
+  runAnalysis,
+  uploadFiles,
+  type AnalysisResult,
+  type Direction,
+  type MapData,
+  type Method,
+  type SessionData,
+  type VersionInfo,
+} from './api.ts';
+import { UploadForm } from './components/UploadForm.tsx';
+import { UploadSummary } from './components/UploadSummary.tsx';
+import { AnalysisControls } from './components/AnalysisControls.tsx';
+import { RankedTable } from './components/RankedTable.tsx';
+import { TopWardsChart } from './components/TopWardsChart.tsx';
+import { RiskMap } from './components/RiskMap.tsx';
+import { IndicatorReport } from './components/IndicatorReport.tsx';
 
 function describeError(err: unknown): string {
   if (err instanceof ApiError) {
-    const where = [err.where.file, err.where.row ? `line ${err.where.row}` : '', err.where.column ? `column "${err.where.column}"` : '']
+    const where = [err.where.file, err.where.row ? `line ${err.where.row}` : '', err.where.column ? `column “${err.where.column}”` : '']
       .filter(Boolean)
       .join(', ');
     return where ? `${err.message} (${where})` : err.message;
@@ -11,31 +32,71 @@ function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A p-value as people read it: tiny values as an upper bound rather than "0.0". */
+function formatP(p: number | null): string {
+  if (p === null) return 'n/a';
+  return p < 0.001 ? '< 0.001' : p.toPrecision(2);
+}
+
+/**
+ * The whole page: upload, what was understood, indicator choice, results (table, chart, map,
+ * download) and the running release. Session state lives in the server's cookie only.
+ */
 export function App() {
   const [session, setSession] = useState<SessionData | null>(null);
+  const [analysis, setAnalysis] = useState<AnalysisResult | null>(null);
+  const [map, setMap] = useState<MapData | null>(null);
   const [version, setVersion] = useState<VersionInfo | null>(null);
-  const [csv, setCsv] = useState<File | null>(null);
   const [progress, setProgress] = useState<number | null>(null);
+  const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+
+  async function refreshResults(s: SessionData | null) {
+    if (!s) return;
+    setAnalysis(await fetchAnalysis());
+    setMap(s.shapefile ? await fetchMap() : null);
+  }
 
   useEffect(() => {
     fetchVersion().then(setVersion, () => setVersion(null));
     // A reload keeps the session: the browser still holds the HttpOnly cookie.
-    fetchSession().then(setSession, (err: unknown) => setError(describeError(err)));
+    fetchSession()
+      .then(async (s) => {
+        setSession(s);
+        await refreshResults(s);
+      })
+      .catch((err: unknown) => setError(describeError(err)));
   }, []);
 
-  async function onSubmit(e: React.FormEvent) {
-    e.preventDefault();
-    if (!csv) return;
+  async function onUpload(csv: File, shapefile: File | null) {
     setError(null);
+    setBusy(true);
     setProgress(0);
     try {
-      await uploadFiles(csv, null, setProgress);
-      setSession(await fetchSession());
+      await uploadFiles(csv, shapefile, setProgress);
+      setProgress(null);
+      const s = await fetchSession();
+      setSession(s);
+      setAnalysis(await runAnalysis('composite'));
+      setMap(s?.shapefile ? await fetchMap() : null);
     } catch (err) {
       setError(describeError(err));
     } finally {
+      setBusy(false);
       setProgress(null);
+    }
+  }
+
+  async function onRun(method: Method, indicators: { column: string; direction: Direction }[]) {
+    setError(null);
+    setBusy(true);
+    try {
+      setAnalysis(await runAnalysis(method, indicators));
+      if (session?.shapefile) setMap(await fetchMap());
+    } catch (err) {
+      setError(describeError(err));
+    } finally {
+      setBusy(false);
     }
   }
 
@@ -45,62 +106,48 @@ export function App() {
         <h1>Ward malaria risk analysis</h1>
       </header>
       <main>
-        <form className="upload" onSubmit={onSubmit}>
-          <label>
-            Ward table (CSV)
-            <input type="file" accept=".csv,text/csv" data-testid="csv-input" onChange={(e) => setCsv(e.target.files?.[0] ?? null)} />
-          </label>
-          <button type="submit" disabled={!csv || progress !== null}>
-            Upload
-          </button>
-          {progress !== null && <progress value={progress} max={1} />}
-        </form>
+        <UploadForm busy={busy} progress={progress} onUpload={onUpload} />
         {error && (
-          <p className="error" role="alert">
+          <p className="error" role="alert" data-testid="error">
             {error}
           </p>
         )}
-        {session && <SessionView session={session} />}
+        {session && <UploadSummary session={session} />}
+        {session && <AnalysisControls columns={session.column_details} analysis={analysis} busy={busy} onRun={onRun} />}
+        {analysis && (
+          <section className="card results" data-testid="results">
+            <h2>
+              Ranked wards <small>({analysis.method === 'pca' ? 'PCA index' : 'composite score'})</small>
+            </h2>
+            <p className="formula">{analysis.formula}</p>
+            <p data-testid="categories">
+              High risk {analysis.categories.high}, medium {analysis.categories.medium}, low {analysis.categories.low}.
+              {analysis.pca &&
+                ` PC1 explains ${(analysis.pca.explained_variance * 100).toFixed(1)}% of the variance; KMO ${
+                  analysis.pca.suitability.kmo?.toFixed(2) ?? 'n/a'
+                }, Bartlett p ${formatP(analysis.pca.suitability.bartlett.p_value)}${analysis.pca.suitability.suitable ? '' : ' (not suited to PCA)'}.`}
+            </p>
+            <IndicatorReport analysis={analysis} />
+            {analysis.warnings.map((w) => (
+              <p key={w} className="warning">
+                {w}
+              </p>
+            ))}
+            <a className="download" href="/api/analysis/export.csv" download data-testid="download-csv">
+              Download the ranked table (CSV)
+            </a>
+            <div className="visuals">
+              <TopWardsChart analysis={analysis} />
+              {map && <RiskMap map={map} />}
+            </div>
+            <RankedTable analysis={analysis} />
+          </section>
+        )}
       </main>
       <footer>
         Release <span data-testid="release">{version ? version.release : 'unknown'}</span>
         {version?.instance ? ` on ${version.instance}` : ''}
       </footer>
     </div>
-  );
-}
-
-function SessionView({ session }: { session: SessionData }) {
-  const wardIndex = session.header.indexOf(session.ward_column);
-  return (
-    <section data-testid="session">
-      <h2>{session.file}</h2>
-      <p data-testid="summary">
-        {session.rows} wards, {session.columns} columns; ward names in "{session.ward_column}"
-        {session.duplicate_ward_names.length > 0 && `; ${session.duplicate_ward_names.length} ward names occur more than once`}
-      </p>
-      <div className="table-wrap">
-        <table data-testid="data-table">
-          <thead>
-            <tr>
-              {session.header.map((h) => (
-                <th key={h}>{h}</th>
-              ))}
-            </tr>
-          </thead>
-          <tbody>
-            {session.data.slice(0, 200).map((row, r) => (
-              <tr key={r}>
-                {row.map((cell, c) => (
-                  <td key={c} className={c === wardIndex ? 'ward' : cell === null ? 'missing' : undefined}>
-                    {cell ?? 'NA'}
-                  </td>
-                ))}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-    </section>
   );
 }

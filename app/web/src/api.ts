@@ -2,6 +2,7 @@
  * Calls to the backend. The session lives only in the server's HttpOnly cookie: nothing here
  * sends a session id or stores one in localStorage/sessionStorage (the incident's first cause).
  */
+import type { Geometry } from 'geojson';
 
 export interface ColumnDetail {
   name: string;
@@ -23,6 +24,72 @@ export interface UploadResult {
   column_details: ColumnDetail[];
   missing_values: Record<string, number>;
   duplicate_ward_names: { name: string; count: number; rows: number[] }[];
+  shapefile?: ShapefileReport;
+}
+
+export interface ShapefileReport {
+  file: string;
+  feature_count: number;
+  name_field: string | null;
+  code_field: string | null;
+  crs: { prj: string | null; geographic: boolean; reprojected: boolean };
+  join_on: 'ward_code' | 'ward_name';
+  matched: number;
+  unmatched_csv: { ward_name: string; ward_code: string | null; line: number }[];
+  unmatched_features: { ward_name: string | null; ward_code: string | null }[];
+  ambiguous: string[];
+}
+
+export type Direction = 'positive' | 'negative';
+export type Method = 'composite' | 'pca';
+export type Category = 'high' | 'medium' | 'low';
+
+export interface WardResult {
+  rank: number;
+  line: number;
+  ward_name: string;
+  ward_code: string | null;
+  category: Category;
+  score: number;
+  index?: number;
+  values: Record<string, number>;
+  imputed: string[];
+}
+
+export interface AnalysisResult {
+  status: 'success';
+  method: Method;
+  formula: string;
+  indicators: {
+    column: string;
+    direction: Direction;
+    source: 'request' | 'default';
+    missing: number;
+    imputed_with: number | null;
+    min: number;
+    max: number;
+    loading?: number;
+  }[];
+  categories: Record<Category, number>;
+  pca?: {
+    explained_variance: number;
+    suitability: { kmo: number | null; bartlett: { chi2: number | null; df: number; p_value: number | null }; suitable: boolean };
+    dropped: string[];
+  };
+  warnings: string[];
+  wards: WardResult[];
+}
+
+export interface MapFeature {
+  type: 'Feature';
+  geometry: Geometry;
+  properties: { ward_name: string | null; ward_code: string | null; rank: number | null; score: number | null; category: Category | null };
+}
+
+export interface MapData {
+  type: 'FeatureCollection';
+  join_on: 'ward_code' | 'ward_name';
+  features: MapFeature[];
 }
 
 export interface SessionData extends UploadResult {
@@ -78,7 +145,6 @@ export function uploadFiles(csv: File, shapefile: File | null, onProgress: (frac
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/api/upload');
-    xhr.withCredentials = false; // same-origin: the cookie is sent and stored anyway
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) onProgress(e.loaded / e.total);
     };
@@ -91,11 +157,39 @@ export function uploadFiles(csv: File, shapefile: File | null, onProgress: (frac
   });
 }
 
-/** The caller's session, or null when there is none (401). */
+/** The caller's session, or null when there is none. */
 export async function fetchSession(): Promise<SessionData | null> {
+  // Ask the status route first: it answers 200 either way, so a first visit logs no 401.
+  const status = await parseAnswer<{ active: boolean; has_data: boolean }>(await fetch('/api/session/status', { credentials: 'same-origin' }));
+  if (!status.active || !status.has_data) return null;
   const res = await fetch('/api/session', { credentials: 'same-origin' });
   if (res.status === 401) return null;
   return parseAnswer<SessionData>(res);
+}
+
+/** Run an analysis on the caller's session. `indicators` undefined = the server's defaults. */
+export async function runAnalysis(method: Method, indicators?: { column: string; direction: Direction }[]): Promise<AnalysisResult> {
+  const res = await fetch('/api/analysis', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(indicators ? { method, indicators } : { method }),
+  });
+  return parseAnswer<AnalysisResult>(res);
+}
+
+/** The latest analysis of the session, or null when there is none yet. */
+export async function fetchAnalysis(): Promise<AnalysisResult | null> {
+  const res = await fetch('/api/analysis', { credentials: 'same-origin' });
+  if (res.status === 404 || res.status === 401) return null;
+  return parseAnswer<AnalysisResult>(res);
+}
+
+/** Ward boundaries coloured by the latest analysis, or null without a shapefile. */
+export async function fetchMap(): Promise<MapData | null> {
+  const res = await fetch('/api/map', { credentials: 'same-origin' });
+  if (res.status === 404 || res.status === 401) return null;
+  return parseAnswer<MapData>(res);
 }
 
 /** The running release (for the footer). */

@@ -1,0 +1,78 @@
+/**
+ * One client request on its way through the proxy, and the contract between the request path
+ * (`server.ts`: routing, holds, retries, answers) and the forwarders that talk HTTP to an instance
+ * (`forward-undici.ts`, `forward-http-proxy.ts`).
+ */
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Held } from './hold.ts';
+import type { Upstream } from './upstream.ts';
+
+/** Methods that may be sent twice (RFC 9110 section 9.2.2): only these are retried after being sent. */
+export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** How an attempt failed. `connect`: nothing was sent. `timeout`: no response (or body) in time. `reset`: anything else. */
+export type FailureKind = 'connect' | 'timeout' | 'reset';
+
+export class Exchange {
+  upstream: Upstream | null = null;
+  /** The instance the client's valid affinity cookie names, if any. */
+  pinned: Upstream | null = null;
+  /** The response must carry a new affinity cookie (no valid one came in, or it was re-pinned). */
+  setAffinity = false;
+  /** Name of the instance the client was pinned to when it had to be moved. */
+  repinnedFrom: string | null = null;
+  attempts = 0;
+  /** Instances that failed this request (excluded from retries); null until the first failure. */
+  failed: Upstream[] | null = null;
+  held: Held<Exchange> | null = null;
+  /** Cancels the current upstream attempt (set by a forwarder that needs it). */
+  cancel: ((reason: Error) => void) | null = null;
+  /** The current attempt is finished (response complete or failed): nothing left to cancel. */
+  settled = false;
+  readonly req: http.IncomingMessage;
+  readonly res: http.ServerResponse;
+  readonly start: number;
+  readonly upload: boolean;
+  readonly hasBody: boolean;
+  /** Safe to send again after it reached an instance: idempotent and no body to replay. */
+  readonly replayable: boolean;
+
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, start: number, upload: boolean, hasBody: boolean, replayable: boolean) {
+    this.req = req;
+    this.res = res;
+    this.start = start;
+    this.upload = upload;
+    this.hasBody = hasBody;
+    this.replayable = replayable;
+  }
+}
+
+/** What a forwarder reports back to the request path. */
+export interface ForwardEvents {
+  /**
+   * The instance answered with `statusCode`; called before any header is written to the client,
+   * so the path can account for the outcome.
+   */
+  responseStarted(ex: Exchange, statusCode: number): void;
+  /** The attempt failed. The path answers (502/504), retries, or cuts the response. */
+  attemptFailed(ex: Exchange, err: Error, kind: FailureKind): void;
+}
+
+/** Sends one attempt of a request to one instance and streams the answer back. */
+export interface Forwarder {
+  /** Forward `ex` to `upstream` (already chosen and counted in flight). */
+  forward(ex: Exchange, upstream: Upstream): void;
+  /** Proxy a WebSocket (or other) upgrade to `upstream`. */
+  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void;
+  /** An instance left the pool: release its connections once idle. */
+  forget(upstream: Upstream): void;
+  /** Close every upstream connection. */
+  close(): Promise<void>;
+}
+
+/** The extra response headers the proxy adds: pinning cookie, re-pin notice. Appends to a flat [name, value, ...] list. */
+export function appendProxyResponseHeaders(ex: Exchange, upstream: Upstream, out: string[]): void {
+  if (ex.setAffinity) out.push('set-cookie', upstream.affinitySetCookie);
+  if (ex.repinnedFrom !== null && ex.repinnedFrom !== upstream.name) out.push('x-lockstep-repinned', `${ex.repinnedFrom} -> ${upstream.name}`);
+}
