@@ -354,7 +354,7 @@ export function buildProgram(result: { exitCode: number }): Command {
       }
       if (!json && !(o.quiet && scan.report.exitCode === 0)) out(renderDriftText(scan.report));
       const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet));
-      const r = await repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet) });
+      const r = await withInterrupts((signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }));
       if (json) out(JSON.stringify(r, null, 2));
       else if (scan.report.exitCode !== 0) out(renderRepairText(r, (v) => renderReportTable(v.reports), renderDriftText));
       result.exitCode = r.exitCode;

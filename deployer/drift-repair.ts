@@ -48,6 +48,8 @@ export interface RepairOptions {
   progress?: (instance: string, line: string) => void;
   /** Run the post-deploy checks after the repair (default true). */
   verify?: boolean;
+  /** Aborted (Ctrl-C): the rollout stops after the batch in progress; the lock is still released. */
+  signal?: AbortSignal;
 }
 
 function has(row: InstanceDrift, kinds: DriftKind[]): boolean {
@@ -195,6 +197,7 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
             ...rolloutSettings(inventory.deploy),
             proxy: options.proxy,
             progress,
+            signal: options.signal,
             event: 'activate',
           });
           for (const oc of result.outcomes) {
