@@ -179,6 +179,25 @@ describe('lockstep drift on a running fleet', () => {
     expect(currentOnDisk(deployTo('ssh-1'))).toBe(`releases/${B.release}`);
   });
 
+  it('without a local build (e.g. a cron host): the manifest comes from the hosts and the repair re-unpacks from the host artifact', async () => {
+    const dist = join(fleet.inventory.dir, 'dist', 'artifacts');
+    renameSync(dist, `${dist}.away`);
+    try {
+      rmSync(join(relDir('ssh-2', B), publicFile(B, 2)));
+      const s = await scanDrift(fleet.inventory);
+      expect(s.localArtifact).toBeNull();
+      expect(s.manifest?.digest).toBe(B.digest);
+      expect(kinds(s.report, 'ssh-2')).toEqual(['files']);
+      const rep = await repairAndExpectClean(['ssh-2']);
+      const actions = rep.instances[0]!.actions.join('\n');
+      expect(actions).toContain(`artifact of ${B.release} found on the host (sha256 verified)`);
+      expect(actions).toContain('unpacked afresh');
+      expect(actions).not.toContain('uploaded');
+    } finally {
+      renameSync(`${dist}.away`, dist);
+    }
+  });
+
   it('the app process killed: no process', async () => {
     const inst = fleet.inventory.instances.find((i) => i.name === 'ssh-2')!;
     const { pid } = (await versionOf(inst.url)) as unknown as { pid: number };
