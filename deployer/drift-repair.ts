@@ -161,39 +161,15 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
           if (r.status === 'rejected') fail(fleet.ops[i]!.name, reasonOf(r));
         });
 
-        // A process that is not ours: drain, stop through the app's own command, and see whether
-        // the port is free. Lockstep does not kill processes the service command did not start.
-        const strayCheck = fleet.ops.filter((o) => outcomes.get(o.name)!.state !== 'failed' && has(rowOf(o), ['process-digest']));
-        await Promise.all(
-          strayCheck.map(async (o) => {
-            const out = outcomes.get(o.name)!;
-            try {
-              if (options.proxy) await options.proxy.drain(o.name, inventory.deploy.drain_timeout_ms);
-              await o.stopApp();
-              const still = await o.readVersion();
-              if (still) {
-                fail(
-                  o.name,
-                  `a process (pid ${still.pid ?? '?'}, release ${still.release ?? '?'}) still answers on ${o.instance.url} after the app's stop command: ` +
-                    'the service command did not start it and cannot stop it (app contract: `stop` only stops what `start` started). ' +
-                    `Lockstep does not kill processes it did not start: stop pid ${still.pid ?? '?'} on ${o.name} by hand, then run \`lockstep drift --repair\` again`,
-                );
-                if (options.proxy) await options.proxy.enable(o.name, inventory.deploy.activation_timeout_ms).catch(() => {});
-              } else out.actions.push('stopped the process serving the wrong digest (app stop command)');
-            } catch (e) {
-              fail(o.name, (e as Error).message);
-            }
-          }),
-        );
-
         // Phase 2: activation through the rollout (drain, switch, restart, gates, enable).
-        const activate = fleet.ops.filter((o) => outcomes.get(o.name)!.state !== 'failed' && has(rowOf(o), RELEASE_KINDS) && scan.manifest);
-        if (activate.length > 0 && scan.manifest) {
+        const manifest = scan.manifest;
+        const activateWith = async (ops: InstanceOps[]): Promise<void> => {
+          if (ops.length === 0 || !manifest) return;
           const result = await rollout({
-            ops: activate,
-            manifest: scan.manifest,
+            ops,
+            manifest,
             // No "before" for a forced restart: the release it ran was the damaged one.
-            previous: new Map(activate.map((o) => [o.name, forceRestart.has(o.name) ? null : rowOf(o).current.release])),
+            previous: new Map(ops.map((o) => [o.name, forceRestart.has(o.name) ? null : rowOf(o).current.release])),
             ...rolloutSettings(inventory.deploy),
             proxy: options.proxy,
             progress,
@@ -207,7 +183,42 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
             else if (oc.state === 'untouched') fail(oc.instance, `not activated: the rollout stopped earlier (${result.failure ?? 'see the other instances'})`);
             else fail(oc.instance, `activation ${oc.state}: ${oc.error ?? result.failure ?? 'unknown'} (now on ${oc.now ?? 'nothing'})`);
           }
+        };
+        const pending = (o: InstanceOps) => outcomes.get(o.name)!.state !== 'failed' && has(rowOf(o), RELEASE_KINDS);
+        // A process serving another digest may not be ours. One instance at a time (so the fleet
+        // never loses more than one): drain, stop through the app's own command, and see whether
+        // the port is free; if so, activate it right away. Lockstep does not kill processes the
+        // service command did not start.
+        for (const o of fleet.ops.filter((x) => pending(x) && has(rowOf(x), ['process-digest']))) {
+          if (options.signal?.aborted) {
+            fail(o.name, 'interrupted (signal) before this instance was repaired');
+            continue;
+          }
+          try {
+            progress(o.name, `draining and stopping the process that serves another digest (pid ${rowOf(o).running?.pid ?? '?'})`);
+            if (options.proxy) await options.proxy.drain(o.name, inventory.deploy.drain_timeout_ms);
+            await o.stopApp();
+            const still = await o.readVersion();
+            if (still) {
+              fail(
+                o.name,
+                `a process (pid ${still.pid ?? '?'}, release ${still.release ?? '?'}) still answers on ${o.instance.url} after the app's stop command: ` +
+                  'the service command did not start it and cannot stop it (app contract: `stop` only stops what `start` started). ' +
+                  `Lockstep does not kill processes it did not start: stop pid ${still.pid ?? '?'} on ${o.name} by hand, then run \`lockstep drift --repair\` again`,
+              );
+              // It was serving before: put it back as it was rather than leave it drained.
+              if (options.proxy) await options.proxy.enable(o.name, inventory.deploy.activation_timeout_ms).catch(() => {});
+              continue;
+            }
+            outcomes.get(o.name)!.actions.push('stopped the process serving the wrong digest (app stop command)');
+          } catch (e) {
+            fail(o.name, (e as Error).message);
+            continue;
+          }
+          await activateWith([o]);
         }
+        // Everything else in the rollout's batches.
+        await activateWith(fleet.ops.filter((o) => pending(o) && !has(rowOf(o), ['process-digest'])));
 
         // Instances the proxy had out of rotation go back in once they are right.
         for (const o of fleet.ops.filter((x) => outcomes.get(x.name)!.state !== 'failed' && has(rowOf(x), ['proxy-state']))) {

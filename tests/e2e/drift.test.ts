@@ -211,26 +211,46 @@ describe('lockstep drift on a running fleet', () => {
     expect((await versionOf(inst.url)).digest).toBe(B.digest);
   });
 
-  it("an old release's process left running on the port (started by its own service script): named with its pid, replaced by a restart", async () => {
-    const env = envOf('ssh-3');
-    sh(`cd ${deployTo('ssh-3')}/current && bin/service stop >/dev/null`, env);
-    sh(`cd ${relDir('ssh-3', A)} && bin/service start >/dev/null`, { ...env, LOCKSTEP_RELEASE_DIR: relDir('ssh-3', A) });
-    const inst = fleet.inventory.instances.find((i) => i.name === 'ssh-3')!;
-    let old: { pid?: number; digest?: string } = {};
-    for (let i = 0; i < 100 && old.digest !== A.digest; i++) {
-      old = await versionOf(inst.url).catch(() => ({}));
-      await new Promise((res) => setTimeout(res, 100));
+  it("an old release's process left running on the port (started by its own service script) on two hosts: named with its pid, replaced one host at a time", async () => {
+    const old = new Map<string, { pid?: number; digest?: string }>();
+    for (const n of ['ssh-2', 'ssh-3']) {
+      const env = envOf(n);
+      sh(`cd ${deployTo(n)}/current && bin/service stop >/dev/null`, env);
+      sh(`cd ${relDir(n, A)} && bin/service start >/dev/null`, { ...env, LOCKSTEP_RELEASE_DIR: relDir(n, A) });
+      const inst = fleet.inventory.instances.find((i) => i.name === n)!;
+      let v: { pid?: number; digest?: string } = {};
+      for (let i = 0; i < 100 && v.digest !== A.digest; i++) {
+        v = await versionOf(inst.url).catch(() => ({}));
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(v.digest).toBe(A.digest);
+      old.set(n, v);
     }
-    expect(old.digest).toBe(A.digest);
     const r = await scan();
-    expect(kinds(r, 'ssh-3')).toEqual(['process-digest']);
-    expect(row(r, 'ssh-3').items[0]!.message).toContain(`(pid ${old.pid}) serves ${A.release}`);
-    expect(row(r, 'ssh-3').items[0]!.message).toContain(`current on disk is ${B.release}`);
+    for (const n of ['ssh-2', 'ssh-3']) {
+      expect(kinds(r, n)).toEqual(['process-digest']);
+      expect(row(r, n).items[0]!.message).toContain(`(pid ${old.get(n)!.pid}) serves ${A.release}`);
+      expect(row(r, n).items[0]!.message).toContain(`current on disk is ${B.release}`);
+    }
 
-    await repairAndExpectClean(['ssh-3']);
-    const now = (await versionOf(inst.url)) as { pid?: number; digest: string };
-    expect(now.digest).toBe(B.digest);
-    expect(now.pid).not.toBe(old.pid);
+    const lines: string[] = [];
+    const s = await scanDrift(fleet.inventory);
+    const rep = await repairDrift(fleet.inventory, s, { proxy: await proxyControlFor(fleet.inventory, progress), progress: (i, l) => void lines.push(`[${i}] ${l}`), verify: false });
+    expect(rep.instances.map((i) => [i.instance, i.state])).toEqual([
+      ['ssh-2', 'repaired'],
+      ['ssh-3', 'repaired'],
+    ]);
+    // One host at a time: ssh-2 serves again before ssh-3 is drained and stopped.
+    const ssh2Back = lines.findIndex((l) => l.startsWith('[ssh-2] now serving'));
+    const ssh3Stop = lines.findIndex((l) => l.startsWith('[ssh-3] draining and stopping'));
+    expect(ssh2Back).toBeGreaterThanOrEqual(0);
+    expect(ssh3Stop).toBeGreaterThan(ssh2Back);
+    expect(rep.after?.exitCode).toBe(0);
+    for (const n of ['ssh-2', 'ssh-3']) {
+      const now = (await versionOf(fleet.inventory.instances.find((i) => i.name === n)!.url)) as { pid?: number; digest: string };
+      expect(now.digest).toBe(B.digest);
+      expect(now.pid).not.toBe(old.get(n)!.pid);
+    }
   });
 
   it('a stray process the service command did not start: repair says so, names the pid, and leaves it alone', async () => {
