@@ -132,7 +132,6 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
     if (locked) {
       try {
         // Phase 1: the expected release (and the rollback target) complete and verified on each host.
-        const forceRestart = new Set<string>();
         const prepared = await fleet.each(async (o) => {
           const row = rowOf(o);
           const out = outcomes.get(o.name)!;
@@ -145,10 +144,7 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
               );
             }
             progress(o.name, `installing ${expected.release} (${row.items.map((i) => i.kind).join(', ')})`);
-            const reused = await installRelease(o, scan.manifest, scan.localArtifact, out.actions);
-            // A replaced release dir, or a `current` that was not the expected complete release,
-            // means the running process may hold other code: restart it even if /version looks right.
-            if (!reused || row.current.release !== expected.release) forceRestart.add(o.name);
+            await installRelease(o, scan.manifest, scan.localArtifact, out.actions);
           }
           if (has(row, ['rollback-target'])) {
             const m = scan.rollbackManifest;
@@ -168,8 +164,11 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
           const result = await rollout({
             ops,
             manifest,
-            // No "before" for a forced restart: the release it ran was the damaged one.
-            previous: new Map(ops.map((o) => [o.name, forceRestart.has(o.name) ? null : rowOf(o).current.release])),
+            // "before" only when it ran another complete release: that is where a failed activation
+            // goes back to. Repaired in place (current was the expected or an incomplete release)
+            // there is nothing to go back to, and null makes the rollout restart it even when
+            // /version looks right: the code it runs may come from the damaged dir.
+            previous: new Map(ops.map((o) => [o.name, rowOf(o).current.release !== expected.release ? rowOf(o).current.release : null])),
             ...rolloutSettings(inventory.deploy),
             proxy: options.proxy,
             progress,
