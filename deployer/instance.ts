@@ -18,7 +18,7 @@ import type { Instance, Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
 import * as cmd from './remote/commands.ts';
 import { layoutOf, releaseDir, type Layout } from './remote/layout.ts';
-import { diffTree, isCleanDiff, parseCurrentLink, parseHashTree, type CurrentLink, type TreeDiff } from './remote/parse.ts';
+import { diffTree, isCleanDiff, parseHashTree, type TreeDiff } from './remote/parse.ts';
 import type { ExecResult, Transport } from './transport/types.ts';
 import { succeeded } from './transport/types.ts';
 
@@ -100,11 +100,6 @@ export class InstanceOps {
   /** The release `current` points at, or null when there is none. */
   async currentRelease(): Promise<string | null> {
     return releaseIdFromLink((await this.run(cmd.readCurrent(this.layout))).trim());
-  }
-
-  /** What `current` is (symlink target, whether it resolves to a directory with a manifest). */
-  async describeCurrent(): Promise<CurrentLink> {
-    return parseCurrentLink(await this.run(cmd.describeCurrent(this.layout)));
   }
 
   /**

@@ -91,16 +91,7 @@ export async function fleetStatus(
         const m = await o.readCurrentManifest().catch(() => null);
         row.current = m ? { release: m.release, digest: m.digest } : null;
       }
-      const lock = await o.transport.exec(`cat ${o.layout.lock}/holder.json 2>/dev/null`);
-      if (lock.code === 0 && lock.stdout.trim()) {
-        try {
-          const holder = JSON.parse(lock.stdout) as Record<string, unknown>;
-          delete holder.token; // the owner token is a capability: never print it
-          row.lock = holder;
-        } catch {
-          row.lock = { unreadable: true };
-        }
-      }
+      row.lock = await o.readLockHolder(); // without the owner token: a capability, never printed
       return row;
     });
     const proxy = await views;

@@ -186,9 +186,9 @@ export function describeCurrent(layout: Layout): string {
   ].join('\n');
 }
 
-/** Prints the deploy lock's holder.json (empty when the lock is free). */
+/** Prints the deploy lock's holder.json: nothing when the lock is free, `{}` when it is held without one. */
 export function readLockHolder(layout: Layout): string {
-  return `cat ${shq(`${layout.lock}/holder.json`)} 2>/dev/null || true`;
+  return `if [ -d ${shq(layout.lock)} ]; then cat ${shq(`${layout.lock}/holder.json`)} 2>/dev/null || echo '{}'; fi; true`;
 }
 
 /**
