@@ -43,7 +43,7 @@ export interface FleetParity {
   /** The common release and digest (parity only). */
   release: string | null;
   digest: string | null;
-  /** One line for people, e.g. `DRIFT: a=rel-1 (1a2b3c4d), b=rel-2 (5e6f7a8b)`. */
+  /** One line for people, e.g. `PARITY: <release>` or `DRIFT: <release 1> on a, c; <release 2> on b`. */
   summary: string;
 }
 
@@ -135,8 +135,17 @@ export function parityOf(instances: readonly Pick<FleetInstance, 'name' | 'healt
   const silent = healthy.filter((i) => i.version.digest === null);
   const digests = new Set(healthy.map((i) => i.version.digest).filter((d): d is string => d !== null));
   if (digests.size > 1) {
-    const parts = healthy.map((i) => `${i.name}=${i.version.release ?? '?'} (${short(i.version.digest)})`);
-    return { status: 'drift', release: null, digest: null, summary: `DRIFT: ${parts.join(', ')}` };
+    // Grouped by digest, most common first: readable with twenty instances, not only three.
+    const groups = new Map<string, { label: string; names: string[] }>();
+    for (const i of healthy) {
+      const key = i.version.digest ?? '';
+      const label = i.version.digest === null ? 'no version' : (i.version.release ?? short(i.version.digest));
+      const g = groups.get(key) ?? { label, names: [] };
+      g.names.push(i.name);
+      groups.set(key, g);
+    }
+    const parts = [...groups.values()].sort((a, b) => b.names.length - a.names.length).map((g) => `${g.label} on ${g.names.join(', ')}`);
+    return { status: 'drift', release: null, digest: null, summary: `DRIFT: ${parts.join('; ')}` };
   }
   if (silent.length > 0) {
     return { status: 'unknown', release: null, digest: null, summary: `UNKNOWN: no version from ${silent.map((i) => i.name).join(', ')}` };

@@ -60,6 +60,7 @@ export function fleetPage(): string {
 </header>
 <main>
 <div id="parity" class="parity unknown" role="status" aria-live="polite">waiting for the first update</div>
+<p id="parity-detail" class="meta"></p>
 <table id="fleet">
 <thead><tr><th>Instance</th><th>URL</th><th>Release</th><th>Digest</th><th>Health</th><th>State</th><th class="num">In flight</th><th class="num">Req/s</th></tr></thead>
 <tbody></tbody>
@@ -81,7 +82,7 @@ header button { font: inherit; padding: .3rem .8rem; }
 main { padding: 1.5rem; max-width: 1400px; margin: 0 auto; }
 .live { font-size: .85rem; padding: .15rem .6rem; border-radius: 1rem; background: #374151; }
 .live.on { background: var(--ok); }
-.parity { font-size: 1.8rem; font-weight: 700; padding: .9rem 1.25rem; border-radius: .5rem; margin-bottom: 1.25rem; color: #fff; word-break: break-word; }
+.parity { font-size: 1.8rem; font-weight: 700; padding: .9rem 1.25rem; border-radius: .5rem; margin-bottom: .4rem; color: #fff; word-break: break-word; }
 .parity.parity { background: var(--ok); }
 .parity.drift { background: var(--bad); }
 .parity.unknown { background: var(--warn); }
@@ -100,6 +101,7 @@ tr.odd-digest td.release, tr.odd-digest td.digest { color: var(--bad); font-weig
 .state-disabled { background: #e5e7eb; color: #374151; }
 .error-text { color: var(--bad); font-size: .85rem; }
 .meta { color: var(--muted); font-size: .85rem; }
+#parity-detail { margin: 0 0 1.25rem; font-family: ui-monospace, "DejaVu Sans Mono", monospace; word-break: break-all; }
 .signin { max-width: 24rem; margin: 10vh auto; background: #fff; padding: 2rem; border-radius: .5rem; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
 .signin h1 { margin-top: 0; }
 .signin label { display: block; font-weight: 600; margin-bottom: .3rem; }
@@ -149,8 +151,10 @@ export const DASHBOARD_JS = `'use strict';
   function render(snap) {
     banner.className = 'parity ' + snap.parity.status;
     banner.textContent = snap.parity.summary;
-    if (snap.parity.status === 'parity' && snap.parity.digest) banner.title = 'digest ' + snap.parity.digest;
-    else banner.removeAttribute('title');
+    var healthy = snap.instances.filter(function (i) { return i.healthy; }).length;
+    var detail = healthy + ' of ' + snap.instances.length + ' instances healthy';
+    if (snap.parity.status === 'parity' && snap.parity.digest) detail = 'digest ' + snap.parity.digest + ' \u00b7 ' + detail;
+    document.getElementById('parity-detail').textContent = detail;
     var common = snap.parity.status === 'drift' ? commonDigest(snap.instances) : null;
     var rows = document.createDocumentFragment();
     snap.instances.forEach(function (i) {

@@ -297,7 +297,10 @@ export function createDashboard(options: DashboardOptions): Dashboard {
         if (session === null && !bearer) {
           return sendJson(res, 401, { error: 'unauthorized', message: 'sign in at /dashboard, or send Authorization: Bearer <admin token>' });
         }
-        if (path === '/dashboard/events') return openStream(req, res, session);
+        if (path === '/dashboard/events') {
+          if (method !== 'GET') return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET' });
+          return openStream(req, res, session);
+        }
         return sendJson(res, 200, await sampler.snapshot());
       }
       // `/`, `/dashboard`: a token in the query string is ignored on purpose (it would end up in

@@ -256,7 +256,7 @@ describe('fleet dashboard: data', () => {
     const cookie = await sessionCookie(proxy);
     const drift = await fleetJson(proxy, cookie);
     expect(drift.parity.status).toBe('drift');
-    expect(drift.parity.summary).toBe(`DRIFT: web-1=${RELEASE_A} (a1a1a1a1), web-2=${RELEASE_B} (b2b2b2b2), web-3=${RELEASE_A} (a1a1a1a1)`);
+    expect(drift.parity.summary).toBe(`DRIFT: ${RELEASE_A} on web-1, web-3; ${RELEASE_B} on web-2`);
     upstreams[1]!.healthy = false;
     const back = await waitForFleet(proxy, cookie, 'web-2 unhealthy', (s) => s.instances[1]!.healthy === false);
     expect(back.parity).toMatchObject({ status: 'parity', release: RELEASE_A });
@@ -386,6 +386,33 @@ describe('fleet dashboard in a browser', () => {
 
       await page.locator('#sign-out').click();
       await page.locator('#token').waitFor({ timeout: 10_000 });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows DRIFT in red and marks the odd instance', async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+    upstreams = await fleet([
+      [RELEASE_A, DIGEST_A],
+      [RELEASE_B, DIGEST_B],
+      [RELEASE_A, DIGEST_A],
+    ]);
+    proxy = await startTestProxy(upstreams);
+    browser ??= await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 560 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${proxy.adminUrl}/dashboard`);
+      await page.locator('#token').fill(ADMIN_TOKEN);
+      await page.locator('#sign-in').click();
+      await page.locator('#parity.drift').filter({ hasText: 'DRIFT:' }).waitFor({ timeout: 15_000 });
+      expect(await page.locator('#fleet tr.odd-digest td.name').allTextContents()).toEqual(['web-2']);
+      await mkdir(artifacts, { recursive: true });
+      await page.screenshot({ path: join(artifacts, 'drift.png'), fullPage: true });
     } finally {
       await context.close();
     }
