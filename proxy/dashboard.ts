@@ -129,6 +129,15 @@ function sameOrigin(req: http.IncomingMessage): boolean {
   }
 }
 
+function originOf(referer: string | undefined): string | undefined {
+  if (referer === undefined) return undefined;
+  try {
+    return new URL(referer).origin;
+  } catch {
+    return '(unparsable)';
+  }
+}
+
 function equalStrings(a: string, b: string): boolean {
   return timingSafeEqual(sha256(a), sha256(b));
 }
@@ -188,7 +197,8 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   async function signIn(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const form = await readForm(req);
     if (!sameOrigin(req)) {
-      logger.warn({ from: from(req), origin: req.headers.origin, referer: req.headers.referer }, 'dashboard sign-in refused: not from the dashboard page');
+      // Only origins: a Referer's query string could hold a token someone pasted into a URL.
+      logger.warn({ from: from(req), origin: req.headers.origin, referer: originOf(req.headers.referer) }, 'dashboard sign-in refused: not from the dashboard page');
       return showSignIn(req, res, 403, 'Sign in from this page (the request did not come from it).');
     }
     const csrfCookie = cookies(req).get(CSRF_COOKIE);

@@ -159,7 +159,16 @@ describe('fleet dashboard: sign-in', () => {
     const q = await postSignIn(proxy, '', { query: `?token=${encodeURIComponent(ADMIN_TOKEN)}` });
     expect(q.status).toBe(401);
     expect(setCookie(q, SESSION_COOKIE)).toBeUndefined();
+    // A refused cross-site attempt logs the Referer's origin only, never its query string.
+    const { csrf } = await signInForm(proxy);
+    const cross = await request(`${proxy.adminUrl}/dashboard/sign-in`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `${CSRF_COOKIE}=${csrf}`, referer: `http://evil.example/x?token=${ADMIN_TOKEN}` },
+      body: new URLSearchParams({ token: ADMIN_TOKEN, csrf }).toString(),
+    });
+    expect(cross.status).toBe(403);
     const log = lines.join('');
+    expect(log).toContain('"referer":"http://evil.example"');
     expect(log).toContain('dashboard sign-in refused: wrong token');
     expect(log).not.toContain(wrong);
     expect(log).not.toContain(ADMIN_TOKEN);
