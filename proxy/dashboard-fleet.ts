@@ -162,6 +162,7 @@ interface Sample {
   totals: Map<string, number>;
 }
 
+/** Where FleetSampler reads from, and how often it may refetch. */
 export interface FleetSamplerOptions {
   control: AdminControl;
   /** Path of the app's version endpoint (app contract). Default `/version`. */

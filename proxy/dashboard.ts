@@ -39,6 +39,7 @@ const TICK_MS = 1000;
 
 const ROUTES = new Set(['/', '/dashboard', '/dashboard/', '/dashboard/sign-in', '/dashboard/sign-out', '/dashboard/events', '/dashboard/fleet.json', '/dashboard/app.js', '/dashboard/app.css', '/favicon.ico']);
 
+/** What the dashboard reads the fleet from and checks the token against. */
 export interface DashboardOptions {
   control: AdminControl;
   /** sha256 of the admin token (the same digest the bearer check compares against). */
