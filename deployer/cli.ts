@@ -25,8 +25,8 @@ import { loadLocalRelease } from './release-source.ts';
 import { trustHosts } from './hosts.ts';
 import { proxyControlFor } from './proxy-control.ts';
 import { runProxyCommand } from '../proxy/command.ts';
-import { openFleet, reasonOf } from './fleet.ts';
-import { mergedHistory, readInstanceReleases, releaseState, rollbackCandidates, type InstanceReleases } from './releases.ts';
+import { openFleet } from './fleet.ts';
+import { mergedHistory, readFleetReleases, releaseState, rollbackCandidates } from './releases.ts';
 
 interface GlobalOptions {
   inventory: string;
@@ -115,6 +115,12 @@ function renderLocks(rows: LockInfo[]): string {
       r.error ?? (r.held ? `${r.stale ? 'STALE' : 'live'}: ${r.reason}${'broken' in r && (r as { broken: boolean }).broken ? ' (broken)' : ''}` : ''),
     ]),
   );
+}
+
+/** Print one line per unreachable instance. @returns the exit code: 3 when any, else 0. */
+function reportUnreachable(unreachable: { instance: string; error: string }[]): number {
+  for (const u of unreachable) err(`${u.instance}: unreachable: ${u.error}`);
+  return unreachable.length ? 3 : 0;
 }
 
 /** Build the commander program. Actions set `exitCode` through the returned holder. */
@@ -267,8 +273,7 @@ export function buildProgram(result: { exitCode: number }): Command {
       const inv = inventoryFrom(cmd);
       const fleet = openFleet(inv);
       try {
-        const read = await fleet.each((o) => readInstanceReleases(o));
-        const infos = read.filter((r): r is PromiseFulfilledResult<InstanceReleases> => r.status === 'fulfilled').map((r) => r.value);
+        const { infos, unreachable } = await readFleetReleases(fleet);
         const all = [...new Set(infos.flatMap((i) => i.present))].sort().reverse();
         const candidates = rollbackCandidates(infos);
         if (json) {
@@ -276,10 +281,7 @@ export function buildProgram(result: { exitCode: number }): Command {
         } else {
           out(renderTable(['release', ...infos.map((i) => i.instance), 'rollback'], all.map((r) => [r, ...infos.map((i) => releaseState(i, r)), r === candidates[0] ? 'target' : candidates.includes(r) ? 'candidate' : ''])));
         }
-        read.forEach((r, i) => {
-          if (r.status === 'rejected') err(`${fleet.ops[i]!.name}: unreachable: ${reasonOf(r)}`);
-        });
-        result.exitCode = read.some((r) => r.status === 'rejected') ? 3 : 0;
+        result.exitCode = reportUnreachable(unreachable);
       } finally {
         await fleet.close();
       }
@@ -293,15 +295,11 @@ export function buildProgram(result: { exitCode: number }): Command {
       const json = (cmd.optsWithGlobals() as GlobalOptions).json;
       const fleet = openFleet(inventoryFrom(cmd));
       try {
-        const read = await fleet.each((x) => readInstanceReleases(x));
-        const infos = read.filter((r): r is PromiseFulfilledResult<InstanceReleases> => r.status === 'fulfilled').map((r) => r.value);
+        const { infos, unreachable } = await readFleetReleases(fleet);
         const entries = mergedHistory(infos).slice(0, Number(o.limit) || 50);
         if (json) out(JSON.stringify(entries, null, 2));
         else out(renderTable(['time', 'instance', 'event', 'release', 'previous', 'by', 'note'], entries.map((h) => [h.time, h.instance, h.event, h.release, h.previous ?? '-', `${h.user}@${h.machine}`, h.message ?? ''])));
-        read.forEach((r, i) => {
-          if (r.status === 'rejected') err(`${fleet.ops[i]!.name}: unreachable: ${reasonOf(r)}`);
-        });
-        result.exitCode = read.some((r) => r.status === 'rejected') ? 3 : 0;
+        result.exitCode = reportUnreachable(unreachable);
       } finally {
         await fleet.close();
       }

@@ -4,7 +4,7 @@
  * names or mtimes (Capistrano's "previous = second newest dir" differs per host after a failure).
  */
 import type { HistoryEntry, InstanceOps } from './instance.ts';
-import type { Fleet } from './fleet.ts';
+import { reasonOf, type Fleet } from './fleet.ts';
 import * as cmd from './remote/commands.ts';
 import { releaseDir } from './remote/layout.ts';
 import { shq } from './remote/shell.ts';
@@ -141,4 +141,21 @@ export async function pruneFleet(fleet: Fleet, keep: number, protect: string[]):
     removed.set(o.name, plan);
   });
   return removed;
+}
+
+/** Releases and history of every instance of a fleet; unreachable instances are listed apart. */
+export interface FleetReleases {
+  infos: InstanceReleases[];
+  unreachable: { instance: string; error: string }[];
+}
+
+/** Read `readInstanceReleases` on every instance (bounded parallelism); never throws for an instance. */
+export async function readFleetReleases(fleet: Fleet): Promise<FleetReleases> {
+  const read = await fleet.each((o) => readInstanceReleases(o));
+  const out: FleetReleases = { infos: [], unreachable: [] };
+  read.forEach((r, i) => {
+    if (r.status === 'fulfilled') out.infos.push(r.value);
+    else out.unreachable.push({ instance: fleet.ops[i]!.name, error: reasonOf(r) });
+  });
+  return out;
 }

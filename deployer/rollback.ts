@@ -4,10 +4,10 @@
  */
 import { LockHeldError, LockstepError } from './errors.ts';
 import { newLockHolder, lockFleetWaiting, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
-import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
+import { openFleet, type TransportFactory } from './fleet.ts';
 import type { Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
-import { readInstanceReleases, rollbackCandidates, verifyReleaseOnHost, type InstanceReleases } from './releases.ts';
+import { readFleetReleases, rollbackCandidates, verifyReleaseOnHost, type InstanceReleases } from './releases.ts';
 import { rolloutSettings, rollout, type ProxyControl } from './rollout.ts';
 
 export interface RollbackOptions {
@@ -36,16 +36,14 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
   const progress = options.progress ?? (() => {});
   const fleet = openFleet(inventory, { factory: options.factory });
   try {
-    const read = await fleet.each((o) => readInstanceReleases(o));
-    const unreachable = read.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
+    const { infos, unreachable } = await readFleetReleases(fleet);
     if (unreachable.length > 0) {
       throw new LockstepError(
         'LOCKSTEP_UNREACHABLE',
-        `cannot roll back: ${unreachable.map(({ o, r }) => `${o.name} (${reasonOf(r)})`).join(', ')}; no instance was changed`,
+        `cannot roll back: ${unreachable.map((u) => `${u.instance} (${u.error})`).join(', ')}; no instance was changed`,
         3,
       );
     }
-    const infos = read.map((r) => (r as PromiseFulfilledResult<InstanceReleases>).value);
     const candidates = rollbackCandidates(infos);
     const target = options.to ?? candidates[0];
     if (!target) {

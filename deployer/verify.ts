@@ -6,7 +6,7 @@ import { checkSessionIsolation, checkVersionParity, isolationInputFromInventory,
 import { ConfigError } from './errors.ts';
 import { openFleet, type TransportFactory } from './fleet.ts';
 import type { Inventory } from './inventory.ts';
-import { mergedHistory, readInstanceReleases, type InstanceReleases } from './releases.ts';
+import { mergedHistory, readFleetReleases } from './releases.ts';
 
 export interface VerifyOptions {
   /** Expected release; default: the newest successful activation or rollback in the fleet's history. */
@@ -38,8 +38,7 @@ export async function verifyFleet(inventory: Inventory, options: VerifyOptions =
   try {
     let expected = options.expected;
     if (!expected) {
-      const read = await fleet.each((o) => readInstanceReleases(o));
-      const infos = read.filter((r): r is PromiseFulfilledResult<InstanceReleases> => r.status === 'fulfilled').map((r) => r.value);
+      const { infos } = await readFleetReleases(fleet);
       const last = mergedHistory(infos).find((h) => h.event === 'activate' || h.event === 'rollback');
       if (!last) throw new ConfigError('nothing to verify: no instance has a recorded activation (deploy first, or pass --release)');
       expected = { release: last.release, digest: last.digest };

@@ -7,10 +7,14 @@
  *   POST /admin/instances/<name>/enable | /disable           -> {name, url, state, healthy, inflight}
  *   POST /admin/reload                                     -> {added, removed, instances} (when a reloader is set)
  *   GET  /metrics                                          -> Prometheus text
+ *
+ * The fleet dashboard (`/`, `/dashboard/...`, see dashboard.ts) has its own sign-in: its session
+ * cookie opens only its read-only routes.
  */
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
+import { createDashboard } from './dashboard.ts';
 import type { InstanceState, UpstreamStatus } from './upstream.ts';
 
 /** Default and upper bound of `timeout_ms` for `drain?wait=1`, ms. */
@@ -80,15 +84,22 @@ function parseWait(params: URLSearchParams): { wait: boolean; timeoutMs: number 
 export function createAdminServer(options: AdminOptions): http.Server {
   const { control, logger } = options;
   const tokenDigest = digest(options.token);
+  const dashboard = createDashboard({
+    control,
+    tokenDigest,
+    bearerOk: (req) => bearerMatches(req.headers.authorization, tokenDigest),
+    logger,
+  });
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    if (dashboard.handles(path)) return dashboard.serve(req, res, url);
     if (!bearerMatches(req.headers.authorization, tokenDigest)) {
       logger.warn({ method: req.method, path: req.url?.split('?')[0], from: req.socket.remoteAddress }, 'admin request refused: bad or missing token');
       sendJson(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <admin token>' }, { 'www-authenticate': 'Bearer' });
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const path = url.pathname;
     if (path === '/metrics') {
       if (req.method !== 'GET') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET' });
       const { contentType, text } = await control.metrics();
@@ -126,8 +137,9 @@ export function createAdminServer(options: AdminOptions): http.Server {
   }
 
   const server = http.createServer((req, res) => {
-    // Admin requests carry no body we need; drain it so keep-alive stays usable.
-    req.resume();
+    // Admin requests carry no body we need (the dashboard reads its sign-in form itself); drain it
+    // so keep-alive stays usable.
+    if (!dashboard.handles(req.url?.split('?')[0] ?? '/')) req.resume();
     req.on('error', () => undefined);
     route(req, res).catch((err: unknown) => {
       logger.error({ err }, 'admin request failed');
@@ -136,5 +148,6 @@ export function createAdminServer(options: AdminOptions): http.Server {
     });
   });
   server.on('clientError', (_err, socket) => socket.destroy());
+  server.on('close', () => dashboard.close());
   return server;
 }
