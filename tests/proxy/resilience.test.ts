@@ -35,6 +35,9 @@ describe.each(ENGINES)('engine %s', (engine) => {
       };
       proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, passiveEjection: { consecutiveFailures: 3, baseEjectMs: 100, maxEjectMs: 1000 } });
       const p = proxy;
+      // Its probes fail too while it is broken (the start-up check passed; no periodic checks run),
+      // so it stays out however slow this machine is.
+      b.healthy = false;
       for (let i = 0; i < 6; i++) await request(`${p.url}/x`);
       expect(status(p, 'b').ejected).toBe(true);
       const hits = b.hits;
@@ -42,6 +45,7 @@ describe.each(ENGINES)('engine %s', (engine) => {
       expect(b.hits).toBe(hits);
 
       broken = false;
+      b.healthy = true;
       await waitFor('b back after its back-off', () => !status(p, 'b').ejected);
       const served = new Set<string>();
       for (let i = 0; i < 4; i++) served.add(servedBy(await request(`${p.url}/x`)));
@@ -56,12 +60,11 @@ describe.each(ENGINES)('engine %s', (engine) => {
         res.statusCode = 503;
         res.end('{}');
       };
-      b.healthy = true;
       proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, passiveEjection: { consecutiveFailures: 2, baseEjectMs: 50, maxEjectMs: 200 } });
       const p = proxy;
+      b.healthy = false; // probes fail from now on (the start-up check passed)
       for (let i = 0; i < 4; i++) await request(`${p.url}/x`);
       expect(status(p, 'b').ejected).toBe(true);
-      b.healthy = false; // probes fail now
       await waitFor('several ejections', async () => /lockstep_proxy_ejections_total\{instance="b"\} [3-9]/.test((await admin(p, 'GET', '/metrics')).body));
       expect(status(p, 'b').ejected).toBe(true);
       b.healthy = true;
