@@ -112,7 +112,8 @@ export class RequestPath implements ForwardEvents {
     const ex = new Exchange(req, res, performance.now(), method === 'POST' && this.isUploadPath(req.url), hasBody, !hasBody && IDEMPOTENT.has(method));
     (res as CarryingResponse)[kExchange] = ex;
     this.active++;
-    res.once('close', this.onResponseClose);
+    // 'close' fires once; `on` avoids the wrapper `once` allocates per call.
+    res.on('close', this.onResponseClose);
     dropConnectionHeaders(h);
     // Node already answered "100 Continue" to the client; the upstream gets the body without asking.
     if (h.expect !== undefined) delete h.expect;
@@ -232,7 +233,7 @@ export class RequestPath implements ForwardEvents {
   }
 
   /** ForwardEvents: the attempt failed; answer, retry, or cut. */
-  attemptFailed(ex: Exchange, _err: Error, kind: FailureKind): void {
+  attemptFailed(ex: Exchange, err: Error, kind: FailureKind): void {
     const res = ex.res;
     if (res.destroyed || res.writableEnded) return; // the client is gone; nothing to answer
     const upstream = ex.upstream;
@@ -244,7 +245,9 @@ export class RequestPath implements ForwardEvents {
       return;
     }
     if (upstream !== null && this.retry(ex, upstream, kind)) return;
-    const timedOut = kind === 'timeout' || (_err as { code?: string }).code === 'UND_ERR_CONNECT_TIMEOUT' || (_err as { code?: string }).code === 'LOCKSTEP_CONNECT_TIMEOUT';
+    // A connect timeout is a connect failure (retryable) but, when it is final, a timeout for the client.
+    const code = (err as { code?: string }).code;
+    const timedOut = kind === 'timeout' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'LOCKSTEP_CONNECT_TIMEOUT';
     this.sendError(res, timedOut ? 504 : 502, timedOut ? BODY_504 : BODY_502);
   }
 
