@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,6 +130,24 @@ function wrk(url: string, seconds: number, connections: number): Promise<WrkResu
   });
 }
 
+/** CPU time (user + system) of a process and all its descendants, s. Linux /proc only. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    let ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean)) {
+        ticks += cpuSeconds(Number(child)) * 100;
+      }
+    }
+    return ticks / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -195,45 +213,50 @@ async function main(): Promise<void> {
   if (!has('wrk')) throw new Error('wrk is not installed: apt-get install wrk');
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-'));
   const upstreamPorts = [await freePort(), await freePort(), await freePort()];
-  await Promise.all(upstreamPorts.map((p) => startNode(['upstream', String(p)])));
 
-  const targets: Array<{ name: string; url: string; pid?: number }> = [{ name: 'direct (one upstream)', url: `http://127.0.0.1:${upstreamPorts[0]}/` }];
+  const ups = await Promise.all(upstreamPorts.map((p) => startNode(['upstream', String(p)])));
+  const targets: Array<{ name: string; url: string; pid?: number }> = [
+    { name: 'direct (one upstream)', url: `http://127.0.0.1:${upstreamPorts[0]}/`, pid: ups[0]!.pid },
+  ];
   const lockPort = await freePort();
   const lock = await startNode(['lockstep', String(lockPort), '1', ...upstreamPorts.map(String)]);
   targets.push({ name: 'lockstep', url: `http://127.0.0.1:${lockPort}/`, pid: lock.pid });
   const workers = Number(process.env.WORKERS ?? 2);
   if (workers > 1) {
     const port = await freePort();
-    await startNode(['lockstep', String(port), String(workers), ...upstreamPorts.map(String)]);
-    targets.push({ name: `lockstep, ${workers} workers`, url: `http://127.0.0.1:${port}/` });
+    const cl = await startNode(['lockstep', String(port), String(workers), ...upstreamPorts.map(String)]);
+    targets.push({ name: `lockstep, ${workers} workers`, url: `http://127.0.0.1:${port}/`, pid: cl.pid });
   }
   if (has('nginx')) {
     const port = await freePort();
-    startDaemon('nginx', ['-c', nginxConfig(dir, port, upstreamPorts), '-p', dir, '-g', 'daemon off;']);
-    targets.push({ name: 'nginx', url: `http://127.0.0.1:${port}/` });
+    const ng = startDaemon('nginx', ['-c', nginxConfig(dir, port, upstreamPorts), '-p', dir, '-g', 'daemon off;']);
+    targets.push({ name: 'nginx', url: `http://127.0.0.1:${port}/`, pid: ng.pid });
   }
   if (has('haproxy')) {
     const port = await freePort();
-    startDaemon('haproxy', ['-f', haproxyConfig(dir, port, upstreamPorts), '-db']);
-    targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}/` });
+    const hp = startDaemon('haproxy', ['-f', haproxyConfig(dir, port, upstreamPorts), '-db']);
+    targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}/`, pid: hp.pid });
   }
   for (const t of targets) await waitForHttp(t.url);
 
-  const results = new Map<string, WrkResult>();
+  const results = new Map<string, WrkResult & { cpuUs: number }>();
   for (const t of targets) {
     await wrk(t.url, 2, connections); // warm-up: JIT, pools
+    const cpuBefore = t.pid ? cpuSeconds(t.pid) : NaN;
     const r = await wrk(t.url, seconds, connections);
-    results.set(t.name, r);
-    console.log(`${t.name}: ${r.rps.toFixed(0)} req/s`);
+    // CPU per request of the target alone: robust when other load shares the machine.
+    const cpuUs = ((t.pid ? cpuSeconds(t.pid) : NaN) - cpuBefore) / r.requests * 1e6;
+    results.set(t.name, { ...r, cpuUs });
+    console.log(`${t.name}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(0)} us CPU/request`);
   }
   const nginx = results.get('nginx')?.rps;
   console.log(`\nwrk -t2 -c${connections} -d${seconds}s, 3 upstreams (node:http), ${new Date().toISOString()}\n`);
-  console.log('| target | req/s | p50 | p99 | vs nginx | errors |');
-  console.log('|---|---:|---:|---:|---:|---|');
+  console.log('| target | req/s | p50 | p99 | vs nginx | CPU us/request | errors |');
+  console.log('|---|---:|---:|---:|---:|---:|---|');
   for (const t of targets) {
     const r = results.get(t.name)!;
     const ratio = nginx ? (r.rps / nginx).toFixed(2) : '-';
-    console.log(`| ${t.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${ratio} | ${r.errors} |`);
+    console.log(`| ${t.name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${ratio} | ${r.cpuUs.toFixed(0)} | ${r.errors} |`);
   }
 
   if (rssRequests > 0 && lock.pid) {

@@ -21,6 +21,12 @@ export interface RunProxyOptions {
   signal?: AbortSignal;
   /** Called once the proxy listens. */
   onStarted?: (proxy: RunningProxy) => void;
+  /**
+   * Worker processes sharing the port (worker mode, proxy/cluster.ts). Default: env
+   * LOCKSTEP_PROXY_WORKERS, else 1. On a machine that also runs the app instances, 1 leaves them the
+   * other cores; on a dedicated proxy host, one per core.
+   */
+  workers?: number;
 }
 
 /**
@@ -37,51 +43,69 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
   const config = proxyConfigFromInventory(inventory, env, logger);
   const reloadSource = () => upstreamsFromInventory(loadInventory(inventory.file));
 
-  let proxy: RunningProxy;
+  const workers = options.workers ?? Number(env.LOCKSTEP_PROXY_WORKERS ?? 1);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+    throw new ConfigError(`proxy: workers must be an integer 1..64 (got ${String(options.workers ?? env.LOCKSTEP_PROXY_WORKERS)})`);
+  }
+  // Signal handlers go in before anything else: a SIGHUP or SIGTERM that arrives while the proxy
+  // starts must not kill it with the default action (and a stop request is honoured once started).
+  let proxy: RunningProxy | null = null;
+  let stopWhy: string | null = null;
+  let wake: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (wake = resolve));
+  const requestStop = (why: string): void => {
+    if (stopWhy !== null) return;
+    stopWhy = why;
+    wake();
+  };
+  const onTerm = (): void => requestStop('SIGTERM');
+  const onInt = (): void => requestStop('SIGINT');
+  const onAbort = (): void => requestStop('stop requested');
+  const onHup = (): void => {
+    if (proxy === null) return logger.warn('SIGHUP while starting: ignored');
+    try {
+      void proxy.reload(reloadSource()).then(
+        (c) => logger.info(c, 'reloaded the instance list from the inventory (SIGHUP)'),
+        (err: unknown) => logger.error({ err }, 'reload failed; keeping the current instances'),
+      );
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'reload failed: inventory invalid; keeping the current instances');
+    }
+  };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+  if (options.signal?.aborted) requestStop('stop requested');
+  else options.signal?.addEventListener('abort', onAbort);
+  const removeHandlers = (): void => {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
+    options.signal?.removeEventListener('abort', onAbort);
+  };
+
   try {
-    proxy = await startProxy(config, { reloadSource });
+    proxy = await startProxy(config, { reloadSource, workers });
   } catch (e) {
+    removeHandlers();
     const err = e as NodeJS.ErrnoException;
     if (e instanceof ProxyConfigError) throw new ConfigError(`proxy: ${err.message}`, { file: inventory.file });
-    if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') {
+    if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES' || /could not start: .*(EADDRINUSE|EACCES)/.test(err.message)) {
       throw new ConfigError(`proxy: cannot listen (${err.code}): ${err.message}. Check proxy.listen / proxy.admin_listen in ${inventory.file}`, {
         file: inventory.file,
       });
     }
     throw e;
   }
-  print(`lockstep proxy listening on ${proxy.url} (admin API ${proxy.adminUrl}), ${config.upstreams.length} instance(s):`);
+  const mode = workers > 1 ? `, ${workers} workers` : '';
+  print(`lockstep proxy listening on ${proxy.url} (admin API ${proxy.adminUrl}${mode}), ${config.upstreams.length} instance(s):`);
   for (const i of proxy.instances()) print(`  ${i.name.padEnd(16)} ${i.url.padEnd(28)} ${i.healthy ? 'healthy' : 'NOT healthy (waiting for checks)'}`);
   options.onStarted?.(proxy);
 
-  await new Promise<void>((resolve) => {
-    const stop = (why: string): void => {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      process.off('SIGHUP', onHup);
-      options.signal?.removeEventListener('abort', onAbort);
-      print(`lockstep proxy stopping (${why}): letting in-flight requests finish`);
-      void proxy.close().then(resolve, resolve);
-    };
-    const onTerm = (): void => stop('SIGTERM');
-    const onInt = (): void => stop('SIGINT');
-    const onAbort = (): void => stop('stop requested');
-    const onHup = (): void => {
-      try {
-        void proxy.reload(reloadSource()).then(
-          (c) => logger.info(c, 'reloaded the instance list from the inventory (SIGHUP)'),
-          (err: unknown) => logger.error({ err }, 'reload failed; keeping the current instances'),
-        );
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'reload failed: inventory invalid; keeping the current instances');
-      }
-    };
-    process.on('SIGTERM', onTerm);
-    process.on('SIGINT', onInt);
-    process.on('SIGHUP', onHup);
-    if (options.signal?.aborted) stop('stop requested');
-    else options.signal?.addEventListener('abort', onAbort);
-  });
+  await stopped;
+  removeHandlers();
+  print(`lockstep proxy stopping (${stopWhy ?? 'stop requested'}): letting in-flight requests finish`);
+  await proxy.close();
   print('lockstep proxy stopped');
   return 0;
 }

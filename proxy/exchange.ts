@@ -30,6 +30,10 @@ export class Exchange {
   cancel: ((reason: Error) => void) | null = null;
   /** The current attempt is finished (response complete or failed): nothing left to cancel. */
   settled = false;
+  /** The upstream response body while it is piped to the client (http-proxy-3 engine), to unpipe it. */
+  upstreamBody: import('node:stream').Readable | null = null;
+  /** Registered as a long-lived stream of its instance (SSE). */
+  streaming = false;
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
   readonly start: number;
@@ -52,9 +56,10 @@ export class Exchange {
 export interface ForwardEvents {
   /**
    * The instance answered with `statusCode`; called before any header is written to the client,
-   * so the path can account for the outcome.
+   * so the path can account for the outcome. `eventStream`: the body is an SSE stream (long-lived,
+   * closed by the proxy at a drain deadline).
    */
-  responseStarted(ex: Exchange, statusCode: number): void;
+  responseStarted(ex: Exchange, statusCode: number, eventStream: boolean): void;
   /** The attempt failed. The path answers (502/504), retries, or cuts the response. */
   attemptFailed(ex: Exchange, err: Error, kind: FailureKind): void;
 }

@@ -84,6 +84,11 @@ export class HttpProxyForwarder implements Forwarder {
     this.proxy.on('error', (err, req, res) => this.onError(err as NodeJS.ErrnoException, req, res));
     this.proxy.on('proxyReq', (proxyReq, req, _res, _options, socket) => {
       (req as CarryingRequest)[kProxyReq] = proxyReq;
+      const ex = (req as CarryingRequest)[kExchange];
+      if (ex !== undefined) {
+        ex.settled = false;
+        ex.cancel = (err) => proxyReq.destroy(err);
+      }
       if (socket.connecting) socket.setTimeout(this.timeouts.connectMs);
       proxyReq.setTimeout(this.timeouts.responseMs, onUpstreamTimeout);
     });
@@ -123,7 +128,11 @@ export class HttpProxyForwarder implements Forwarder {
     if (ex === undefined || ex.upstream === null) return;
     // Streaming (SSE, long bodies) is bounded by inactivity, no longer by the wait for headers.
     if (this.timeouts.idleMs !== this.timeouts.responseMs) (req as CarryingRequest)[kProxyReq]?.setTimeout(this.timeouts.idleMs);
-    this.events.responseStarted(ex, proxyRes.statusCode ?? 502);
+    // Kept so a drain deadline can unpipe an SSE stream and end it cleanly. (Destroying a finished
+    // upstream request on a late client abort is harmless, so no per-request 'end' listener.)
+    ex.upstreamBody = proxyRes;
+    const type = h['content-type'];
+    this.events.responseStarted(ex, proxyRes.statusCode ?? 502, type !== undefined && type.startsWith('text/event-stream'));
     if (ex.setAffinity) {
       // Appended as one more header line: the app's own cookies stay separate and untouched.
       const cookies = h['set-cookie'];

@@ -70,15 +70,21 @@ class Attempt implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true; // 1xx: informational, the final answer follows
     const ex = this.ex;
     const res = ex.res;
-    this.fw.events.responseStarted(ex, statusCode);
     const out: string[] = [];
     let hasRequestId = false;
+    let eventStream = false;
     for (let i = 0; i < raw.length; i += 2) {
       const key = raw[i]!.toString('latin1');
       if (isHopByHop(key)) continue;
-      if (key.length === 12 && !hasRequestId && key.toLowerCase() === 'x-request-id') hasRequestId = true;
-      out.push(key, raw[i + 1]!.toString('latin1'));
+      const value = raw[i + 1]!.toString('latin1');
+      if (key.length === 12) {
+        const k = key.toLowerCase();
+        if (k === 'x-request-id') hasRequestId = true;
+        else if (k === 'content-type' && value.startsWith('text/event-stream')) eventStream = true;
+      }
+      out.push(key, value);
     }
+    this.fw.events.responseStarted(ex, statusCode, eventStream);
     if (!hasRequestId) out.push('x-request-id', ex.req.headers['x-request-id'] as string);
     appendProxyResponseHeaders(ex, this.upstream, out);
     if (this.fw.closing()) out.push('connection', 'close');

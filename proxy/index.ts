@@ -6,7 +6,7 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer, type AdminControl } from './admin.ts';
 import { startProxyCluster } from './cluster.ts';
-import { resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
+import { STREAM_CLOSE_GRACE_MS, resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
 import { PassiveEjector } from './ejection.ts';
 import { HealthChecker, checkOnce } from './health.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -117,7 +117,10 @@ export async function startProxy(
     drain: async (name, waitMs) => {
       const u = pool.setState(name, 'draining');
       if (!u) return undefined;
-      const drained = waitMs === null ? u.inflight === 0 : await u.waitUntilIdle(waitMs);
+      let drained = waitMs === null ? u.inflight === 0 : await u.waitUntilIdle(waitMs);
+      // At the deadline, long-lived streams (SSE, WebSockets) are closed cleanly: they would never end
+      // by themselves. Other requests are left to finish or to be cut by the restart.
+      if (!drained && waitMs !== null && path.closeStreams(u) > 0) drained = await u.waitUntilIdle(STREAM_CLOSE_GRACE_MS);
       return { drained, inflight: u.inflight, state: u.state };
     },
     metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),

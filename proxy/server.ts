@@ -40,6 +40,9 @@ class ClientGoneError extends Error {
   readonly code = 'LOCKSTEP_CLIENT_GONE';
 }
 const CLIENT_GONE = new ClientGoneError('the client closed the connection');
+const STREAM_CLOSED = new ClientGoneError('stream closed by the proxy at a drain deadline');
+/** WebSocket close frame from the server side: FIN+close opcode, 2-byte payload, status 1001 (going away). */
+const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 function noop(): void {}
 
@@ -55,6 +58,8 @@ export class RequestPath implements ForwardEvents {
   private readonly onResponseClose: (this: http.ServerResponse) => void;
   /** Upgraded (WebSocket) connections, closed at shutdown. */
   private readonly tunnels = new Set<Duplex>();
+  /** Long-lived streams (SSE responses, WebSockets) per instance, closed at a drain deadline. */
+  private readonly streams = new Map<Upstream, Set<Exchange | Duplex>>();
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -107,7 +112,8 @@ export class RequestPath implements ForwardEvents {
     const ex = new Exchange(req, res, performance.now(), method === 'POST' && this.isUploadPath(req.url), hasBody, !hasBody && IDEMPOTENT.has(method));
     (res as CarryingResponse)[kExchange] = ex;
     this.active++;
-    res.once('close', this.onResponseClose);
+    // 'close' fires once; `on` avoids the wrapper `once` allocates per call.
+    res.on('close', this.onResponseClose);
     dropConnectionHeaders(h);
     // Node already answered "100 Continue" to the client; the upstream gets the body without asking.
     if (h.expect !== undefined) delete h.expect;
@@ -180,15 +186,54 @@ export class RequestPath implements ForwardEvents {
   }
 
   /** ForwardEvents: the instance answered. */
-  responseStarted(ex: Exchange, statusCode: number): void {
+  responseStarted(ex: Exchange, statusCode: number, eventStream: boolean): void {
     const u = ex.upstream;
     if (u === null) return;
     if (statusCode >= 500) this.ejector.recordFailure(u);
     else this.ejector.recordSuccess(u);
+    if (eventStream) {
+      ex.streaming = true;
+      this.addStream(u, ex);
+    }
+  }
+
+  private addStream(u: Upstream, s: Exchange | Duplex): void {
+    let set = this.streams.get(u);
+    if (set === undefined) {
+      set = new Set();
+      this.streams.set(u, set);
+    }
+    set.add(s);
+  }
+
+  private removeStream(u: Upstream, s: Exchange | Duplex): void {
+    const set = this.streams.get(u);
+    if (set !== undefined && set.delete(s) && set.size === 0) this.streams.delete(u);
+  }
+
+  /**
+   * Close the long-lived streams on `u` cleanly: an SSE response is ended (the client sees a normal
+   * end of stream and reconnects), a WebSocket gets a close frame (1001, going away) and a FIN.
+   * Used at a drain deadline: these never finish by themselves.
+   * @returns how many were closed.
+   */
+  closeStreams(u: Upstream): number {
+    const set = this.streams.get(u);
+    if (set === undefined) return 0;
+    this.streams.delete(u);
+    for (const s of set) {
+      if (s instanceof Exchange) {
+        s.upstreamBody?.unpipe(s.res);
+        s.res.end();
+        // After the end, the cancelled attempt's error finds the response finished and stays quiet.
+        if (s.cancel !== null && !s.settled) s.cancel(STREAM_CLOSED);
+      } else s.end(WS_CLOSE_GOING_AWAY);
+    }
+    return set.size;
   }
 
   /** ForwardEvents: the attempt failed; answer, retry, or cut. */
-  attemptFailed(ex: Exchange, _err: Error, kind: FailureKind): void {
+  attemptFailed(ex: Exchange, err: Error, kind: FailureKind): void {
     const res = ex.res;
     if (res.destroyed || res.writableEnded) return; // the client is gone; nothing to answer
     const upstream = ex.upstream;
@@ -200,7 +245,9 @@ export class RequestPath implements ForwardEvents {
       return;
     }
     if (upstream !== null && this.retry(ex, upstream, kind)) return;
-    const timedOut = kind === 'timeout' || (_err as { code?: string }).code === 'UND_ERR_CONNECT_TIMEOUT' || (_err as { code?: string }).code === 'LOCKSTEP_CONNECT_TIMEOUT';
+    // A connect timeout is a connect failure (retryable) but, when it is final, a timeout for the client.
+    const code = (err as { code?: string }).code;
+    const timedOut = kind === 'timeout' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'LOCKSTEP_CONNECT_TIMEOUT';
     this.sendError(res, timedOut ? 504 : 502, timedOut ? BODY_504 : BODY_502);
   }
 
@@ -246,9 +293,11 @@ export class RequestPath implements ForwardEvents {
     // A WebSocket is in flight on its instance for as long as it is open: a drain waits for it.
     upstream.acquire();
     this.tunnels.add(socket);
+    this.addStream(upstream, socket);
     socket.once('close', () => {
       upstream.release();
       this.tunnels.delete(socket);
+      this.removeStream(upstream, socket);
     });
     setForwardedHeaders(req, this.config.trustedProxies);
     this.forwarder.upgrade(req, socket, head, upstream);
@@ -276,7 +325,10 @@ export class RequestPath implements ForwardEvents {
       // The client left mid-way: stop the upstream request too, freeing its connection.
       if (aborted && ex.cancel !== null && !ex.settled) ex.cancel(CLIENT_GONE);
       const u = ex.upstream;
-      if (u !== null) u.release();
+      if (u !== null) {
+        u.release();
+        if (ex.streaming) this.removeStream(u, ex);
+      }
       this.metrics.observeRequest(u === null ? NO_INSTANCE : u.name, res.statusCode, (performance.now() - ex.start) / 1000, aborted, ex.upload);
     }
     if (this.active === 0 && this.idleResolvers.length > 0) {

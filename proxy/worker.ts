@@ -8,7 +8,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import { resolveProxyConfig } from './config.ts';
+import { STREAM_CLOSE_GRACE_MS, resolveProxyConfig } from './config.ts';
 import { PassiveEjector } from './ejection.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { UpstreamPool } from './pool.ts';
@@ -100,7 +100,12 @@ process.on('message', (msg: PrimaryMessage) => {
     case 'drainWait': {
       const u = pool?.get(msg.name);
       if (u === undefined) send({ t: 'drained', id: msg.id, drained: true, inflight: 0 });
-      else void u.waitUntilIdle(msg.timeoutMs).then((drained) => send({ t: 'drained', id: msg.id, drained, inflight: u.inflight }));
+      else
+        void (async () => {
+          let drained = await u.waitUntilIdle(msg.timeoutMs);
+          if (!drained && path !== null && path.closeStreams(u) > 0) drained = await u.waitUntilIdle(STREAM_CLOSE_GRACE_MS);
+          send({ t: 'drained', id: msg.id, drained, inflight: u.inflight });
+        })();
       break;
     }
     case 'metrics':

@@ -67,10 +67,8 @@ describe('lockstep proxy command', () => {
     await expect(request(`${p.url}/x`)).rejects.toThrow();
   });
 
-  it('as a process: finishes an in-flight request on SIGTERM, then exits 0', async () => {
+  it('as a process: reloads on SIGHUP, finishes an in-flight request on SIGTERM, then exits 0', async () => {
     upstreams = [await startUpstream('i1')];
-    let held: import('node:http').ServerResponse | undefined;
-    upstreams[0]!.handler = (_req, res) => (held = res);
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-proxy-cmd-'));
     const file = writeInventory(dir, upstreams);
     const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures/run-proxy.ts'), file], {
@@ -83,8 +81,22 @@ describe('lockstep proxy command', () => {
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await waitFor('child listening', () => /listening on (http:\/\/\S+)/.test(out), 400);
     const url = /listening on (http:\/\/\S+)/.exec(out)![1]!;
+
+    // SIGHUP: the inventory gained an instance; it gets traffic without a restart.
+    const extra = await startUpstream('i2');
+    upstreams.push(extra);
+    writeInventory(dir, upstreams);
+    child.kill('SIGHUP');
+    await waitFor('i2 serves after SIGHUP', async () => {
+      await request(`${url}/x`);
+      return extra.hits > 0;
+    });
+
+    // SIGTERM with a request in flight: it completes, then the process exits 0.
+    let held: import('node:http').ServerResponse | undefined;
+    for (const u of upstreams) u.handler = (_req, res) => (held = res);
     const inflight = request(`${url}/slow`);
-    await waitFor('request reached the upstream', () => held !== undefined);
+    await waitFor('request reached an upstream', () => held !== undefined);
     child.kill('SIGTERM');
     await waitFor('child stopping', () => out.includes('stopping (SIGTERM)'));
     held!.end('finished');

@@ -64,10 +64,17 @@ export async function startUpstream(name: string, port = 0): Promise<TestUpstrea
   u.server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => u.server.listen(port, '127.0.0.1', resolve));
   u.url = `http://127.0.0.1:${(u.server.address() as AddressInfo).port}`;
+  // Upgraded (WebSocket) sockets are not closed by closeAllConnections: track every socket.
+  const sockets = new Set<import('node:net').Socket>();
+  u.server.on('connection', (s: import('node:net').Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   u.close = () =>
     new Promise<void>((resolve) => {
       u.server.close(() => resolve());
       u.server.closeAllConnections();
+      for (const s of sockets) s.destroy();
     });
   return u;
 }

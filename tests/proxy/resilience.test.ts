@@ -35,6 +35,9 @@ describe.each(ENGINES)('engine %s', (engine) => {
       };
       proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, passiveEjection: { consecutiveFailures: 3, baseEjectMs: 100, maxEjectMs: 1000 } });
       const p = proxy;
+      // Its probes fail too while it is broken (the start-up check passed; no periodic checks run),
+      // so it stays out however slow this machine is.
+      b.healthy = false;
       for (let i = 0; i < 6; i++) await request(`${p.url}/x`);
       expect(status(p, 'b').ejected).toBe(true);
       const hits = b.hits;
@@ -42,6 +45,7 @@ describe.each(ENGINES)('engine %s', (engine) => {
       expect(b.hits).toBe(hits);
 
       broken = false;
+      b.healthy = true;
       await waitFor('b back after its back-off', () => !status(p, 'b').ejected);
       const served = new Set<string>();
       for (let i = 0; i < 4; i++) served.add(servedBy(await request(`${p.url}/x`)));
@@ -56,12 +60,11 @@ describe.each(ENGINES)('engine %s', (engine) => {
         res.statusCode = 503;
         res.end('{}');
       };
-      b.healthy = true;
       proxy = await startTestProxy(upstreams, { ...SLOW_CHECKS, passiveEjection: { consecutiveFailures: 2, baseEjectMs: 50, maxEjectMs: 200 } });
       const p = proxy;
+      b.healthy = false; // probes fail from now on (the start-up check passed)
       for (let i = 0; i < 4; i++) await request(`${p.url}/x`);
       expect(status(p, 'b').ejected).toBe(true);
-      b.healthy = false; // probes fail now
       await waitFor('several ejections', async () => /lockstep_proxy_ejections_total\{instance="b"\} [3-9]/.test((await admin(p, 'GET', '/metrics')).body));
       expect(status(p, 'b').ejected).toBe(true);
       b.healthy = true;
@@ -245,6 +248,48 @@ describe.each(ENGINES)('engine %s', (engine) => {
       });
       await done;
       expect(received).toEqual(['data: event-1', 'data: event-2', 'data: event-3']);
+    });
+
+    it('closes SSE streams and WebSockets cleanly at a drain deadline', async () => {
+      upstreams = [await startUpstream('a'), await startUpstream('b')];
+      const [a] = upstreams as [TestUpstream, TestUpstream];
+      a.handler = (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: hello\n\n'); // and never ends
+      };
+      a.server.on('upgrade', (_req, socket: import('node:net').Socket) => {
+        socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+        socket.on('error', () => undefined);
+      });
+      proxy = await startTestProxy(upstreams);
+      const p = proxy;
+      const sse = new Promise<{ data: string; clean: boolean }>((resolve) => {
+        http.get(`${p.url}/events`, { agent: false, headers: { cookie: pin('a') } }, (res) => {
+          let data = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (data += c));
+          res.on('end', () => resolve({ data, clean: true }));
+          res.on('error', () => resolve({ data, clean: false }));
+        });
+      });
+      const ws = await new Promise<import('node:net').Socket>((resolve, reject) => {
+        const req = http.request(`${p.url}/ws`, { agent: false, headers: { connection: 'Upgrade', upgrade: 'websocket', cookie: pin('a') } });
+        req.on('upgrade', (_res, socket) => resolve(socket));
+        req.on('error', reject);
+        req.end();
+      });
+      const wsBytes: Buffer[] = [];
+      ws.on('data', (d: Buffer) => wsBytes.push(d));
+      ws.on('error', () => undefined);
+      const wsEnded = new Promise<void>((resolve) => ws.on('end', () => resolve()));
+      await waitFor('both streams open on a', () => status(p, 'a').inflight === 2);
+
+      const drain = JSON.parse((await admin(p, 'POST', '/admin/instances/a/drain?wait=1&timeout_ms=100')).body);
+      expect(drain).toEqual({ name: 'a', state: 'draining', drained: true, inflight: 0 });
+      expect(await sse).toEqual({ data: 'data: hello\n\n', clean: true });
+      await wsEnded;
+      expect(Buffer.concat(wsBytes)).toEqual(Buffer.from([0x88, 0x02, 0x03, 0xe9]));
+      ws.destroy();
     });
 
     it('proxies a WebSocket upgrade, and survives the upstream dying mid-session', async () => {
