@@ -117,6 +117,19 @@ function renderLocks(rows: LockInfo[]): string {
   );
 }
 
+/** One line saying whether the fleet is in parity, and why not (the reason for exit 1 or 3). */
+function statusVerdict(rows: { instance: string; reachable: boolean; running: { release: string | null; digest: string | null } | null }[]): string {
+  const unreachable = rows.filter((r) => !r.reachable).map((r) => r.instance);
+  if (unreachable.length) return `UNKNOWN: cannot reach ${unreachable.join(', ')} (exit 3)`;
+  const down = rows.filter((r) => !r.running?.digest).map((r) => r.instance);
+  const releases = new Set(rows.map((r) => r.running?.release ?? null));
+  if (down.length === 0 && releases.size === 1) return `PARITY: all ${rows.length} instances run ${[...releases][0]}`;
+  const parts: string[] = [];
+  if (down.length) parts.push(`no app answering on ${down.join(', ')}`);
+  if (new Set(rows.filter((r) => r.running?.digest).map((r) => r.running!.digest)).size > 1) parts.push('instances run different releases');
+  return `NOT IN PARITY: ${parts.join('; ')} (exit 1; \`lockstep drift\` names every difference)`;
+}
+
 /** Print one line per unreachable instance. @returns the exit code: 3 when any, else 0. */
 function reportUnreachable(unreachable: { instance: string; error: string }[]): number {
   for (const u of unreachable) err(`${u.instance}: unreachable: ${u.error}`);
@@ -332,6 +345,7 @@ export function buildProgram(result: { exitCode: number }): Command {
       if (proxyError && !json) err(`proxy: ${proxyError}`);
       const digests = new Set(rows.map((r) => r.running?.digest ?? null));
       result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
+      if (!json) out(statusVerdict(rows));
     });
 
 
