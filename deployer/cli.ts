@@ -25,7 +25,7 @@ import { loadLocalRelease } from './release-source.ts';
 import { trustHosts } from './hosts.ts';
 import { proxyControlFor } from './proxy-control.ts';
 import { runProxyCommand } from '../proxy/command.ts';
-import { openFleet } from './fleet.ts';
+import { openFleet, setTransportLogger } from './fleet.ts';
 import { mergedHistory, readFleetReleases, releaseState, rollbackCandidates } from './releases.ts';
 
 interface GlobalOptions {
@@ -147,7 +147,10 @@ export function buildProgram(result: { exitCode: number }): Command {
     .configureHelp({ showGlobalOptions: true })
     .hook('preAction', (cmd) => {
       const level = (cmd.opts() as { logLevel?: string }).logLevel;
-      if (level) logger = pino({ level, base: { app: 'lockstep' } }, pino.destination(2));
+      if (level) {
+        logger = pino({ level, base: { app: 'lockstep' } }, pino.destination(2));
+        setTransportLogger(logger);
+      }
     })
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
@@ -260,7 +263,13 @@ export function buildProgram(result: { exitCode: number }): Command {
       const inv = inventoryFrom(cmd);
       const rows = await trustHosts(inv, { instances: o.instance });
       if (json) out(JSON.stringify(rows, null, 2));
-      else out(renderTable(['instance', 'host', 'fingerprint', 'status'], rows.map((r) => [r.instance, `${r.host}:${r.port}`, r.fingerprint ?? '-', r.status])));
+      else {
+        out(renderTable(['instance', 'host', 'fingerprint', 'status'], rows.map((r) => [r.instance, `${r.host}:${r.port}`, r.fingerprint ?? '-', r.status])));
+        for (const r of rows) {
+          if (r.status === 'changed-refused') err(`${r.instance}: key CHANGED: known_hosts has ${(r.expected ?? []).join(', ')}; the host presented ${r.fingerprint}. Not replaced: if the host was really re-installed, remove its line from ${inv.ssh.knownHosts} and run this again.`);
+          if (r.status === 'unreachable') err(`${r.instance}: unreachable: ${r.reason ?? 'no answer'}`);
+        }
+      }
       result.exitCode = rows.some((r) => r.status !== 'added' && r.status !== 'already-known') ? 3 : 0;
     });
 

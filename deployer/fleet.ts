@@ -5,10 +5,17 @@
 import pLimit from 'p-limit';
 import type { Instance, Inventory } from './inventory.ts';
 import { InstanceOps } from './instance.ts';
-import { createTransport } from './transport/index.ts';
+import { createTransport, type TransportLogger } from './transport/index.ts';
 import type { Transport } from './transport/types.ts';
 
 export type TransportFactory = (instance: Instance, inventory: Inventory) => Transport;
+
+let transportLog: TransportLogger | undefined;
+
+/** Log every fleet's connections and commands here from now on (the CLI's pino logger). */
+export function setTransportLogger(log: TransportLogger | undefined): void {
+  transportLog = log;
+}
 
 export interface Fleet {
   inventory: Inventory;
@@ -26,7 +33,7 @@ export function openFleet(
   inventory: Inventory,
   options: { factory?: TransportFactory; instanceNames?: string[] } = {},
 ): Fleet {
-  const factory = options.factory ?? ((i, inv) => createTransport(i, inv, { connectTimeoutMs: inv.deploy.connect_timeout_ms }));
+  const factory = options.factory ?? ((i, inv) => createTransport(i, inv, { connectTimeoutMs: inv.deploy.connect_timeout_ms, log: transportLog }));
   const selected = options.instanceNames
     ? inventory.instances.filter((i) => options.instanceNames!.includes(i.name))
     : inventory.instances;
