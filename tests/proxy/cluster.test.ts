@@ -83,4 +83,18 @@ describe('worker mode: two processes, one consistent state', () => {
     for (let i = 0; i < 6; i++) expect((await request(`${p.url}/x`)).status).toBe(503);
     expect(a.hits).toBe(aHits);
   });
+
+  it('replaces a worker that dies, and keeps serving meanwhile', async () => {
+    upstreams = [await startUpstream('a')];
+    proxy = await startCluster(upstreams);
+    const p = proxy;
+    const before = p.workerPids!();
+    expect(before).toHaveLength(2);
+    process.kill(before[0]!, 'SIGKILL');
+    await waitFor('a new worker', () => {
+      const now = p.workerPids!();
+      return now.length === 2 && !now.includes(before[0]!);
+    }, 400);
+    for (let i = 0; i < 10; i++) expect((await request(`${p.url}/x`)).status).toBe(200);
+  });
 });
