@@ -40,6 +40,7 @@ export interface ProxyAdminClientOptions {
   timeoutMs?: number;
 }
 
+/** Typed client of the proxy admin API. Every method throws ProxyAdminError on failure. */
 export class ProxyAdminClient {
   readonly adminUrl: string;
   private readonly token: string;
