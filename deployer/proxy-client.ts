@@ -40,6 +40,7 @@ export interface ProxyAdminClientOptions {
   timeoutMs?: number;
 }
 
+/** Typed client of the proxy admin API. Every method throws ProxyAdminError on failure. */
 export class ProxyAdminClient {
   readonly adminUrl: string;
   private readonly token: string;
@@ -72,8 +73,10 @@ export class ProxyAdminClient {
    * @throws ProxyAdminError (404 for an unknown instance).
    */
   async drain(name: string, options: { waitMs?: number } = {}): Promise<DrainResult> {
-    const wait = options.waitMs !== undefined ? `?wait=1&timeout_ms=${Math.max(0, Math.round(options.waitMs))}` : '';
-    const extra = options.waitMs ?? 0;
+    // The proxy accepts at most 600000 ms per call.
+    const waitMs = options.waitMs === undefined ? undefined : Math.min(600_000, Math.max(0, Math.round(options.waitMs)));
+    const wait = waitMs !== undefined ? `?wait=1&timeout_ms=${waitMs}` : '';
+    const extra = waitMs ?? 0;
     return (await this.call('POST', `/admin/instances/${encodeURIComponent(name)}/drain${wait}`, extra)) as DrainResult;
   }
 

@@ -60,10 +60,13 @@ export async function startProxyCluster(
   const pool = new UpstreamPool(cfg.upstreams, { cookieName: cfg.affinityCookieName, secret: cfg.affinitySecret, logger, balance: cfg.balance });
   const metrics = new ProxyMetrics(pool);
   const workers = new Set<Worker>();
+  /** Workers that listen (said `ready`). */
+  const ready = new Set<Worker>();
   const reports = new Map<Worker, { inflight: Record<string, number>; held: Record<string, number> }>();
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let closing = false;
+  let restartsInARow = 0;
 
   const snapshot = (): InstanceSnapshot[] =>
     pool.upstreams.map((u) => ({
@@ -194,11 +197,18 @@ export async function startProxyCluster(
       w.on('message', (msg: WorkerMessage) => {
         switch (msg.t) {
           case 'hello':
+            // A worker that finished booting after close() began gets told to stop, not to start
+            // (a message sent before its listener existed would have been lost).
+            if (closing) {
+              sendTo(w, { t: 'shutdown' });
+              break;
+            }
             // Every worker listens with the configured address, port 0 included: node:cluster keys the
             // shared listener by those arguments, so all workers get the same (random) port.
             sendTo(w, { t: 'start', config: wconfig, instances: snapshot() });
             break;
           case 'ready':
+            ready.add(w);
             boundPort = msg.port;
             boundAddr = { address: msg.address, family: msg.family };
             resolve();
@@ -227,10 +237,20 @@ export async function startProxyCluster(
       w.on('error', () => undefined);
       w.once('exit', (code, signal) => {
         workers.delete(w);
+        ready.delete(w);
         reports.delete(w);
         if (!closing) {
-          logger.error({ worker: w.id, code, signal }, 'proxy worker died; starting a new one');
-          fork().catch((err: unknown) => logger.error({ err }, 'could not restart a proxy worker'));
+          // A worker that keeps dying must not become a fork loop: wait, longer each time in a row.
+          const delayMs = Math.min(100 * 2 ** restartsInARow, 10_000);
+          restartsInARow++;
+          logger.error({ worker: w.id, code, signal, restartInMs: delayMs }, 'proxy worker died; starting a new one');
+          setTimeout(() => {
+            if (closing) return;
+            fork().then(
+              () => (restartsInARow = 0),
+              (err: unknown) => logger.error({ err }, 'could not restart a proxy worker'),
+            );
+          }, delayMs).unref();
         }
         reject(new Error(`proxy worker exited (${signal ?? code}) before it was ready`));
       });
@@ -268,6 +288,7 @@ export async function startProxyCluster(
     url,
     adminUrl,
     instances: () => withCounts(pool.status(), reports.values()),
+    workerPids: () => [...ready].map((w) => w.process.pid).filter((pid): pid is number => pid !== undefined),
     reload,
     close() {
       closed ??= (async () => {

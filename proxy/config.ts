@@ -48,6 +48,8 @@ export interface ProxyTimeouts {
   /**
    * Inactivity while the response body streams, ms: an upstream that stalls mid-body this long has its
    * response cut. Keep it above the heartbeat interval of any SSE stream.
+   * With the undici engine both `responseMs` and `idleMs` run on undici's coarse timers (about 0.5 s
+   * ticks): they fire up to about a second late, never early.
    */
   idleMs: number;
   /**

@@ -12,6 +12,7 @@ import type { PassiveEjectionConfig } from './config.ts';
 import type { UpstreamPool } from './pool.ts';
 import type { Upstream } from './upstream.ts';
 
+/** Takes instances out after failed requests and lets them back after a passing probe (see the module comment). */
 export class PassiveEjector {
   private stopped = false;
 

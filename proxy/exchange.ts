@@ -14,6 +14,7 @@ export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DE
 /** How an attempt failed. `connect`: nothing was sent. `timeout`: no response (or body) in time. `reset`: anything else. */
 export type FailureKind = 'connect' | 'timeout' | 'reset';
 
+/** One client request: where it is pinned and sent, how often it was tried, whether it is held. */
 export class Exchange {
   upstream: Upstream | null = null;
   /** The instance the client's valid affinity cookie names, if any. */

@@ -58,6 +58,7 @@ class BodyGate {
 
 function noop(): void {}
 
+/** Forwarder over http-proxy-3 and a node:http keep-alive agent; also the WebSocket path of both engines. */
 export class HttpProxyForwarder implements Forwarder {
   readonly agent: http.Agent;
   private readonly proxy: ProxyServer;

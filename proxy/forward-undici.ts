@@ -116,6 +116,7 @@ class Attempt implements Dispatcher.DispatchHandler {
   }
 }
 
+/** Forwarder over one undici Pool per instance (the default engine). */
 export class UndiciForwarder implements Forwarder {
   private readonly pools = new Map<Upstream, Pool>();
   private readonly upgrades: HttpProxyForwarder;

@@ -36,6 +36,7 @@ export function checkOnce(url: URL, timeoutMs: number): Promise<{ ok: boolean; d
   });
 }
 
+/** Runs the periodic active checks of every instance in the pool and applies rise/fall. */
 export class HealthChecker {
   private timers = new Map<Upstream, NodeJS.Timeout>();
   private stopped = false;

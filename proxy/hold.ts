@@ -12,6 +12,7 @@ export interface Held<T> {
   timer: NodeJS.Timeout | null;
 }
 
+/** Held requests per instance, each with its hold timer. */
 export class HoldQueue<T> {
   private readonly byUpstream = new Map<Upstream, Set<Held<T>>>();
 

@@ -37,6 +37,8 @@ export interface RunningProxy {
   readonly adminUrl: string;
   /** Snapshot of every instance (same data as `GET /admin/instances`). */
   instances(): UpstreamStatus[];
+  /** Worker mode only: pids of the worker processes that are listening (for operators and tests). */
+  workerPids?: () => number[];
   /**
    * Replace the upstream set without dropping connections: unchanged instances keep their state and
    * in-flight requests; new ones are health-checked before they get traffic.

@@ -17,6 +17,7 @@ interface InstanceLabels {
   byClass: Array<{ instance: string; status_class: string }>;
 }
 
+/** The proxy's Prometheus metrics, on a registry of its own. */
 export class ProxyMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'instance' | 'status_class'>;

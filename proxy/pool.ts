@@ -7,6 +7,7 @@ import { affinitySetCookie, signAffinity } from './affinity.ts';
 import type { BalanceAlgorithm, UpstreamConfig } from './config.ts';
 import { Upstream, type InstanceState, type UpstreamStatus } from './upstream.ts';
 
+/** The instances, their balancing and their admin state. */
 export class UpstreamPool {
   private list: Upstream[] = [];
   private byName = new Map<string, Upstream>();

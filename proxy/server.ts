@@ -46,6 +46,7 @@ const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 function noop(): void {}
 
+/** The public listener and everything between a client request and a forwarder (see the module comment). */
 export class RequestPath implements ForwardEvents {
   readonly server: http.Server;
   private readonly forwarder: Forwarder;

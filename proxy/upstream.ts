@@ -26,6 +26,7 @@ interface IdleWaiter {
   timer: NodeJS.Timeout;
 }
 
+/** One instance and the facts the proxy keeps about it. */
 export class Upstream {
   readonly name: string;
   /** Origin, e.g. `http://127.0.0.1:4101`. */

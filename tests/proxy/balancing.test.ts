@@ -58,21 +58,39 @@ describe.each(ENGINES)('engine %s', (engine) => {
       expect(b.hits).toBeGreaterThan(0);
     });
 
-    it('reload adds and removes instances without touching the others', async () => {
+    it('reload adds and removes instances without dropping requests in flight', async () => {
       upstreams = await Promise.all(['a', 'b', 'c'].map((n) => startUpstream(n)));
       const [a, b, c] = upstreams as [TestUpstream, TestUpstream, TestUpstream];
+      // One request in flight on each of a (to be removed) and b (kept) while the reload happens.
+      const held: Array<import('node:http').ServerResponse> = [];
+      for (const u of [a, b]) {
+        const name = u.name;
+        u.handler = (req, res) => {
+          if (req.url === '/hold') held.push(res);
+          else res.end(JSON.stringify({ instance: name }));
+        };
+      }
       proxy = await startTestProxy([a, b]);
       const p = proxy;
+      const slow = [request(`${p.url}/hold`), request(`${p.url}/hold`)];
+      await waitFor('one request held on each', () => held.length === 2);
       const changes = await p.reload([
         { name: 'b', url: b.url },
         { name: 'c', url: c.url },
       ]);
       expect(changes).toEqual({ added: ['c'], removed: ['a'] });
+      // Nothing was dropped: both finish normally.
+      for (const res of held) res.end('done');
+      expect((await Promise.all(slow)).map((r) => [r.status, r.body])).toEqual([
+        [200, 'done'],
+        [200, 'done'],
+      ]);
       await waitFor('c healthy', () => p.instances().find((i) => i.name === 'c')?.healthy === true);
       const aHits = a.hits;
+      const bHits = b.hits;
       for (let i = 0; i < 10; i++) await request(`${p.url}/x`);
       expect(a.hits).toBe(aHits);
-      expect(b.hits + c.hits).toBe(10);
+      expect(b.hits - bHits + c.hits).toBe(10);
       expect(c.hits).toBeGreaterThan(0);
     });
   });

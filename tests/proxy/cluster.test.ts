@@ -83,4 +83,35 @@ describe('worker mode: two processes, one consistent state', () => {
     for (let i = 0; i < 6; i++) expect((await request(`${p.url}/x`)).status).toBe(503);
     expect(a.hits).toBe(aHits);
   });
+
+  it('a request held by a worker for a draining instance completes once the primary enables it', async () => {
+    upstreams = await Promise.all(['a', 'b'].map((n) => startUpstream(n)));
+    proxy = await startCluster(upstreams, { hold: { timeoutMs: 60_000 } });
+    const p = proxy;
+    await admin(p, 'POST', '/admin/instances/a/drain');
+    const held = request(`${p.url}/x`, { headers: { cookie: pin('a') } });
+    await waitFor('held in a worker', async () => {
+      const listed = JSON.parse((await admin(p, 'GET', '/admin/instances')).body) as { instances: Array<{ name: string; held: number }> };
+      return listed.instances[0]!.held === 1;
+    });
+    expect(upstreams[0]!.hits).toBe(0);
+    await admin(p, 'POST', '/admin/instances/a/enable');
+    const r = await held;
+    expect(servedBy(r)).toBe('a');
+    expect(r.headers['x-lockstep-repinned']).toBeUndefined();
+  });
+
+  it('replaces a worker that dies, and keeps serving meanwhile', async () => {
+    upstreams = [await startUpstream('a')];
+    proxy = await startCluster(upstreams);
+    const p = proxy;
+    const before = p.workerPids!();
+    expect(before).toHaveLength(2);
+    process.kill(before[0]!, 'SIGKILL');
+    await waitFor('a new worker', () => {
+      const now = p.workerPids!();
+      return now.length === 2 && !now.includes(before[0]!);
+    }, 400);
+    for (let i = 0; i < 10; i++) expect((await request(`${p.url}/x`)).status).toBe(200);
+  });
 });

@@ -250,6 +250,38 @@ describe.each(ENGINES)('engine %s', (engine) => {
       expect(received).toEqual(['data: event-1', 'data: event-2', 'data: event-3']);
     });
 
+    it('an SSE stream quieter than the response timeout is not cut (only silence beyond idleMs is)', async () => {
+      upstreams = [await startUpstream('a')];
+      upstreams[0]!.handler = (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.flushHeaders(); // as SSE servers do: the response starts now, events follow
+        let n = 0;
+        const tick = setInterval(() => {
+          res.write(`data: ${++n}\n\n`);
+          if (n === 3) {
+            clearInterval(tick);
+            res.end();
+          }
+        }, 500);
+      };
+      proxy = await startTestProxy(upstreams, { timeouts: { responseMs: 200, idleMs: 5000 } });
+      // Headers come at once; then 500 ms between events: longer than responseMs, shorter than idleMs.
+      const r = await request(`${proxy.url}/events`);
+      expect(r.status).toBe(200);
+      expect(r.body).toBe('data: 1\n\ndata: 2\n\ndata: 3\n\n');
+    });
+
+    it('survives the instance closing idle keep-alive sockets at the moment they are reused', async () => {
+      upstreams = [await startUpstream('a')];
+      // Far shorter than the proxy's idle timeout: the app closes pooled sockets under the proxy.
+      upstreams[0]!.server.keepAliveTimeout = 60;
+      proxy = await startTestProxy(upstreams, { timeouts: { upstreamIdleMs: 30_000 } });
+      for (let i = 0; i < 15; i++) {
+        expect((await request(`${proxy.url}/x`)).status).toBe(200);
+        await new Promise((r) => setTimeout(r, 40 + (i % 4) * 10)); // around the app's timeout
+      }
+    });
+
     it('closes SSE streams and WebSockets cleanly at a drain deadline', async () => {
       upstreams = [await startUpstream('a'), await startUpstream('b')];
       const [a] = upstreams as [TestUpstream, TestUpstream];
