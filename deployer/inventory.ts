@@ -114,8 +114,14 @@ const ProxySchema = z
     admin_token_file: z.string().default('.lockstep/admin-token').describe('used (and created) when the env var is unset'),
     affinity_secret_env: z.string().default('LOCKSTEP_AFFINITY_SECRET'),
     health_check: HealthCheckSchema.default({ interval_ms: 1000, timeout_ms: 1000, rise: 2, fall: 2 }),
+    workers: z.number().int().min(1).max(64).default(1).describe('proxy processes sharing the port (node:cluster); env LOCKSTEP_PROXY_WORKERS overrides'),
   })
   .strict();
+
+/** The `proxy` section with every default applied, for an inventory that has none. */
+export function proxySectionDefaults(): z.infer<typeof ProxySchema> {
+  return ProxySchema.parse({});
+}
 
 const InstanceSchema = z
   .object({

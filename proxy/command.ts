@@ -43,7 +43,7 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
   const config = proxyConfigFromInventory(inventory, env, logger);
   const reloadSource = () => upstreamsFromInventory(loadInventory(inventory.file));
 
-  const workers = options.workers ?? Number(env.LOCKSTEP_PROXY_WORKERS ?? 1);
+  const workers = options.workers ?? Number(env.LOCKSTEP_PROXY_WORKERS ?? inventory.proxy?.workers ?? 1);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
     throw new ConfigError(`proxy: workers must be an integer 1..64 (got ${String(options.workers ?? env.LOCKSTEP_PROXY_WORKERS)})`);
   }

@@ -6,26 +6,18 @@
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError } from '../deployer/errors.ts';
-import type { Inventory } from '../deployer/inventory.ts';
+import { proxySectionDefaults, type Inventory } from '../deployer/inventory.ts';
 import type { ListenAddress, ProxyConfig, UpstreamConfig } from './config.ts';
 import { resolveSecret, type SecretSource } from './secrets.ts';
 
-/** The `proxy` section's defaults (same as the inventory schema's), for an inventory without one. */
-const SECTION_DEFAULTS = {
-  listen: '127.0.0.1:8080',
-  admin_listen: '127.0.0.1:8081',
-  admin_token_env: 'LOCKSTEP_ADMIN_TOKEN',
-  admin_token_file: '.lockstep/admin-token',
-  affinity_secret_env: 'LOCKSTEP_AFFINITY_SECRET',
-  health_check: { interval_ms: 1000, timeout_ms: 1000, rise: 2, fall: 2 },
-};
-
 /** The resolved `proxy` section: the inventory's, or the defaults. */
 export function proxySection(inventory: Inventory): NonNullable<Inventory['proxy']> {
+  if (inventory.proxy) return inventory.proxy;
+  const defaults = proxySectionDefaults();
   return (
-    inventory.proxy ?? {
-      ...SECTION_DEFAULTS,
-      adminTokenFile: resolve(inventory.dir, SECTION_DEFAULTS.admin_token_file),
+    {
+      ...defaults,
+      adminTokenFile: resolve(inventory.dir, defaults.admin_token_file),
     }
   );
 }
