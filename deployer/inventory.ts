@@ -115,6 +115,16 @@ const ProxySchema = z
     affinity_secret_env: z.string().default('LOCKSTEP_AFFINITY_SECRET'),
     health_check: HealthCheckSchema.default({ interval_ms: 1000, timeout_ms: 1000, rise: 2, fall: 2 }),
     workers: z.number().int().min(1).max(64).default(1).describe('proxy processes sharing the port (node:cluster); env LOCKSTEP_PROXY_WORKERS overrides'),
+    balance: z.enum(['round_robin', 'least_connections']).default('round_robin'),
+    engine: z.enum(['undici', 'http-proxy-3']).default('undici'),
+    connect_timeout_ms: z.number().int().min(1).default(5_000),
+    response_timeout_ms: z.number().int().min(1).default(60_000).describe('no response headers this long: 504'),
+    idle_timeout_ms: z.number().int().min(1).default(120_000).describe('a response body stalled this long is cut'),
+    upstream_keepalive_ms: z.number().int().min(1).default(30_000).describe('idle upstream sockets closed after this; keep below the app keepAliveTimeout'),
+    retries: z.number().int().min(1).max(10).default(3).describe('attempts per request in total'),
+    hold_timeout_ms: z.number().int().min(0).default(15_000).describe('a request pinned to a draining instance waits this long'),
+    eject_after_failures: z.number().int().min(0).default(5).describe('failures in a row that eject an instance (0: off)'),
+    trusted_proxies: z.array(z.string().min(1)).default([]).describe('addresses or CIDRs whose X-Forwarded-* are trusted'),
   })
   .strict();
 
@@ -133,6 +143,8 @@ const InstanceSchema = z
     deploy_to: absPath.describe('release root on the instance (relative paths: to the inventory, local only)'),
     app_address: z.string().min(1).optional().describe('address the app listens on (default: host, or 127.0.0.1)'),
     app_port: z.number().int().min(1).max(65535).describe('port the app listens on'),
+    weight: z.number().int().min(1).max(1000).default(1).describe('share of new work in the proxy'),
+    max_connections: z.number().int().min(1).optional().describe('proxy limit of concurrent requests to this instance'),
   })
   .strict()
   .superRefine((inst, ctx) => {
@@ -193,6 +205,10 @@ export interface Instance {
   appPort: number;
   /** Base URL of the app on this instance, e.g. http://127.0.0.11:4100 */
   url: string;
+  /** Proxy weight (share of new work). */
+  weight: number;
+  /** Proxy limit of concurrent requests to this instance. */
+  maxConnections?: number;
 }
 
 /** The validated inventory. Paths are absolute. */
@@ -281,6 +297,8 @@ export function parseInventory(text: string, file: string): Inventory {
       appAddress,
       appPort: inst.app_port,
       url: `http://${appAddress.includes(':') ? `[${appAddress}]` : appAddress}:${inst.app_port}`,
+      weight: inst.weight,
+      ...(inst.max_connections !== undefined ? { maxConnections: inst.max_connections } : {}),
     };
   });
   return {

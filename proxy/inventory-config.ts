@@ -35,7 +35,12 @@ export function parseHostPort(value: string, field: string, file?: string): List
 
 /** The upstream list the proxy balances over: one per inventory instance, at its app URL. */
 export function upstreamsFromInventory(inventory: Inventory): UpstreamConfig[] {
-  return inventory.instances.map((i) => ({ name: i.name, url: i.url }));
+  return inventory.instances.map((i) => ({
+    name: i.name,
+    url: i.url,
+    weight: i.weight,
+    ...(i.maxConnections !== undefined ? { maxConnections: i.maxConnections } : {}),
+  }));
 }
 
 /** File holding the affinity secret when its env var is unset: beside the admin token file. */
@@ -73,6 +78,18 @@ export function proxyConfigFromInventory(inventory: Inventory, env: NodeJS.Proce
     healthPath: inventory.app.health_path,
     healthCheck: { intervalMs: hc.interval_ms, timeoutMs: hc.timeout_ms, rise: hc.rise, fall: hc.fall },
     uploadPaths: inventory.app.checks.upload_paths,
+    balance: section.balance,
+    engine: section.engine,
+    timeouts: {
+      connectMs: section.connect_timeout_ms,
+      responseMs: section.response_timeout_ms,
+      idleMs: section.idle_timeout_ms,
+      upstreamIdleMs: section.upstream_keepalive_ms,
+    },
+    retries: { maxAttempts: section.retries },
+    hold: { timeoutMs: section.hold_timeout_ms },
+    passiveEjection: { consecutiveFailures: section.eject_after_failures },
+    trustedProxies: section.trusted_proxies,
     logger,
   };
 }
