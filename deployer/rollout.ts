@@ -142,13 +142,14 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
   let failure: string | undefined;
   const batches = planBatches(opts.ops, opts.batchSize, opts.canary);
   for (const [index, batch] of batches.entries()) {
+    if (index > 0 && opts.pauseMs > 0 && !opts.signal?.aborted) {
+      opts.progress('rollout', `pausing ${opts.pauseMs} ms before batch ${index + 1}/${batches.length}`);
+      await sleep(opts.pauseMs, opts.signal);
+    }
+    // Checked between batches only: the batch in progress always finishes its step.
     if (opts.signal?.aborted) {
       failure = 'interrupted (signal): the rollout stopped between batches';
       break;
-    }
-    if (index > 0 && opts.pauseMs > 0) {
-      opts.progress('rollout', `pausing ${opts.pauseMs} ms before batch ${index + 1}/${batches.length}`);
-      await sleep(opts.pauseMs, opts.signal);
     }
     const results = await Promise.allSettled(
       batch.map(async (o) => {
@@ -181,10 +182,6 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
     const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     if (failed) {
       failure = (failed.reason as Error).message;
-      break;
-    }
-    if (opts.signal?.aborted && index < batches.length - 1) {
-      failure = 'interrupted (signal): the rollout stopped after the batch in progress';
       break;
     }
   }

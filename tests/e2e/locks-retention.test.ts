@@ -122,3 +122,28 @@ describe('retention and rollback targets', () => {
     expect(cliRefusal.stderr).toContain('ssh-2: current');
   });
 });
+
+describe('interrupts', () => {
+  it('SIGTERM mid-rollout finishes the step, rolls back what was switched, releases the lock and says so', async () => {
+    expect(onDisk()).toEqual(all(good2));
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'deploy', '--release', good3, '--no-verify', '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes(`[ssh-1] now serving ${good3}`) && !child.killed) child.kill('SIGTERM');
+      });
+      child.on('close', (c) => resolve(c));
+    });
+    expect(code).toBe(3);
+    expect(stderr).toContain('SIGTERM received: finishing the step in progress');
+    expect(stdout).toContain('interrupted (signal)');
+    expect(stdout).toContain(`rolled back: the whole fleet serves ${good2}`);
+    expect(onDisk()).toEqual(all(good2));
+    const locks = cli(['lock', 'status']);
+    expect(locks.status).toBe(0);
+    expect(locks.stdout).not.toContain('held');
+  });
+});
