@@ -99,7 +99,7 @@ function renderPlan(release: string, plan: NonNullable<DeployReport['plan']>): s
   return [
     `dry run: deploy ${release}; nothing was changed`,
     renderTable(['instance', 'current', 'artifact', 'release dir', 'activation'], rows),
-    `batches: ${plan.batches.map((b, i) => `${i + 1}) ${b.join(', ')}`).join('  ')}`,
+    plan.batches.length ? `batches: ${plan.batches.map((b, i) => `${i + 1}) ${b.join(', ')}`).join('  ')}` : 'batches: none (every instance already serves this release)',
   ].join('\n');
 }
 

@@ -75,6 +75,6 @@ export async function runDemo(inventory: Inventory, options: DemoOptions): Promi
     stopProxy.abort();
     await proxyDone.catch(() => 0);
     await stopApps(inventory).catch(() => {});
-    if (options.once) print('Stopped the proxy and every instance the demo started.');
+    print('Stopped the proxy and every instance the demo started.');
   }
 }

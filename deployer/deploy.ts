@@ -150,7 +150,7 @@ async function planDeploy(fleet: Fleet, manifest: Manifest, rows: Map<string, De
     }),
   );
   const batches = planBatches(
-    fleet.ops.map((o) => o.name),
+    instances.filter((i) => i.activate).map((i) => i.instance),
     fleet.inventory.deploy.batch_size,
     fleet.inventory.deploy.canary,
   );

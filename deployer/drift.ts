@@ -529,8 +529,8 @@ export function renderDriftText(r: DriftReport): string {
   for (const item of r.fleet) lines.push(`proxy: DRIFT ${item.kind}: ${item.message}`);
   const count = (s: InstanceDrift['status']) => r.instances.filter((i) => i.status === s).length;
   lines.push(
-    `${r.exitCode === 0 ? 'no drift' : r.exitCode === 1 ? 'DRIFT' : 'INCOMPLETE'}: ${count('ok')} ok, ${count('drift')} drifted, ${count('unchecked')} not checked` +
-      `${r.fleet.length ? `, ${r.fleet.length} proxy item(s)` : ''} (${r.durationMs} ms)`,
+    `${r.exitCode === 0 ? 'no drift' : r.exitCode === 1 ? 'DRIFT' : 'INCOMPLETE'}: instances ${count('ok')} ok, ${count('drift')} drifted, ${count('unchecked')} not checked` +
+      `; proxy ${r.proxy.status === 'unchecked' ? 'NOT CHECKED' : r.fleet.length ? `${r.fleet.length} item(s) drifted` : 'ok'} (${r.durationMs} ms)`,
   );
   return lines.join('\n');
 }
