@@ -40,6 +40,8 @@ export interface AdminOptions {
   control: AdminControl;
   token: string;
   logger: Logger;
+  /** The app's version path, for the dashboard. Default `/version`. */
+  versionPath?: string;
 }
 
 function digest(s: string): Buffer {
@@ -89,6 +91,7 @@ export function createAdminServer(options: AdminOptions): http.Server {
     tokenDigest,
     bearerOk: (req) => bearerMatches(req.headers.authorization, tokenDigest),
     logger,
+    versionPath: options.versionPath,
   });
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

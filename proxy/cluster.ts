@@ -257,7 +257,7 @@ export async function startProxyCluster(
     });
 
   await health.checkAll();
-  const admin = createAdminServer({ control, token: cfg.adminToken, logger });
+  const admin = createAdminServer({ control, token: cfg.adminToken, logger, versionPath: cfg.versionPath });
   const stopWorkers = async (): Promise<void> => {
     closing = true;
     const exits = [...workers].map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));

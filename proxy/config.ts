@@ -73,6 +73,8 @@ export interface ProxyConfig {
   upstreams: UpstreamConfig[];
   /** Path polled by active health checks; 200 means ready (app contract). Default `/healthz`. */
   healthPath?: string;
+  /** The app's version endpoint (app contract), read by the fleet dashboard. Default `/version`. */
+  versionPath?: string;
   healthCheck?: Partial<HealthCheckConfig>;
   timeouts?: Partial<ProxyTimeouts>;
   /**
@@ -109,6 +111,7 @@ export interface ResolvedProxyConfig {
   affinitySecret: string;
   upstreams: UpstreamConfig[];
   healthPath: string;
+  versionPath: string;
   healthCheck: HealthCheckConfig;
   timeouts: ProxyTimeouts;
   engine: ProxyEngine;
@@ -282,6 +285,8 @@ export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
   };
   const healthPath = config.healthPath ?? '/healthz';
   if (!healthPath.startsWith('/')) throw new ProxyConfigError('healthPath must start with "/"');
+  const versionPath = config.versionPath ?? '/version';
+  if (!versionPath.startsWith('/')) throw new ProxyConfigError('versionPath must start with "/"');
   let trustedProxies: BlockList | null = null;
   for (const net of config.trustedProxies ?? []) {
     trustedProxies ??= new BlockList();
@@ -301,6 +306,7 @@ export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
     affinitySecret: config.affinitySecret,
     upstreams: validateUpstreams(config.upstreams),
     healthPath,
+    versionPath,
     healthCheck,
     timeouts,
     engine,

@@ -128,7 +128,7 @@ export async function startProxy(
     metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
     reload: reloadSource ? async () => reload(await reloadSource()) : undefined,
   };
-  const admin = createAdminServer({ control, token: cfg.adminToken, logger });
+  const admin = createAdminServer({ control, token: cfg.adminToken, logger, versionPath: cfg.versionPath });
 
   await health.checkAll();
   let publicAddr: AddressInfo;

@@ -76,6 +76,7 @@ export function proxyConfigFromInventory(inventory: Inventory, env: NodeJS.Proce
     affinitySecret: resolveSecret(section.affinity_secret_env, affinitySecretFile(inventory), env).value,
     upstreams: upstreamsFromInventory(inventory),
     healthPath: inventory.app.health_path,
+    versionPath: inventory.app.version_path,
     healthCheck: { intervalMs: hc.interval_ms, timeoutMs: hc.timeout_ms, rise: hc.rise, fall: hc.fall },
     uploadPaths: inventory.app.checks.upload_paths,
     balance: section.balance,

@@ -35,6 +35,8 @@ describe('proxy configuration from the inventory', () => {
     const cfg = resolveProxyConfig(proxyConfigFromInventory(inv, env));
     expect(cfg.listen).toEqual({ host: '127.0.0.1', port: 18080 });
     expect(cfg.balance).toBe('least_connections');
+    expect(cfg.versionPath).toBe('/version');
+    expect(cfg.healthPath).toBe('/healthz');
     expect(cfg.timeouts).toMatchObject({ connectMs: 1500, responseMs: 9000, idleMs: 20000, upstreamIdleMs: 10000 });
     expect(cfg.retries.maxAttempts).toBe(2);
     expect(cfg.hold.timeoutMs).toBe(3000);
