@@ -40,7 +40,7 @@ export function minMaxScale(values: readonly number[]): number[] {
  * @returns the 1-based rank of each input position.
  */
 export function rankDescending(scores: readonly number[]): number[] {
-  const order = scores.map((s, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
+  const order = scores.map((_, i) => i).sort((a, b) => scores[b]! - scores[a]! || a - b);
   const ranks = new Array<number>(scores.length);
   order.forEach((i, position) => (ranks[i] = position + 1));
   return ranks;
