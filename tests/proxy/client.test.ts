@@ -81,8 +81,8 @@ describe('proxy configuration from the inventory', () => {
     expect(cfg.listen).toEqual({ host: '127.0.0.1', port: 0 });
     expect(cfg.adminListen).toEqual({ host: '127.0.0.1', port: 0 });
     expect(cfg.upstreams).toEqual([
-      { name: 'i1', url: 'http://127.0.0.1:4101' },
-      { name: 'i2', url: 'http://127.0.0.1:4102' },
+      { name: 'i1', url: 'http://127.0.0.1:4101', weight: 1 },
+      { name: 'i2', url: 'http://127.0.0.1:4102', weight: 1 },
     ]);
     expect(cfg.healthPath).toBe('/healthz');
     expect(cfg.healthCheck).toEqual({ intervalMs: 500, timeoutMs: 300, rise: 3, fall: 4 });
