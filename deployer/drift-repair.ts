@@ -8,6 +8,7 @@ import { lockFleet, newLockHolder, unlockFleet } from './deploy.ts';
 import { scanDrift, type DriftItem, type DriftKind, type DriftOptions, type DriftReport, type DriftScan, type InstanceDrift } from './drift.ts';
 import { LockHeldError, LockstepError } from './errors.ts';
 import { openFleet, reasonOf } from './fleet.ts';
+import { proxyClientFromInventory } from './proxy-client.ts';
 import type { InstanceOps } from './instance.ts';
 import type { Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
@@ -105,8 +106,18 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
     ...before.fleet.map((item) => ({ where: 'proxy', item })),
     ...before.instances.flatMap((i) => i.items.filter((x) => PROXY_CONFIG_KINDS.includes(x.kind)).map((item) => ({ where: i.instance, item }))),
   ];
-  for (const { where, item } of proxyConfigItems) {
-    notRepaired.push(`${where}: ${item.kind}: the proxy's upstreams come from the inventory it loaded: reload it (SIGHUP to \`lockstep proxy\`)`);
+  // The proxy's upstream set comes from the inventory file it loaded: ask it to load it again.
+  let proxyReloaded = false;
+  if (proxyConfigItems.length > 0) {
+    try {
+      const { added, removed } = await proxyClientFromInventory(inventory).reload();
+      proxyReloaded = true;
+      progress('proxy', `reloaded its upstreams from the inventory (added: ${added.join(', ') || 'none'}; removed: ${removed.join(', ') || 'none'})`);
+    } catch (e) {
+      for (const { where, item } of proxyConfigItems) {
+        notRepaired.push(`${where}: ${item.kind}: reloading the proxy failed (${(e as Error).message}): send SIGHUP to \`lockstep proxy\``);
+      }
+    }
   }
 
   const targets = before.instances.filter((i) => i.status === 'drift' && i.items.some((x) => !PROXY_CONFIG_KINDS.includes(x.kind)));
@@ -250,7 +261,7 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
     });
   }
   if (verifyError) notRepaired.push(`verification could not run: ${verifyError}`);
-  const after = targets.length === 0 ? before : (await scanDrift(inventory, options.scanOptions)).report;
+  const after = targets.length === 0 && !proxyReloaded ? before : (await scanDrift(inventory, options.scanOptions)).report;
   const failed = instances.some((i) => i.state === 'failed') || verifyError !== undefined;
   const exitCode: RepairReport['exitCode'] = failed || after.exitCode === 3 ? 3 : after.exitCode === 1 || (verification && !verification.ok) ? 1 : 0;
   return { ok: exitCode === 0, before, instances, notRepaired, verification, after, exitCode };

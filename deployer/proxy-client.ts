@@ -90,6 +90,16 @@ export class ProxyAdminClient {
     return (await this.call('POST', `/admin/instances/${encodeURIComponent(name)}/disable`)) as ProxyInstanceStatus;
   }
 
+  /**
+   * Make the proxy re-read its upstream set from the inventory file it was started with
+   * (as SIGHUP does). Unchanged instances keep their state and connections.
+   * @returns the instance names added and removed.
+   * @throws ProxyAdminError (501 when the proxy was started without a reload source).
+   */
+  async reload(): Promise<{ added: string[]; removed: string[] }> {
+    return (await this.call('POST', '/admin/reload')) as { added: string[]; removed: string[] };
+  }
+
   /** Prometheus text from `/metrics`. @throws ProxyAdminError. */
   async metrics(): Promise<string> {
     return (await this.call('GET', '/metrics', 0, true)) as string;

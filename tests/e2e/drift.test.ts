@@ -347,6 +347,18 @@ describe('lockstep drift on a running fleet', () => {
     expect((await proxyClientFromInventory(fleet.inventory).listInstances()).map((i) => i.state)).toEqual(['enabled', 'enabled', 'enabled']);
   });
 
+  it('an instance missing from the proxy\'s upstream set: named, and repaired by reloading the proxy from the inventory', async () => {
+    const all = fleet.inventory.instances.map((i) => ({ name: i.name, url: i.url }));
+    await fleet.proxy!.reload(all.filter((u) => u.name !== 'ssh-2'));
+    const r = await scan();
+    expect(kinds(r, 'ssh-2')).toEqual(['proxy-missing']);
+    const repaired = await repairDrift(fleet.inventory, await scanDrift(fleet.inventory), { proxy: await proxyControlFor(fleet.inventory, progress), progress });
+    expect(repaired.notRepaired).toEqual([]);
+    expect(repaired.after?.instances.flatMap((i) => i.items.map((x) => `${i.instance} ${x.kind}`))).toEqual([]);
+    expect(repaired.exitCode).toBe(0);
+    expect(fleet.proxy!.instances().map((i) => i.name)).toEqual(['ssh-1', 'ssh-2', 'ssh-3']);
+  });
+
   it('status shows the proxy view per instance; status and drift stay useful when the proxy is unreachable', async () => {
     const admin = proxyClientFromInventory(fleet.inventory);
     await admin.drain('ssh-2');

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { loadInventory, type Inventory } from '../../deployer/inventory.ts';
 import { openFleet } from '../../deployer/fleet.ts';
 import { startProxy, type RunningProxy } from '../../proxy/index.ts';
-import { proxyConfigFromInventory } from '../../proxy/inventory-config.ts';
+import { proxyConfigFromInventory, upstreamsFromInventory } from '../../proxy/inventory-config.ts';
 import { freePort, startSshHosts, type SshFleet } from '../helpers/sshd.ts';
 import type { Manifest } from '../../deployer/manifest-types.ts';
 
@@ -48,7 +48,10 @@ export async function startE2eFleet(count: number, baseAddress: string, options:
   const inventory = loadInventory(file);
   // Admin token and affinity secret come from files the proxy creates in the fleet's temp dir
   // (inventory proxy.admin_token_file), the same ones the deployer's admin client reads.
-  const proxy = options.proxy === false ? undefined : await startProxy(proxyConfigFromInventory(inventory));
+  const proxy =
+    options.proxy === false
+      ? undefined
+      : await startProxy(proxyConfigFromInventory(inventory), { reloadSource: () => upstreamsFromInventory(loadInventory(file)) });
   return {
     ssh,
     inventory,
