@@ -134,6 +134,17 @@ export async function lockFleet(fleet: Fleet, holder: Record<string, unknown>): 
   }
 }
 
+/**
+ * A heartbeat for a held fleet lock: rewrites every instance's holder record with a fresh
+ * `heartbeat` time, so a deploy that runs longer than `deploy.lock_ttl_ms` is not judged stale.
+ */
+export function lockHeartbeat(fleet: Fleet, holder: Record<string, unknown>): () => Promise<void> {
+  return async () => {
+    const beat = { ...holder, heartbeat: new Date().toISOString() };
+    await fleet.each((o) => o.refreshLock(beat));
+  };
+}
+
 /** Release the lock on every instance where `token` holds it. Best effort. */
 export async function unlockFleet(fleet: Fleet, token: string): Promise<void> {
   await fleet.each((o) => o.releaseLock(token));
@@ -266,6 +277,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         previous: new Map([...rows.values()].map((r) => [r.instance, r.before])),
         ...rolloutSettings(inventory.deploy),
         signal: options.signal,
+        beforeBatch: lockHeartbeat(fleet, holder),
         proxy: options.proxy,
         progress,
       });

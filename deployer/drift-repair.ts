@@ -4,7 +4,7 @@
  * host, activate through the rollout with drain/enable), then verify the fleet and scan again.
  * Instances without drift are never touched (not even locked).
  */
-import { lockFleet, newLockHolder, unlockFleet } from './deploy.ts';
+import { lockFleet, lockHeartbeat, newLockHolder, unlockFleet } from './deploy.ts';
 import { scanDrift, type DriftItem, type DriftKind, type DriftOptions, type DriftReport, type DriftScan, type InstanceDrift } from './drift.ts';
 import { LockHeldError, LockstepError } from './errors.ts';
 import { openFleet, reasonOf } from './fleet.ts';
@@ -184,6 +184,7 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
             proxy: options.proxy,
             progress,
             signal: options.signal,
+            beforeBatch: lockHeartbeat(fleet, holder),
             event: 'activate',
           });
           for (const oc of result.outcomes) {

@@ -336,6 +336,11 @@ export class InstanceOps {
     if (!succeeded(r)) throw new RemoteCommandError(this.name, 'acquire lock', r.code, r.signal, r.stderr);
   }
 
+  /** Rewrite the lock's holder record (its heartbeat) if `holder.token` owns it. */
+  async refreshLock(holder: Record<string, unknown>): Promise<void> {
+    await this.run(cmd.refreshLock(this.layout, holder));
+  }
+
   /** Release the deploy lock if `token` owns it. */
   async releaseLock(token: string): Promise<void> {
     await this.run(cmd.releaseLock(this.layout, token));

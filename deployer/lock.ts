@@ -34,7 +34,8 @@ function pidAlive(pid: number): boolean {
  * @param nowMs current time (ms since epoch). @param ttlMs lock TTL (ms).
  */
 export function judgeHolder(holder: Record<string, unknown>, nowMs: number, ttlMs: number, machine = os.hostname()): { stale: boolean; reason: string } {
-  const time = Date.parse(String(holder.time ?? ''));
+  // A running deploy refreshes `heartbeat` before every batch; older holders only have `time`.
+  const time = Date.parse(String(holder.heartbeat ?? holder.time ?? ''));
   const ageMs = Number.isFinite(time) ? nowMs - time : Number.POSITIVE_INFINITY;
   if (ageMs > ttlMs) return { stale: true, reason: Number.isFinite(ageMs) ? `older than the TTL (${Math.round(ageMs / 1000)} s > ${Math.round(ttlMs / 1000)} s)` : 'no valid time recorded' };
   const pid = Number(holder.pid);

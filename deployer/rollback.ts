@@ -3,7 +3,7 @@
  * has, through the same rolling machinery and gates as a deploy. No build, no upload.
  */
 import { LockHeldError, LockstepError } from './errors.ts';
-import { newLockHolder, lockFleetWaiting, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
+import { lockHeartbeat, newLockHolder, lockFleetWaiting, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
 import { openFleet, type TransportFactory } from './fleet.ts';
 import type { Inventory } from './inventory.ts';
 import type { Manifest } from './manifest-types.ts';
@@ -75,6 +75,7 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
         previous: new Map(infos.map((i) => [i.instance, i.current])),
         ...rolloutSettings(inventory.deploy),
         signal: options.signal,
+        beforeBatch: lockHeartbeat(fleet, holder),
         proxy: options.proxy,
         progress,
         event: 'rollback',

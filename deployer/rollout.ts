@@ -67,6 +67,8 @@ export interface RolloutOptions extends RolloutSettings {
   previous: Map<string, string | null>;
   /** Aborted (Ctrl-C, SIGTERM): finish the step in progress, then roll back what was switched. */
   signal?: AbortSignal;
+  /** Called before every batch (the deploy refreshes its lock's heartbeat there). Failures are ignored. */
+  beforeBatch?: () => Promise<void>;
   proxy?: ProxyControl;
   progress: (instance: string, line: string) => void;
   /** History event recorded for a successful activation. */
@@ -151,6 +153,7 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
       failure = 'interrupted (signal): the rollout stopped between batches';
       break;
     }
+    await opts.beforeBatch?.().catch(() => {});
     const results = await Promise.allSettled(
       batch.map(async (o) => {
         const out = outcomes.get(o.name)!;

@@ -164,6 +164,16 @@ export function acquireLock(layout: Layout, holder: Record<string, unknown>): st
   ].join('\n');
 }
 
+/**
+ * Refreshes the lock's heartbeat (owner token must match): the holder file is rewritten through
+ * a temp file and rename, so readers never see it half-written.
+ */
+export function refreshLock(layout: Layout, holder: Record<string, unknown>): string {
+  const file = shq(`${layout.lock}/holder.json`);
+  const tmp = shq(`${layout.lock}/.holder.json.tmp`);
+  return `if grep -q ${shq(`"token":"${String(holder.token)}"`)} ${file} 2>/dev/null; then printf '%s\\n' ${shq(JSON.stringify(holder))} > ${tmp} && mv -f ${tmp} ${file}; fi`;
+}
+
 /** Releases the lock only when its owner token matches (a deploy never removes someone else's lock). */
 export function releaseLock(layout: Layout, token: string): string {
   const lock = shq(layout.lock);

@@ -1,7 +1,7 @@
 // The remote command builders run here through bash against real directories: the same text
 // an SSH host would run.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,6 +41,11 @@ describe('remote command builders', () => {
     const second = sh(cmd.acquireLock(layout, { token: 't2', user: 'bob' }));
     expect(second.code).toBe(20);
     expect(JSON.parse(second.stdout)).toMatchObject({ token: 't1', user: 'ann' });
+    // A heartbeat from the wrong token changes nothing; from the owner it rewrites the holder.
+    sh(cmd.refreshLock(layout, { token: 't2', user: 'bob', heartbeat: 'x' }));
+    expect(readFileSync(join(layout.lock, 'holder.json'), 'utf8')).not.toContain('heartbeat');
+    sh(cmd.refreshLock(layout, { token: 't1', user: 'ann', heartbeat: '2026-11-30T10:00:00.000Z' }));
+    expect(JSON.parse(readFileSync(join(layout.lock, 'holder.json'), 'utf8'))).toMatchObject({ token: 't1', heartbeat: '2026-11-30T10:00:00.000Z' });
     sh(cmd.releaseLock(layout, 't2'));
     expect(existsSync(layout.lock)).toBe(true);
     sh(cmd.releaseLock(layout, 't1'));
@@ -67,5 +72,18 @@ describe('remote command builders', () => {
     });
     expect(diffTree(files.slice(0, 1), files).added).toEqual(['b c.txt']);
     expect(diffTree(files, files.slice(1)).missing).toEqual(['a/x.js']);
+  });
+});
+
+describe('lock staleness', () => {
+  it('judges by the heartbeat when there is one, else by the time taken; a dead local pid is stale', async () => {
+    const { judgeHolder } = await import('../../deployer/lock.ts');
+    const now = Date.parse('2026-11-30T12:00:00Z');
+    const hour = 3_600_000;
+    const old = { time: '2026-11-30T09:00:00Z', machine: 'elsewhere', pid: 1 };
+    expect(judgeHolder(old, now, hour, 'here').stale).toBe(true);
+    expect(judgeHolder({ ...old, heartbeat: '2026-11-30T11:59:00Z' }, now, hour, 'here').stale).toBe(false);
+    expect(judgeHolder({ time: '2026-11-30T11:59:00Z', machine: 'here', pid: 2 ** 22 + 12345 }, now, hour, 'here')).toMatchObject({ stale: true });
+    expect(judgeHolder({ time: '2026-11-30T11:59:00Z', machine: 'here', pid: process.pid }, now, hour, 'here').stale).toBe(false);
   });
 });
