@@ -1,21 +1,17 @@
 import http from 'node:http';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { signAffinity } from '../../proxy/affinity.ts';
 import { ProxyConfigError, type RunningProxy } from '../../proxy/index.ts';
-import { AFFINITY_SECRET, ADMIN_TOKEN, admin, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, ENGINES, useEngine } from './helpers.ts';
+import { AFFINITY_SECRET, ADMIN_TOKEN, admin, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, closeAll, forEachEngine } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 
-describe.each(ENGINES)('engine %s', (engine) => {
-  beforeEach(() => useEngine(engine));
+forEachEngine(() => {
 
   describe('admin API', () => {
     it('refuses a missing or wrong token with 401 on every route', async () => {

@@ -1,20 +1,16 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { signAffinity } from '../../proxy/affinity.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { AFFINITY_SECRET, admin, affinityCookie, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, ENGINES, useEngine } from './helpers.ts';
+import { AFFINITY_SECRET, admin, affinityCookie, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, closeAll, forEachEngine } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 
-describe.each(ENGINES)('engine %s', (engine) => {
-  beforeEach(() => useEngine(engine));
+forEachEngine(() => {
 
   describe('sticky sessions with a signed affinity cookie', () => {
     it('pins a client to the instance that served it first', async () => {

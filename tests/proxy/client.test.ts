@@ -6,16 +6,13 @@ import { ProxyAdminClient, ProxyAdminError, proxyClientFromInventory } from '../
 import { parseInventory } from '../../deployer/inventory.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
 import { proxyConfigFromInventory } from '../../proxy/inventory-config.ts';
-import { ADMIN_TOKEN, startTestProxy, startUpstream, type TestUpstream } from './helpers.ts';
+import { ADMIN_TOKEN, startTestProxy, startUpstream, type TestUpstream, closeAll } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 
 const INVENTORY = `

@@ -2,16 +2,13 @@ import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { signAffinity } from '../../proxy/affinity.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { AFFINITY_SECRET, admin, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream } from './helpers.ts';
+import { AFFINITY_SECRET, admin, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, closeAll } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 
 const pin = (name: string): string => `lockstep_affinity=${signAffinity(AFFINITY_SECRET, name).value}`;

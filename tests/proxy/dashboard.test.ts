@@ -17,7 +17,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CSRF_COOKIE, SESSION_COOKIE } from '../../proxy/dashboard.ts';
 import { parityOf, requestTotalsFromMetrics, type FleetSnapshot } from '../../proxy/dashboard-fleet.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { ADMIN_TOKEN, admin, request, startTestProxy, startUpstream, waitFor, type Reply, type TestUpstream } from './helpers.ts';
+import { ADMIN_TOKEN, admin, request, startTestProxy, startUpstream, waitFor, type Reply, type TestUpstream, closeAll } from './helpers.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -32,10 +32,7 @@ let proxy: RunningProxy | undefined;
 let browser: Browser | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 afterAll(async () => {
   await browser?.close();

@@ -1,22 +1,18 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { request, requestJson, servedBy, startTestProxy, startUpstream, type TestUpstream, ENGINES, useEngine } from './helpers.ts';
+import { request, requestJson, servedBy, startTestProxy, startUpstream, type TestUpstream, closeAll, forEachEngine } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 
 // Health checks that will not notice anything during the test: the request path alone must cope.
 const SLOW_CHECKS = { healthCheck: { intervalMs: 600_000, timeoutMs: 500, rise: 1, fall: 1 } };
 
-describe.each(ENGINES)('engine %s', (engine) => {
-  beforeEach(() => useEngine(engine));
+forEachEngine(() => {
 
   describe('upstream failures become JSON answers, never a crash or a hung request', () => {
     it('an upstream that refuses connections -> 502 JSON, and the proxy keeps serving', async () => {

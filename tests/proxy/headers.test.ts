@@ -1,19 +1,15 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { request, startTestProxy, startUpstream, type TestUpstream, ENGINES, useEngine } from './helpers.ts';
+import { request, startTestProxy, startUpstream, type TestUpstream, closeAll, forEachEngine } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 
-describe.each(ENGINES)('engine %s', (engine) => {
-  beforeEach(() => useEngine(engine));
+forEachEngine(() => {
 
   describe('forwarding headers', () => {
     it('sets X-Forwarded-For/-Proto/-Host and X-Request-Id, and drops hop-by-hop headers', async () => {

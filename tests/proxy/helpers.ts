@@ -4,6 +4,7 @@
  * started with fast health checks. No mocks.
  */
 import http from 'node:http';
+import { beforeEach, describe } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import { startProxy, type ProxyConfig, type RunningProxy } from '../../proxy/index.ts';
 
@@ -14,6 +15,24 @@ export const AFFINITY_SECRET = 'test-affinity-secret-0123456789abcdef';
 export const ENGINES = ['undici', 'http-proxy-3'] as const;
 let engine: (typeof ENGINES)[number] = 'undici';
 /** Select the engine `startTestProxy` uses (call in beforeEach). */
+/**
+ * Close a test's proxy and upstreams (either may be absent).
+ * @returns the cleared values, to assign back: `[proxy, upstreams] = await closeAll(proxy, upstreams)`.
+ */
+export async function closeAll(proxy: RunningProxy | undefined, upstreams: TestUpstream[]): Promise<[undefined, TestUpstream[]]> {
+  await proxy?.close();
+  await Promise.all(upstreams.map((u) => u.close()));
+  return [undefined, []];
+}
+
+/** Run a suite once per forwarding engine (`describe.each(ENGINES)` with the engine selected). */
+export function forEachEngine(suite: () => void): void {
+  describe.each(ENGINES)('engine %s', (e) => {
+    beforeEach(() => useEngine(e));
+    suite();
+  });
+}
+
 export function useEngine(e: (typeof ENGINES)[number]): void {
   engine = e;
 }

@@ -1,17 +1,14 @@
 import http from 'node:http';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { signAffinity } from '../../proxy/affinity.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { AFFINITY_SECRET, admin, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, ENGINES, useEngine } from './helpers.ts';
+import { AFFINITY_SECRET, admin, request, servedBy, startTestProxy, startUpstream, waitFor, type TestUpstream, closeAll, forEachEngine } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 let proxy: RunningProxy | undefined;
 
 afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-  await Promise.all(upstreams.map((u) => u.close()));
-  upstreams = [];
+  [proxy, upstreams] = await closeAll(proxy, upstreams);
 });
 
 const SLOW_CHECKS = { healthCheck: { intervalMs: 600_000, timeoutMs: 500, rise: 1, fall: 1 } };
@@ -21,8 +18,7 @@ function status(p: RunningProxy, name: string) {
   return p.instances().find((i) => i.name === name)!;
 }
 
-describe.each(ENGINES)('engine %s', (engine) => {
-  beforeEach(() => useEngine(engine));
+forEachEngine(() => {
 
   describe('passive ejection', () => {
     it('ejects an instance whose requests fail in a row, and takes it back after a passing probe', async () => {

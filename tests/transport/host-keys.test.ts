@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, HostKeyMismatchError, UnknownHostKeyError } from '../../deployer/errors.ts';
 import { SshTransport, type SshTransportOptions } from '../../deployer/transport/ssh.ts';
+import { closeFleet, openTransport } from './fixture.ts';
 import { startSshHosts, type SshFleet, type SshHost } from '../helpers/sshd.ts';
 
 let fleet: SshFleet;
@@ -14,23 +15,10 @@ const open: SshTransport[] = [];
 beforeAll(async () => {
   fleet = await startSshHosts(4, { baseAddress: '127.0.0.61', logLevel: 'VERBOSE' });
 });
-afterAll(async () => {
-  await Promise.all(open.map((t) => t.close()));
-  await fleet?.stop();
-});
+afterAll(() => closeFleet(fleet, open));
 
 function transportFor(host: SshHost, extra: Partial<SshTransportOptions> = {}): SshTransport {
-  const t = new SshTransport({
-    instance: host.name,
-    host: host.address,
-    port: host.port,
-    user: fleet.user,
-    identityFile: fleet.identityFile,
-    knownHostsFile: fleet.knownHostsFile,
-    ...extra,
-  });
-  open.push(t);
-  return t;
+  return openTransport(fleet, open, host, extra);
 }
 
 function knownHostsWith(name: string, lines: string[]): string {

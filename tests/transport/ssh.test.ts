@@ -11,6 +11,7 @@ import { createTransport } from '../../deployer/transport/index.ts';
 import { loadInventory } from '../../deployer/inventory.ts';
 import { LocalTransport } from '../../deployer/transport/local.ts';
 import { SshTransport, type SshTransportOptions } from '../../deployer/transport/ssh.ts';
+import { closeFleet, openTransport } from './fixture.ts';
 import { startSshHosts, type SshFleet, type SshHost } from '../helpers/sshd.ts';
 
 let fleet: SshFleet;
@@ -19,23 +20,10 @@ const open: SshTransport[] = [];
 beforeAll(async () => {
   fleet = await startSshHosts(3, { baseAddress: '127.0.0.51' });
 });
-afterAll(async () => {
-  await Promise.all(open.map((t) => t.close()));
-  await fleet?.stop();
-});
+afterAll(() => closeFleet(fleet, open));
 
 function transportFor(host: SshHost, extra: Partial<SshTransportOptions> = {}): SshTransport {
-  const t = new SshTransport({
-    instance: host.name,
-    host: host.address,
-    port: host.port,
-    user: fleet.user,
-    identityFile: fleet.identityFile,
-    knownHostsFile: fleet.knownHostsFile,
-    ...extra,
-  });
-  open.push(t);
-  return t;
+  return openTransport(fleet, open, host, extra);
 }
 
 /** "client_ip client_port server_ip server_port" of the SSH connection a command ran on. */

@@ -3,6 +3,8 @@
  * sends a session id or stores one in localStorage/sessionStorage (the incident's first cause).
  */
 import type { Geometry } from 'geojson';
+// The server's own type of this part of the answer (type-only: nothing of the server is bundled).
+import type { IndicatorReport } from '../../server/analysis/run.ts';
 
 export interface ColumnDetail {
   name: string;
@@ -60,16 +62,7 @@ export interface AnalysisResult {
   status: 'success';
   method: Method;
   formula: string;
-  indicators: {
-    column: string;
-    direction: Direction;
-    source: 'request' | 'default';
-    missing: number;
-    imputed_with: number | null;
-    min: number;
-    max: number;
-    loading?: number;
-  }[];
+  indicators: IndicatorReport[];
   categories: Record<Category, number>;
   pca?: {
     explained_variance: number;
