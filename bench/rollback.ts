@@ -14,9 +14,9 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { deploy } from '../deployer/deploy.ts';
-import { proxyControlFor } from '../deployer/proxy-control.ts';
-import { rollback } from '../deployer/rollback.ts';
+import { deploy } from '../deployer/rollout/deploy.ts';
+import { proxyControlFor } from '../deployer/balancer/control.ts';
+import { rollback } from '../deployer/rollout/rollback.ts';
 import { makeReleases, startE2eFleet } from '../tests/e2e/support.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, base: { type: 'string', default: '127.0.3.11' } } });

@@ -3,10 +3,12 @@
  * (graceful stop), reloading the instance list from the inventory file on SIGHUP.
  */
 import pino, { type Logger } from 'pino';
-import { ConfigError } from '../deployer/errors.ts';
-import { loadInventory, type Inventory } from '../deployer/inventory.ts';
+import { ConfigError } from '../config/errors.ts';
+import { loadInventory, type Inventory } from '../config/inventory.ts';
 import { ProxyConfigError } from './config.ts';
 import { startProxy, type RunningProxy } from './index.ts';
+
+export type { RunningProxy };
 import { proxyConfigFromInventory, upstreamsFromInventory } from './inventory-config.ts';
 
 export interface RunProxyOptions {

@@ -6,11 +6,9 @@
 import { BlockList, isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 
-/** A listen address. `port: 0` asks the OS for a free port (the bound port is reported back). */
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
+import type { ListenAddress } from '../config/proxy-section.ts';
+
+export type { ListenAddress };
 
 /** One upstream instance the proxy balances over. */
 export interface UpstreamConfig {

@@ -3,35 +3,11 @@
  * upstreams from the instances, the health path and upload paths from the app contract, and the
  * two secrets from the environment or their files.
  */
-import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError } from '../deployer/errors.ts';
-import { proxySectionDefaults, type Inventory } from '../deployer/inventory.ts';
-import type { ListenAddress, ProxyConfig, UpstreamConfig } from './config.ts';
-import { resolveSecret, type SecretSource } from './secrets.ts';
-
-/** The resolved `proxy` section: the inventory's, or the defaults. */
-export function proxySection(inventory: Inventory): NonNullable<Inventory['proxy']> {
-  if (inventory.proxy) return inventory.proxy;
-  const defaults = proxySectionDefaults();
-  return (
-    {
-      ...defaults,
-      adminTokenFile: resolve(inventory.dir, defaults.admin_token_file),
-    }
-  );
-}
-
-/** `host:port` (as validated by the inventory schema) to a ListenAddress. */
-export function parseHostPort(value: string, field: string, file?: string): ListenAddress {
-  const at = value.lastIndexOf(':');
-  const host = value.slice(0, at).replace(/^\[|\]$/g, '');
-  const port = Number(value.slice(at + 1));
-  if (at <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ConfigError(`${file ?? 'inventory'}: field "${field}": "${value}" is not host:port`, { file, field });
-  }
-  return { host, port };
-}
+import type { Inventory } from '../config/inventory.ts';
+import { affinitySecretFile, parseHostPort, proxySection } from '../config/proxy-section.ts';
+import { resolveSecret } from '../config/secrets.ts';
+import type { ProxyConfig, UpstreamConfig } from './config.ts';
 
 /** The upstream list the proxy balances over: one per inventory instance, at its app URL. */
 export function upstreamsFromInventory(inventory: Inventory): UpstreamConfig[] {
@@ -41,21 +17,6 @@ export function upstreamsFromInventory(inventory: Inventory): UpstreamConfig[] {
     weight: i.weight,
     ...(i.maxConnections !== undefined ? { maxConnections: i.maxConnections } : {}),
   }));
-}
-
-/** File holding the affinity secret when its env var is unset: beside the admin token file. */
-export function affinitySecretFile(inventory: Inventory): string {
-  return join(dirname(proxySection(inventory).adminTokenFile), 'affinity-secret');
-}
-
-/**
- * Resolve the admin token as the proxy does: env `proxy.admin_token_env`, else the file
- * `proxy.admin_token_file` (created with a random token, mode 0600, when missing).
- * @throws ConfigError when the file cannot be read or created.
- */
-export function adminTokenFromInventory(inventory: Inventory, env: NodeJS.ProcessEnv = process.env): SecretSource {
-  const section = proxySection(inventory);
-  return resolveSecret(section.admin_token_env, section.adminTokenFile, env);
 }
 
 /**

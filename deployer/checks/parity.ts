@@ -5,8 +5,8 @@
  * `current` manifest on disk (a switched link or a hand-edited manifest).
  */
 import pLimit from 'p-limit';
-import { verifyManifestDigest } from '../digest.ts';
-import type { ManifestFile } from '../manifest-types.ts';
+import { verifyManifestDigest } from '../build/digest.ts';
+import type { ManifestFile } from '../build/manifest.ts';
 import { allPassed, type CheckResult } from './types.ts';
 import { createClientPool, httpRequest, parseJson, snippet, type HttpOutcome } from './http.ts';
 

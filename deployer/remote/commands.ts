@@ -6,7 +6,7 @@
 import type { Layout } from './layout.ts';
 import { artifactPath, releaseDir } from './layout.ts';
 import { envPrefix, shq } from './shell.ts';
-import { MANIFEST_FILE } from '../manifest-types.ts';
+import { MANIFEST_FILE } from '../build/manifest.ts';
 
 /** Checks the tools the other commands rely on; prints the `current` target (empty if none). */
 export function preflight(layout: Layout): string {

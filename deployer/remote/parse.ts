@@ -1,5 +1,5 @@
 /** Parsers for the output of the remote command builders. */
-import type { ManifestFile } from '../manifest-types.ts';
+import type { ManifestFile } from '../build/manifest.ts';
 
 /**
  * Parse `hashTree` output into manifest entries sorted by path (byte order).

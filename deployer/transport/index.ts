@@ -2,7 +2,7 @@
  * Picks the transport for an instance. Everything above this file works with `Transport` and
  * does not know whether the instance is reached over SSH or is a directory on this machine.
  */
-import type { Instance, Inventory } from '../inventory.ts';
+import type { Instance, Inventory } from '../../config/inventory.ts';
 import { LocalTransport } from './local.ts';
 import { SshTransport } from './ssh.ts';
 import type { TransportLogger } from './log.ts';

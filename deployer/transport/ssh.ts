@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
 import pLimit from 'p-limit';
 import type { Client, ClientChannel, HostVerifier, SFTPWrapper, ServerHostKeyAlgorithm } from 'ssh2';
-import { ConfigError, HostKeyMismatchError, UnknownHostKeyError, UnreachableInstanceError } from '../errors.ts';
+import { ConfigError, HostKeyMismatchError, UnknownHostKeyError, UnreachableInstanceError } from '../../config/errors.ts';
 import {
   appendKnownHost,
   checkHostKey,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalFileList, computeDigest, InvalidManifestError, verifyManifestDigest } from '../../deployer/digest.ts';
-import type { ManifestFile } from '../../deployer/manifest-types.ts';
+import { canonicalFileList, computeDigest, InvalidManifestError, verifyManifestDigest } from '../../deployer/build/digest.ts';
+import type { ManifestFile } from '../../deployer/build/manifest.ts';
 
 // Worked by hand with coreutils:
 //   printf 'a' | sha256sum            -> ca978112...48bb

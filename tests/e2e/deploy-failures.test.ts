@@ -4,8 +4,8 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildRelease } from '../../deployer/build.ts';
-import { deploy } from '../../deployer/deploy.ts';
+import { buildRelease } from '../../deployer/build/build.ts';
+import { deploy } from '../../deployer/rollout/deploy.ts';
 import { createTransport } from '../../deployer/transport/index.ts';
 import type { Transport } from '../../deployer/transport/types.ts';
 import { currentOnDisk, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { openFleet } from '../../deployer/fleet.ts';
-import { loadInventory } from '../../deployer/inventory.ts';
+import { openFleet } from '../../deployer/fleet/fleet.ts';
+import { loadInventory } from '../../config/inventory.ts';
 import { freePort } from '../helpers/sshd.ts';
 import { realAppSection, repoRoot } from './support.ts';
 

@@ -3,9 +3,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deploy } from '../../deployer/deploy.ts';
-import { rollback } from '../../deployer/rollback.ts';
-import { LockstepError } from '../../deployer/errors.ts';
+import { deploy } from '../../deployer/rollout/deploy.ts';
+import { rollback } from '../../deployer/rollout/rollback.ts';
+import { LockstepError } from '../../config/errors.ts';
 import { currentOnDisk, makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
 
 let fleet: E2eFleet;

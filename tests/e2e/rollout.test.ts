@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageRelease } from '../../deployer/build.ts';
-import { deploy } from '../../deployer/deploy.ts';
-import { proxyControlFor } from '../../deployer/proxy-control.ts';
-import { artifactsDir } from '../../deployer/release-source.ts';
-import { rollback } from '../../deployer/rollback.ts';
-import { openFleet } from '../../deployer/fleet.ts';
+import { packageRelease } from '../../deployer/build/build.ts';
+import { deploy } from '../../deployer/rollout/deploy.ts';
+import { proxyControlFor } from '../../deployer/balancer/control.ts';
+import { artifactsDir } from '../../deployer/build/release-source.ts';
+import { rollback } from '../../deployer/rollout/rollback.ts';
+import { openFleet } from '../../deployer/fleet/fleet.ts';
 import { currentOnDisk, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
 import { startLoad, type LoadResult } from './load.ts';
 

@@ -1,9 +1,9 @@
 // The main job end to end: build once, deploy over real SSH to three real sshd hosts running
 // the real app, balanced by the real proxy, then verify parity and session isolation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deploy } from '../../deployer/deploy.ts';
-import { proxyControlFor } from '../../deployer/proxy-control.ts';
-import { verifyFleet } from '../../deployer/verify.ts';
+import { deploy } from '../../deployer/rollout/deploy.ts';
+import { proxyControlFor } from '../../deployer/balancer/control.ts';
+import { verifyFleet } from '../../deployer/checks/verify.ts';
 import { currentOnDisk, manifestOnDisk, startE2eFleet, versionOf, type E2eFleet } from './support.ts';
 
 let fleet: E2eFleet;

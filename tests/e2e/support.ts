@@ -5,12 +5,12 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { loadInventory, type Inventory } from '../../deployer/inventory.ts';
-import { openFleet } from '../../deployer/fleet.ts';
+import { loadInventory, type Inventory } from '../../config/inventory.ts';
+import { openFleet } from '../../deployer/fleet/fleet.ts';
 import { startProxy, type RunningProxy } from '../../proxy/index.ts';
 import { proxyConfigFromInventory, upstreamsFromInventory } from '../../proxy/inventory-config.ts';
 import { freePort, startSshHosts, type SshFleet } from '../helpers/sshd.ts';
-import type { Manifest } from '../../deployer/manifest-types.ts';
+import type { Manifest } from '../../deployer/build/manifest.ts';
 
 export const repoRoot = resolve(import.meta.dirname, '..', '..');
 
@@ -100,8 +100,8 @@ export async function makeReleases(inventory: Inventory, kinds: ReleaseKind[]): 
   const { cpSync, mkdtempSync, writeFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { execFileSync } = await import('node:child_process');
-  const { packageRelease } = await import('../../deployer/build.ts');
-  const { artifactsDir } = await import('../../deployer/release-source.ts');
+  const { packageRelease } = await import('../../deployer/build/build.ts');
+  const { artifactsDir } = await import('../../deployer/build/release-source.ts');
   const base = mkdtempSync(join(tmpdir(), 'lockstep-rel-'));
   const built = join(base, 'built');
   execFileSync(process.execPath, [join(repoRoot, 'app/build.mjs'), '--out', built]);

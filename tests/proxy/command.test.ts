@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadInventory } from '../../deployer/inventory.ts';
+import { loadInventory } from '../../config/inventory.ts';
 import { runProxyCommand } from '../../proxy/command.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
 import { request, servedBy, startUpstream, waitFor, type TestUpstream } from './helpers.ts';

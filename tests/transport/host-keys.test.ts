@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, HostKeyMismatchError, UnknownHostKeyError } from '../../deployer/errors.ts';
+import { ConfigError, HostKeyMismatchError, UnknownHostKeyError } from '../../config/errors.ts';
 import { SshTransport, type SshTransportOptions } from '../../deployer/transport/ssh.ts';
 import { closeFleet, openTransport } from './fixture.ts';
 import { startSshHosts, type SshFleet, type SshHost } from '../helpers/sshd.ts';

@@ -3,9 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../deployer/errors.ts';
-import { trustHosts } from '../../deployer/hosts.ts';
-import { loadInventory } from '../../deployer/inventory.ts';
+import { ConfigError } from '../../config/errors.ts';
+import { trustHosts } from '../../deployer/transport/trust.ts';
+import { loadInventory } from '../../config/inventory.ts';
 import { createTransport } from '../../deployer/transport/index.ts';
 import { startSshHosts, type SshFleet } from '../helpers/sshd.ts';
 

@@ -2,8 +2,8 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRelease } from '../../deployer/build.ts';
-import { computeDigest } from '../../deployer/digest.ts';
+import { packageRelease } from '../../deployer/build/build.ts';
+import { computeDigest } from '../../deployer/build/digest.ts';
 
 function tree(): string {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-build-'));

@@ -5,10 +5,10 @@ import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { computeDigest } from '../../deployer/digest.ts';
-import { intendedRollbackTarget, manifestIsConsistent } from '../../deployer/drift.ts';
-import type { HistoryEntry } from '../../deployer/instance.ts';
-import type { InstanceReleases } from '../../deployer/releases.ts';
+import { computeDigest } from '../../deployer/build/digest.ts';
+import { intendedRollbackTarget, manifestIsConsistent } from '../../deployer/drift/scan.ts';
+import type { HistoryEntry } from '../../deployer/fleet/instance.ts';
+import type { InstanceReleases } from '../../deployer/fleet/releases.ts';
 import * as cmd from '../../deployer/remote/commands.ts';
 import { layoutOf } from '../../deployer/remote/layout.ts';
 import { parseCurrentLink, parseHashTree, parseTreeDigest, splitSections } from '../../deployer/remote/parse.ts';

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { parseInventory } from '../../deployer/inventory.ts';
-import { ConfigError } from '../../deployer/errors.ts';
+import { parseInventory } from '../../config/inventory.ts';
+import { ConfigError } from '../../config/errors.ts';
 
 const repo = resolve(import.meta.dirname, '..', '..');
 

@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseInventory } from '../../deployer/inventory.ts';
+import { parseInventory } from '../../config/inventory.ts';
 import { resolveProxyConfig } from '../../proxy/config.ts';
 import { proxyConfigFromInventory } from '../../proxy/inventory-config.ts';
 

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { InventorySchema } from '../../deployer/inventory.ts';
+import { InventorySchema } from '../../config/inventory.ts';
 
 /** Strip default/optional/effects wrappers down to the underlying schema. */
 function unwrap(s: z.ZodType): z.ZodType {

@@ -77,7 +77,7 @@ describe('remote command builders', () => {
 
 describe('lock staleness', () => {
   it('judges by the heartbeat when there is one, else by the time taken; a dead local pid is stale', async () => {
-    const { judgeHolder } = await import('../../deployer/lock.ts');
+    const { judgeHolder } = await import('../../deployer/fleet/lock.ts');
     const now = Date.parse('2026-11-30T12:00:00Z');
     const hour = 3_600_000;
     const old = { time: '2026-11-30T09:00:00Z', machine: 'elsewhere', pid: 1 };

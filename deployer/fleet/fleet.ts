@@ -3,10 +3,10 @@
  * inventory's concurrency bound, and closed together.
  */
 import pLimit from 'p-limit';
-import type { Instance, Inventory } from './inventory.ts';
+import type { Instance, Inventory } from '../../config/inventory.ts';
 import { InstanceOps } from './instance.ts';
-import { createTransport, type TransportLogger } from './transport/index.ts';
-import type { Transport } from './transport/types.ts';
+import { createTransport, type TransportLogger } from '../transport/index.ts';
+import type { Transport } from '../transport/types.ts';
 
 export type TransportFactory = (instance: Instance, inventory: Inventory) => Transport;
 

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError } from '../deployer/errors.ts';
+import { ConfigError } from './errors.ts';
 
 /** Where a secret came from, for messages (never the secret itself). */
 export interface SecretSource {

@@ -1,5 +1,5 @@
 /** Human text for deploy and rollback reports. */
-import type { DeployReport } from './deploy.ts';
+import type { DeployReport } from '../rollout/deploy.ts';
 import { renderTable } from './table.ts';
 
 /**

@@ -3,8 +3,8 @@
  * operator step that lets later connections verify hosts. A changed key is never replaced.
  */
 import pLimit from 'p-limit';
-import { ConfigError } from './errors.ts';
-import type { Instance, Inventory } from './inventory.ts';
+import { ConfigError } from '../../config/errors.ts';
+import type { Instance, Inventory } from '../../config/inventory.ts';
 import {
   appendKnownHost,
   checkHostKey,
@@ -13,8 +13,8 @@ import {
   knownHostsName,
   loadKnownHosts,
   type KnownHosts,
-} from './transport/known-hosts.ts';
-import { probeHostKey } from './transport/host-key-probe.ts';
+} from './known-hosts.ts';
+import { probeHostKey } from './host-key-probe.ts';
 
 export interface TrustHostResult {
   instance: string;

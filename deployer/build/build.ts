@@ -9,9 +9,9 @@ import { chmod, lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:
 import { join, relative, resolve, sep } from 'node:path';
 import * as tar from 'tar';
 import { computeDigest } from './digest.ts';
-import { ConfigError, LockstepError } from './errors.ts';
-import type { Inventory } from './inventory.ts';
-import type { Manifest, ManifestFile } from './manifest-types.ts';
+import { ConfigError, LockstepError } from '../../config/errors.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import type { Manifest, ManifestFile } from './manifest.ts';
 
 export interface BuildResult {
   release: string;

@@ -6,8 +6,8 @@
 import os from 'node:os';
 import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
 import type { InstanceOps } from './instance.ts';
-import type { Inventory } from './inventory.ts';
-import { shq } from './remote/shell.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import { shq } from '../remote/shell.ts';
 
 export interface LockInfo {
   instance: string;

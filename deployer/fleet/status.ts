@@ -4,8 +4,8 @@
  */
 import type { TransportFactory } from './fleet.ts';
 import { openFleet, reasonOf } from './fleet.ts';
-import type { Inventory } from './inventory.ts';
-import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from './proxy-client.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from '../balancer/admin-client.ts';
 
 /** The proxy's view of one instance. `absent`: the proxy has no such upstream; `unreachable`: its admin API did not answer. */
 export interface ProxyView {

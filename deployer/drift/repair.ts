@@ -4,16 +4,16 @@
  * host, activate through the rollout with drain/enable), then verify the fleet and scan again.
  * Instances without drift are never touched (not even locked).
  */
-import { lockFleet, lockHeartbeat, newLockHolder, unlockFleet } from './deploy.ts';
-import { scanDrift, type DriftItem, type DriftKind, type DriftOptions, type DriftReport, type DriftScan, type InstanceDrift } from './drift.ts';
-import { LockHeldError, LockstepError } from './errors.ts';
-import { openFleet, reasonOf } from './fleet.ts';
-import { proxyClientFromInventory } from './proxy-client.ts';
-import type { InstanceOps } from './instance.ts';
-import type { Inventory } from './inventory.ts';
-import type { Manifest } from './manifest-types.ts';
-import { rolloutSettings, rollout, type ProxyControl } from './rollout.ts';
-import { verifyFleet, type VerifyResult } from './verify.ts';
+import { lockFleet, lockHeartbeat, newLockHolder, unlockFleet } from '../rollout/deploy.ts';
+import { scanDrift, type DriftItem, type DriftKind, type DriftOptions, type DriftReport, type DriftScan, type InstanceDrift } from './scan.ts';
+import { LockHeldError, LockstepError } from '../../config/errors.ts';
+import { openFleet, reasonOf } from '../fleet/fleet.ts';
+import { proxyClientFromInventory } from '../balancer/admin-client.ts';
+import type { InstanceOps } from '../fleet/instance.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import type { Manifest } from '../build/manifest.ts';
+import { rolloutSettings, rollout, type ProxyControl } from '../rollout/rollout.ts';
+import { verifyFleet, type VerifyResult } from '../checks/verify.ts';
 
 /** Kinds fixed by (re)installing and activating the expected release. */
 const RELEASE_KINDS: DriftKind[] = ['no-current', 'incomplete-current', 'different-release', 'files', 'process-down', 'process-digest', 'process-unhealthy'];

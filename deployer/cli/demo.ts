@@ -3,15 +3,15 @@
  * fleet, builds once, deploys through the proxy, verifies parity and session isolation, and
  * prints the URL. With --once (or when CI is set) it then stops everything it started.
  */
-import { renderReportTable } from './checks/index.ts';
-import { deploy } from './deploy.ts';
-import { openFleet } from './fleet.ts';
-import type { Inventory } from './inventory.ts';
-import { ConfigError } from './errors.ts';
-import { proxyControlFor } from './proxy-control.ts';
-import { verifyFleet } from './verify.ts';
-import { runProxyCommand } from '../proxy/command.ts';
-import type { RunningProxy } from '../proxy/index.ts';
+import { renderReportTable } from '../checks/index.ts';
+import { deploy } from '../rollout/deploy.ts';
+import { openFleet } from '../fleet/fleet.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import { ConfigError } from '../../config/errors.ts';
+import { proxyControlFor } from '../balancer/control.ts';
+import { verifyFleet } from '../checks/verify.ts';
+import { runProxyCommand } from '../../proxy/command.ts';
+import type { RunningProxy } from '../../proxy/command.ts';
 import { renderDeployReportText } from './report-text.ts';
 
 export interface DemoOptions {

@@ -13,14 +13,14 @@ import {
   LockHeldError,
   LockstepError,
   RemoteCommandError,
-} from './errors.ts';
-import type { Instance, Inventory } from './inventory.ts';
-import type { Manifest } from './manifest-types.ts';
-import * as cmd from './remote/commands.ts';
-import { layoutOf, releaseDir, type Layout } from './remote/layout.ts';
-import { diffTree, isCleanDiff, parseHashTree, type TreeDiff } from './remote/parse.ts';
-import type { ExecResult, Transport } from './transport/types.ts';
-import { succeeded } from './transport/types.ts';
+} from '../../config/errors.ts';
+import type { Instance, Inventory } from '../../config/inventory.ts';
+import type { Manifest } from '../build/manifest.ts';
+import * as cmd from '../remote/commands.ts';
+import { layoutOf, releaseDir, type Layout } from '../remote/layout.ts';
+import { diffTree, isCleanDiff, parseHashTree, type TreeDiff } from '../remote/parse.ts';
+import type { ExecResult, Transport } from '../transport/types.ts';
+import { succeeded } from '../transport/types.ts';
 
 /** One line in `.lockstep/history.jsonl`. */
 export interface HistoryEntry {

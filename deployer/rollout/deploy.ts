@@ -8,16 +8,16 @@
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { buildRelease } from './build.ts';
-import { LockHeldError, LockstepError } from './errors.ts';
-import { openFleet, reasonOf, type Fleet, type TransportFactory } from './fleet.ts';
-import type { InstanceOps } from './instance.ts';
-import type { Inventory } from './inventory.ts';
-import { loadLocalRelease, type LocalRelease } from './release-source.ts';
-import { pruneFleet } from './releases.ts';
-import * as cmd from './remote/commands.ts';
-import { succeeded } from './transport/types.ts';
-import type { Manifest } from './manifest-types.ts';
+import { buildRelease } from '../build/build.ts';
+import { LockHeldError, LockstepError } from '../../config/errors.ts';
+import { openFleet, reasonOf, type Fleet, type TransportFactory } from '../fleet/fleet.ts';
+import type { InstanceOps } from '../fleet/instance.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import { loadLocalRelease, type LocalRelease } from '../build/release-source.ts';
+import { pruneFleet } from '../fleet/releases.ts';
+import * as cmd from '../remote/commands.ts';
+import { succeeded } from '../transport/types.ts';
+import type { Manifest } from '../build/manifest.ts';
 import { spawnSync } from 'node:child_process';
 import { planBatches, rolloutSettings, rollout, type InstanceOutcome, type ProxyControl } from './rollout.ts';
 

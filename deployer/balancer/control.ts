@@ -1,10 +1,10 @@
 /**
  * The rollout's view of the proxy: drain and enable through the admin API client.
  */
-import type { Inventory } from './inventory.ts';
-import { proxyClientFromInventory } from './proxy-client.ts';
-import type { ProxyControl } from './rollout.ts';
-import { GateFailedError } from './errors.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import { proxyClientFromInventory } from './admin-client.ts';
+import type { ProxyControl } from '../rollout/rollout.ts';
+import { GateFailedError } from '../../config/errors.ts';
 
 /**
  * A ProxyControl for the inventory's proxy, or undefined when the inventory has no proxy or it

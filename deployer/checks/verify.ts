@@ -2,11 +2,11 @@
  * `lockstep verify` (also the last step of every deploy and rollback): version parity and
  * session isolation for the fleet in an inventory.
  */
-import { checkSessionIsolation, checkVersionParity, isolationInputFromInventory, overallOk, type CheckReport } from './checks/index.ts';
-import { ConfigError } from './errors.ts';
-import { openFleet, type TransportFactory } from './fleet.ts';
-import type { Inventory } from './inventory.ts';
-import { mergedHistory, readFleetReleases } from './releases.ts';
+import { checkSessionIsolation, checkVersionParity, isolationInputFromInventory, overallOk, type CheckReport } from './index.ts';
+import { ConfigError } from '../../config/errors.ts';
+import { openFleet, type TransportFactory } from '../fleet/fleet.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import { mergedHistory, readFleetReleases } from '../fleet/releases.ts';
 
 export interface VerifyOptions {
   /** Expected release; default: the newest successful activation or rollback in the fleet's history. */

@@ -2,12 +2,12 @@
  * `lockstep rollback [--to RELEASE]`: put the fleet back on a release every instance already
  * has, through the same rolling machinery and gates as a deploy. No build, no upload.
  */
-import { LockHeldError, LockstepError } from './errors.ts';
+import { LockHeldError, LockstepError } from '../../config/errors.ts';
 import { lockHeartbeat, newLockHolder, lockFleetWaiting, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
-import { openFleet, type TransportFactory } from './fleet.ts';
-import type { Inventory } from './inventory.ts';
-import type { Manifest } from './manifest-types.ts';
-import { readFleetReleases, rollbackCandidates, verifyReleaseOnHost, type InstanceReleases } from './releases.ts';
+import { openFleet, type TransportFactory } from '../fleet/fleet.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import type { Manifest } from '../build/manifest.ts';
+import { readFleetReleases, rollbackCandidates, verifyReleaseOnHost, type InstanceReleases } from '../fleet/releases.ts';
 import { rolloutSettings, rollout, type ProxyControl } from './rollout.ts';
 
 export interface RollbackOptions {

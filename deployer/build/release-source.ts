@@ -1,9 +1,9 @@
 /** Finding an already-built release (for `deploy --release` and rollbacks) in the artifacts dir. */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ConfigError } from './errors.ts';
-import type { Inventory } from './inventory.ts';
-import type { Manifest } from './manifest-types.ts';
+import { ConfigError } from '../../config/errors.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import type { Manifest } from './manifest.ts';
 import { computeDigest } from './digest.ts';
 
 export interface LocalRelease {

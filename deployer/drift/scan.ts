@@ -9,19 +9,19 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { computeDigest } from './digest.ts';
-import { ConfigError, LockstepError } from './errors.ts';
-import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
-import type { InstanceOps, VersionInfo } from './instance.ts';
-import { parseHistory, parseLockHolder, releaseIdFromLink } from './instance.ts';
-import type { Inventory } from './inventory.ts';
-import type { Manifest } from './manifest-types.ts';
-import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from './proxy-client.ts';
-import { artifactsDir, loadLocalRelease } from './release-source.ts';
-import { mergedHistory, releaseState, succeededReleases, type InstanceReleases } from './releases.ts';
-import * as cmd from './remote/commands.ts';
-import { RELEASE_ID, releaseDir } from './remote/layout.ts';
-import { isCleanDiff, parseCurrentLink, parseTreeDigest, splitSections, type CurrentLink, type TreeDiff } from './remote/parse.ts';
+import { computeDigest } from '../build/digest.ts';
+import { ConfigError, LockstepError } from '../../config/errors.ts';
+import { openFleet, reasonOf, type TransportFactory } from '../fleet/fleet.ts';
+import type { InstanceOps, VersionInfo } from '../fleet/instance.ts';
+import { parseHistory, parseLockHolder, releaseIdFromLink } from '../fleet/instance.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import type { Manifest } from '../build/manifest.ts';
+import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from '../balancer/admin-client.ts';
+import { artifactsDir, loadLocalRelease } from '../build/release-source.ts';
+import { mergedHistory, releaseState, succeededReleases, type InstanceReleases } from '../fleet/releases.ts';
+import * as cmd from '../remote/commands.ts';
+import { RELEASE_ID, releaseDir } from '../remote/layout.ts';
+import { isCleanDiff, parseCurrentLink, parseTreeDigest, splitSections, type CurrentLink, type TreeDiff } from '../remote/parse.ts';
 
 export type DriftKind =
   /** `current` does not exist. */

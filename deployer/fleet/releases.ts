@@ -5,11 +5,11 @@
  */
 import type { HistoryEntry, InstanceOps } from './instance.ts';
 import { reasonOf, type Fleet } from './fleet.ts';
-import * as cmd from './remote/commands.ts';
-import { releaseDir } from './remote/layout.ts';
-import { shq } from './remote/shell.ts';
-import type { Manifest } from './manifest-types.ts';
-import { isCleanDiff } from './remote/parse.ts';
+import * as cmd from '../remote/commands.ts';
+import { releaseDir } from '../remote/layout.ts';
+import { shq } from '../remote/shell.ts';
+import type { Manifest } from '../build/manifest.ts';
+import { isCleanDiff } from '../remote/parse.ts';
 
 export type ReleaseState = 'active' | 'previous' | 'failed' | 'unpacked' | 'absent';
 

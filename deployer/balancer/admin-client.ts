@@ -2,9 +2,9 @@
  * The deployer's client for the proxy admin API (docs/ARCHITECTURE.md, "Proxy admin API").
  * The deployer talks to the proxy only through this: list instances, drain, enable, disable.
  */
-import { LockstepError } from './errors.ts';
-import type { Inventory } from './inventory.ts';
-import { adminTokenFromInventory, parseHostPort, proxySection } from '../proxy/inventory-config.ts';
+import { LockstepError } from '../../config/errors.ts';
+import type { Inventory } from '../../config/inventory.ts';
+import { adminTokenFromInventory, parseHostPort, proxySection } from '../../config/proxy-section.ts';
 
 /** One instance as the proxy sees it. */
 export interface ProxyInstanceStatus {

@@ -3,9 +3,9 @@
  * (drain, switch, restart, health + version gate, enable), and roll the switched instances back
  * by itself when a batch fails. It does not know how instances are reached.
  */
-import type { InstanceOps } from './instance.ts';
-import type { Manifest } from './manifest-types.ts';
-import type { Inventory } from './inventory.ts';
+import type { InstanceOps } from '../fleet/instance.ts';
+import type { Manifest } from '../build/manifest.ts';
+import type { Inventory } from '../../config/inventory.ts';
 
 /** What the rollout needs from the proxy; the deployer's proxy client implements it. */
 export interface ProxyControl {

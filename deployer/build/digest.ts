@@ -3,8 +3,8 @@
  * "Release identity"). The build computes it, every instance check recomputes it.
  */
 import { createHash } from 'node:crypto';
-import { LockstepError } from './errors.ts';
-import type { Manifest, ManifestFile } from './manifest-types.ts';
+import { LockstepError } from '../../config/errors.ts';
+import type { Manifest, ManifestFile } from './manifest.ts';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const OCTAL_MODE = /^[0-7]{3,4}$/;
