@@ -18,7 +18,7 @@ import { pruneFleet } from '../fleet/releases.ts';
 import * as cmd from '../remote/commands.ts';
 import { succeeded } from '../transport/types.ts';
 import type { Manifest } from '../build/manifest.ts';
-import { spawnSync } from 'node:child_process';
+import { runLocalHook } from './hooks.ts';
 import { planBatches, rolloutSettings, rollout, type InstanceOutcome, type ProxyControl } from './rollout.ts';
 
 export interface DeployInstanceReport extends InstanceOutcome {
@@ -62,24 +62,6 @@ export interface DeployOptions {
   dryRun?: boolean;
   /** Wait up to this many ms for a held lock instead of failing at once. */
   lockWaitMs?: number;
-}
-
-/**
- * Run a local hook command in the inventory's directory with LOCKSTEP_HOOK, LOCKSTEP_RELEASE and
- * LOCKSTEP_DIGEST set. @throws LockstepError LOCKSTEP_HOOK_FAILED with its exit status.
- */
-export function runLocalHook(inventory: Inventory, hook: string, command: string, release: { release: string; digest: string }): void {
-  const r = spawnSync(command, {
-    cwd: inventory.dir,
-    shell: '/bin/bash',
-    encoding: 'utf8',
-    env: { ...process.env, LOCKSTEP_HOOK: hook, LOCKSTEP_RELEASE: release.release, LOCKSTEP_DIGEST: release.digest },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (r.status !== 0 || r.signal) {
-    const tail = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim().split('\n').slice(-3).join(' | ');
-    throw new LockstepError('LOCKSTEP_HOOK_FAILED', `${hook} hook \`${command}\` failed (${r.signal ? `signal ${r.signal}` : `exit ${r.status}`})${tail ? `: ${tail}` : ''}`, 3);
-  }
 }
 
 /**
