@@ -24,7 +24,7 @@ import { openFleet, type TransportFactory } from '../deployer/fleet/fleet.ts';
 import { loadInventory } from '../config/inventory.ts';
 import type { Manifest, ManifestFile } from '../deployer/build/manifest.ts';
 import { diffTree, type TreeDiff } from '../deployer/remote/parse.ts';
-import { shq } from '../deployer/remote/shell.ts';
+import { shq } from '../deployer/transport/shell.ts';
 import { createTransport } from '../deployer/transport/index.ts';
 import type { Transport } from '../deployer/transport/types.ts';
 import { startSshHosts } from '../tests/helpers/sshd.ts';

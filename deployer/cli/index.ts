@@ -26,7 +26,7 @@ import { trustHosts } from '../transport/trust.ts';
 import { proxyControlFor } from '../balancer/control.ts';
 import { runProxyCommand } from '../../proxy/command.ts';
 import { openFleet, setTransportLogger } from '../fleet/fleet.ts';
-import { mergedHistory, readFleetReleases, releaseState, rollbackCandidates } from '../fleet/releases.ts';
+import { mergedHistory, readFleetReleases, releaseState, decideRollbackTarget } from '../fleet/releases.ts';
 
 interface GlobalOptions {
   inventory: string;
@@ -297,11 +297,11 @@ export function buildProgram(result: { exitCode: number }): Command {
       try {
         const { infos, unreachable } = await readFleetReleases(fleet);
         const all = [...new Set(infos.flatMap((i) => i.present))].sort().reverse();
-        const candidates = rollbackCandidates(infos);
+        const { candidates, target } = decideRollbackTarget(infos);
         if (json) {
-          out(JSON.stringify({ releases: all.map((r) => ({ release: r, states: Object.fromEntries(infos.map((i) => [i.instance, releaseState(i, r)])), rollback_candidate: candidates.includes(r) })), rollback_target: candidates[0] ?? null }, null, 2));
+          out(JSON.stringify({ releases: all.map((r) => ({ release: r, states: Object.fromEntries(infos.map((i) => [i.instance, releaseState(i, r)])), rollback_candidate: candidates.includes(r) })), rollback_target: target }, null, 2));
         } else {
-          out(renderTable(['release', ...infos.map((i) => i.instance), 'rollback'], all.map((r) => [r, ...infos.map((i) => releaseState(i, r)), r === candidates[0] ? 'target' : candidates.includes(r) ? 'candidate' : ''])));
+          out(renderTable(['release', ...infos.map((i) => i.instance), 'rollback'], all.map((r) => [r, ...infos.map((i) => releaseState(i, r)), r === target ? 'target' : candidates.includes(r) ? 'candidate' : ''])));
         }
         result.exitCode = reportUnreachable(unreachable);
       } finally {

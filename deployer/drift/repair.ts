@@ -4,7 +4,7 @@
  * host, activate through the rollout with drain/enable), then verify the fleet and scan again.
  * Instances without drift are never touched (not even locked).
  */
-import { lockFleet, lockHeartbeat, newLockHolder, unlockFleet } from '../rollout/deploy.ts';
+import { lockFleet, newLockHolder, unlockFleet } from '../fleet/lock.ts';
 import { scanDrift, type DriftItem, type DriftKind, type DriftOptions, type DriftReport, type DriftScan, type InstanceDrift } from './scan.ts';
 import { LockHeldError, LockstepError } from '../../config/errors.ts';
 import { openFleet, reasonOf } from '../fleet/fleet.ts';
@@ -12,7 +12,8 @@ import { proxyClientFromInventory } from '../balancer/admin-client.ts';
 import type { InstanceOps } from '../fleet/instance.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import type { Manifest } from '../build/manifest.ts';
-import { rolloutSettings, rollout, type ProxyControl } from '../rollout/rollout.ts';
+import type { ProxyControl } from '../rollout/rollout.ts';
+import { runFleetRollout } from '../rollout/run.ts';
 import { verifyFleet, type VerifyResult } from '../checks/verify.ts';
 
 /** Kinds fixed by (re)installing and activating the expected release. */
@@ -172,19 +173,19 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
         const manifest = scan.manifest;
         const activateWith = async (ops: InstanceOps[]): Promise<void> => {
           if (ops.length === 0 || !manifest) return;
-          const result = await rollout({
+          const result = await runFleetRollout({
+            fleet,
             ops,
+            holder,
             manifest,
             // "before" only when it ran another complete release: that is where a failed activation
             // goes back to. Repaired in place (current was the expected or an incomplete release)
             // there is nothing to go back to, and null makes the rollout restart it even when
             // /version looks right: the code it runs may come from the damaged dir.
             previous: new Map(ops.map((o) => [o.name, rowOf(o).current.release !== expected.release ? rowOf(o).current.release : null])),
-            ...rolloutSettings(inventory.deploy),
             proxy: options.proxy,
             progress,
             signal: options.signal,
-            beforeBatch: lockHeartbeat(fleet, holder),
             event: 'activate',
           });
           for (const oc of result.outcomes) {

@@ -18,7 +18,7 @@ import type { Inventory } from '../../config/inventory.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from '../balancer/admin-client.ts';
 import { artifactsDir, loadLocalRelease } from '../build/release-source.ts';
-import { mergedHistory, releaseState, succeededReleases, type InstanceReleases } from '../fleet/releases.ts';
+import { decideRollbackTarget, mergedHistory, type InstanceReleases } from '../fleet/releases.ts';
 import * as cmd from '../remote/commands.ts';
 import { RELEASE_ID, releaseDir } from '../remote/layout.ts';
 import { isCleanDiff, parseCurrentLink, parseTreeDigest, splitSections, type CurrentLink, type TreeDiff } from '../remote/parse.ts';
@@ -166,25 +166,6 @@ async function readReleaseManifest(o: InstanceOps, id: string): Promise<unknown>
   } catch {
     return null;
   }
-}
-
-/**
- * The release a rollback should go to: the newest release that succeeded somewhere, is not the
- * expected one, was not rolled back from (unless activated again since) and is not failed on
- * every instance that has it. Unlike `rollbackCandidates` it does not require presence: a
- * target missing somewhere is exactly the drift to report.
- */
-export function intendedRollbackTarget(infos: InstanceReleases[], expected: string): string | null {
-  const chronological = [...mergedHistory(infos)].reverse();
-  const rolledAwayFrom = new Set<string>();
-  for (const h of chronological) {
-    if (h.event === 'rollback' && h.previous) rolledAwayFrom.add(h.previous);
-    if (h.event === 'activate') rolledAwayFrom.delete(h.release);
-  }
-  const target = succeededReleases(chronological).find(
-    (r) => r !== expected && !rolledAwayFrom.has(r) && !infos.some((i) => i.present.includes(r) && releaseState(i, r) === 'failed'),
-  );
-  return target ?? null;
 }
 
 interface Basics {
@@ -443,7 +424,8 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     };
     const manifest = local?.manifest ?? (await trusted(expected.release, expected.digest));
 
-    const rollbackTarget = intendedRollbackTarget(infos, expected.release);
+    // The one rule (fleet/releases.ts); drift checks the release that should be restorable everywhere.
+    const rollbackTarget = decideRollbackTarget(infos, expected.release).intended;
     const rollbackDigest = rollbackTarget ? (history.find((h) => h.release === rollbackTarget && h.event !== 'lock-broken')?.digest ?? null) : null;
     const rollbackLocal = rollbackTarget && rollbackDigest ? localRelease(inventory, rollbackTarget, rollbackDigest) : null;
     const rollbackManifest = rollbackTarget ? (rollbackLocal?.manifest ?? (await trusted(rollbackTarget, rollbackDigest))) : null;

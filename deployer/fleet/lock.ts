@@ -1,13 +1,17 @@
 /**
- * `lockstep lock status|release`: who holds the deploy lock on each instance, whether it is
- * stale, and breaking stale locks. A lock is stale when it is older than `deploy.lock_ttl_ms`,
- * or when it was taken on this machine by a process that no longer exists.
+ * The deploy lock, all of it: taking it on the whole fleet (all or nothing, in name order),
+ * waiting for it, its heartbeat, releasing it, and for `lockstep lock status|release` who holds
+ * it on each instance, whether it is stale, and breaking stale locks. A lock is stale when its
+ * last heartbeat is older than `deploy.lock_ttl_ms`, or when it was taken on this machine by a
+ * process that no longer exists. The remote commands are built in remote/commands.ts.
  */
 import os from 'node:os';
-import { openFleet, reasonOf, type TransportFactory } from './fleet.ts';
+import { randomBytes } from 'node:crypto';
+import { LockHeldError } from '../../config/errors.ts';
+import * as cmd from '../remote/commands.ts';
+import { openFleet, reasonOf, type Fleet, type TransportFactory } from './fleet.ts';
 import type { InstanceOps } from './instance.ts';
 import type { Inventory } from '../../config/inventory.ts';
-import { shq } from '../remote/shell.ts';
 
 export interface LockInfo {
   instance: string;
@@ -45,17 +49,12 @@ export function judgeHolder(holder: Record<string, unknown>, nowMs: number, ttlM
   return { stale: false, reason: `taken ${Math.round(ageMs / 1000)} s ago on ${String(holder.machine ?? '?')}; stale after the TTL` };
 }
 
+/** Read and judge the lock of one instance. */
 async function readLock(o: InstanceOps, ttlMs: number): Promise<LockInfo> {
   await o.transport.connect();
-  const r = await o.transport.exec(`if [ -d ${shq(o.layout.lock)} ]; then cat ${shq(`${o.layout.lock}/holder.json`)} 2>/dev/null || echo '{}'; fi`);
-  const text = r.stdout.trim();
-  if (!text) return { instance: o.name, held: false, holder: null, stale: false, reason: 'free' };
-  let holder: Record<string, unknown> = {};
-  try {
-    holder = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    /* a torn holder file from a killed deploy: judged by its (missing) time */
-  }
+  // A torn holder file from a killed deploy reads as `{unreadable: true}`: judged by its (missing) time.
+  const holder = await o.readLockHolder();
+  if (!holder) return { instance: o.name, held: false, holder: null, stale: false, reason: 'free' };
   return { instance: o.name, held: true, holder, ...judgeHolder(holder, Date.now(), ttlMs) };
 }
 
@@ -92,7 +91,7 @@ export async function breakLocks(inventory: Inventory, options: { force: boolean
     const results = await fleet.each(async (o) => {
       const info = await readLock(o, inventory.deploy.lock_ttl_ms);
       if (!info.held || !info.stale || !options.force) return { ...info, holder: publicHolder(info.holder), broken: false };
-      await o.run(`rm -rf ${shq(o.layout.lock)}`);
+      await o.run(cmd.breakLock(o.layout));
       await o
         .appendHistory({
           event: 'lock-broken',
@@ -112,4 +111,72 @@ export async function breakLocks(inventory: Inventory, options: { force: boolean
   } finally {
     await fleet.close();
   }
+}
+
+/**
+ * Take the lock on every instance, retrying every second for up to `waitMs` while it is held.
+ * @throws LockHeldError when still held at the deadline.
+ */
+export async function lockFleetWaiting(fleet: Fleet, holder: Record<string, unknown>, waitMs: number, progress: (i: string, l: string) => void): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await lockFleet(fleet, holder);
+      return;
+    } catch (e) {
+      if (!(e instanceof LockHeldError) || Date.now() + 1000 > deadline) throw e;
+      if (attempt === 0) progress('lock', `${e.message}; waiting up to ${waitMs} ms`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+/** A lock holder record (written to `.lockstep/lock/holder.json` on every instance). */
+export function newLockHolder(release: string, message?: string): Record<string, unknown> {
+  return {
+    token: randomBytes(16).toString('hex'),
+    user: os.userInfo().username,
+    machine: os.hostname(),
+    pid: process.pid,
+    time: new Date().toISOString(),
+    release,
+    message: message ?? 'deploy',
+  };
+}
+
+/**
+ * Take the lock on every instance, all or nothing, one instance at a time in name order: two
+ * deploys racing for the same fleet meet at the first instance, so exactly one of them wins
+ * (taking locks in parallel could leave each holding part of the fleet and both giving up).
+ * When one is held, the ones already taken are released again.
+ * @throws LockHeldError naming the held instance and its holder.
+ */
+export async function lockFleet(fleet: Fleet, holder: Record<string, unknown>): Promise<void> {
+  const ordered = [...fleet.ops].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const taken: InstanceOps[] = [];
+  try {
+    for (const o of ordered) {
+      await o.acquireLock(holder);
+      taken.push(o);
+    }
+  } catch (e) {
+    await Promise.allSettled(taken.map((o) => o.releaseLock(String(holder.token))));
+    throw e;
+  }
+}
+
+/**
+ * A heartbeat for a held fleet lock: rewrites every instance's holder record with a fresh
+ * `heartbeat` time, so a deploy that runs longer than `deploy.lock_ttl_ms` is not judged stale.
+ */
+export function lockHeartbeat(fleet: Fleet, holder: Record<string, unknown>): () => Promise<void> {
+  return async () => {
+    const beat = { ...holder, heartbeat: new Date().toISOString() };
+    await fleet.each((o) => o.refreshLock(beat));
+  };
+}
+
+/** Release the lock on every instance where `token` holds it. Best effort. */
+export async function unlockFleet(fleet: Fleet, token: string): Promise<void> {
+  await fleet.each((o) => o.releaseLock(token));
 }

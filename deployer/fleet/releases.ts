@@ -7,7 +7,7 @@ import type { HistoryEntry, InstanceOps } from './instance.ts';
 import { reasonOf, type Fleet } from './fleet.ts';
 import * as cmd from '../remote/commands.ts';
 import { releaseDir } from '../remote/layout.ts';
-import { shq } from '../remote/shell.ts';
+import { shq } from '../transport/shell.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { isCleanDiff } from '../remote/parse.ts';
 
@@ -62,23 +62,42 @@ export function mergedHistory(infos: InstanceReleases[]): HistoryEntry[] {
   return infos.flatMap((i) => i.history).sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
 }
 
+/** The fleet's rollback target, decided by `decideRollbackTarget`. */
+export interface RollbackDecision {
+  /** Where `lockstep rollback` goes: the newest candidate present on every instance, or null (it refuses). */
+  target: string | null;
+  /**
+   * The newest release that qualifies by history alone, present or not: what the fleet should be
+   * able to roll back to. When it differs from `target`, it is missing somewhere (drift).
+   */
+  intended: string | null;
+  /** Every release present everywhere that qualifies, newest activation first. */
+  candidates: string[];
+}
+
 /**
- * Rollback candidates: releases that succeeded somewhere in the fleet, newest activation first,
- * that are present on every instance, not failed there, not what the fleet runs now, and not a
- * release the fleet was rolled back *from* (unless deployed again since). So repeated rollbacks
- * walk further back instead of bouncing between two releases.
+ * The one rule for the rollback target, used by `rollback`, `releases`, `drift` and `status`.
+ * A release qualifies when it activated successfully somewhere in the fleet (by the merged
+ * history, never by directory names), is not what any instance runs now nor `expected`, is not
+ * a release the fleet was rolled back *from* (unless activated again since: so repeated
+ * rollbacks walk further back instead of bouncing between two releases), and is not failed on
+ * any instance that has it. `target` also requires presence on every instance.
+ * @param infos every instance's current release, present releases and history.
+ * @param expected the release the fleet should run (drift's expected release), if known.
  */
-export function rollbackCandidates(infos: InstanceReleases[]): string[] {
-  const currents = new Set(infos.map((i) => i.current));
+export function decideRollbackTarget(infos: InstanceReleases[], expected?: string | null): RollbackDecision {
+  const excluded = new Set<string | null>([...infos.map((i) => i.current), expected ?? null]);
   const chronological = [...mergedHistory(infos)].reverse();
   const rolledAwayFrom = new Set<string>();
   for (const h of chronological) {
     if (h.event === 'rollback' && h.previous) rolledAwayFrom.add(h.previous);
     if (h.event === 'activate') rolledAwayFrom.delete(h.release);
   }
-  return succeededReleases(chronological).filter(
-    (r) => !currents.has(r) && !rolledAwayFrom.has(r) && infos.every((i) => i.present.includes(r) && releaseState(i, r) !== 'failed'),
+  const qualifying = succeededReleases(chronological).filter(
+    (r) => !excluded.has(r) && !rolledAwayFrom.has(r) && !infos.some((i) => i.present.includes(r) && releaseState(i, r) === 'failed'),
   );
+  const candidates = qualifying.filter((r) => infos.every((i) => i.present.includes(r)));
+  return { target: candidates[0] ?? null, intended: qualifying[0] ?? null, candidates };
 }
 
 /** Verify a release directory on the host against its own manifest. @returns the manifest when clean, else null. */

@@ -5,7 +5,7 @@
  */
 import type { Layout } from './layout.ts';
 import { artifactPath, releaseDir } from './layout.ts';
-import { envPrefix, shq } from './shell.ts';
+import { envPrefix, shq } from '../transport/shell.ts';
 import { MANIFEST_FILE } from '../build/manifest.ts';
 
 /** Checks the tools the other commands rely on; prints the `current` target (empty if none). */
@@ -178,6 +178,11 @@ export function refreshLock(layout: Layout, holder: Record<string, unknown>): st
 export function releaseLock(layout: Layout, token: string): string {
   const lock = shq(layout.lock);
   return `if [ -d ${lock} ] && grep -q ${shq(`"token":"${token}"`)} ${lock}/holder.json 2>/dev/null; then rm -rf ${lock}; fi`;
+}
+
+/** Removes the lock whoever holds it: only for `lock release --force` on a lock judged stale. */
+export function breakLock(layout: Layout): string {
+  return `rm -rf ${shq(layout.lock)}`;
 }
 
 /**

@@ -6,12 +6,10 @@
  * phase 1 on every instance (upload unless present, verify sha256 on the host, unpack, verify
  * every file, link shared dirs) -> phase 2 rollout in batches -> post-deploy verification.
  */
-import os from 'node:os';
-import { randomBytes } from 'node:crypto';
 import { buildRelease } from '../build/build.ts';
 import { LockHeldError, LockstepError } from '../../config/errors.ts';
+import { lockFleetWaiting, newLockHolder, unlockFleet } from '../fleet/lock.ts';
 import { openFleet, reasonOf, type Fleet, type TransportFactory } from '../fleet/fleet.ts';
-import type { InstanceOps } from '../fleet/instance.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import { loadLocalRelease, type LocalRelease } from '../build/release-source.ts';
 import { pruneFleet } from '../fleet/releases.ts';
@@ -19,7 +17,8 @@ import * as cmd from '../remote/commands.ts';
 import { succeeded } from '../transport/types.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { runLocalHook } from './hooks.ts';
-import { planBatches, rolloutSettings, rollout, type InstanceOutcome, type ProxyControl } from './rollout.ts';
+import { planBatches, type InstanceOutcome, type ProxyControl } from './rollout.ts';
+import { runFleetRollout } from './run.ts';
 
 export interface DeployInstanceReport extends InstanceOutcome {
   /** Bytes uploaded (0 when the host already had the artifact). */
@@ -62,74 +61,6 @@ export interface DeployOptions {
   dryRun?: boolean;
   /** Wait up to this many ms for a held lock instead of failing at once. */
   lockWaitMs?: number;
-}
-
-/**
- * Take the lock on every instance, retrying every second for up to `waitMs` while it is held.
- * @throws LockHeldError when still held at the deadline.
- */
-export async function lockFleetWaiting(fleet: Fleet, holder: Record<string, unknown>, waitMs: number, progress: (i: string, l: string) => void): Promise<void> {
-  const deadline = Date.now() + waitMs;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await lockFleet(fleet, holder);
-      return;
-    } catch (e) {
-      if (!(e instanceof LockHeldError) || Date.now() + 1000 > deadline) throw e;
-      if (attempt === 0) progress('lock', `${e.message}; waiting up to ${waitMs} ms`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-}
-
-/** A lock holder record (written to `.lockstep/lock/holder.json` on every instance). */
-export function newLockHolder(release: string, message?: string): Record<string, unknown> {
-  return {
-    token: randomBytes(16).toString('hex'),
-    user: os.userInfo().username,
-    machine: os.hostname(),
-    pid: process.pid,
-    time: new Date().toISOString(),
-    release,
-    message: message ?? 'deploy',
-  };
-}
-
-/**
- * Take the lock on every instance, all or nothing, one instance at a time in name order: two
- * deploys racing for the same fleet meet at the first instance, so exactly one of them wins
- * (taking locks in parallel could leave each holding part of the fleet and both giving up).
- * When one is held, the ones already taken are released again.
- * @throws LockHeldError naming the held instance and its holder.
- */
-export async function lockFleet(fleet: Fleet, holder: Record<string, unknown>): Promise<void> {
-  const ordered = [...fleet.ops].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const taken: InstanceOps[] = [];
-  try {
-    for (const o of ordered) {
-      await o.acquireLock(holder);
-      taken.push(o);
-    }
-  } catch (e) {
-    await Promise.allSettled(taken.map((o) => o.releaseLock(String(holder.token))));
-    throw e;
-  }
-}
-
-/**
- * A heartbeat for a held fleet lock: rewrites every instance's holder record with a fresh
- * `heartbeat` time, so a deploy that runs longer than `deploy.lock_ttl_ms` is not judged stale.
- */
-export function lockHeartbeat(fleet: Fleet, holder: Record<string, unknown>): () => Promise<void> {
-  return async () => {
-    const beat = { ...holder, heartbeat: new Date().toISOString() };
-    await fleet.each((o) => o.refreshLock(beat));
-  };
-}
-
-/** Release the lock on every instance where `token` holds it. Best effort. */
-export async function unlockFleet(fleet: Fleet, token: string): Promise<void> {
-  await fleet.each((o) => o.releaseLock(token));
 }
 
 /** The dry-run plan: read-only look at each instance (artifact and release present?). */
@@ -253,25 +184,17 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       }
 
       // Phase 2: rollout.
-      const result = await rollout({
-        ops: fleet.ops,
+      const result = await runFleetRollout({
+        fleet,
+        holder,
         manifest,
         previous: new Map([...rows.values()].map((r) => [r.instance, r.before])),
-        ...rolloutSettings(inventory.deploy),
         signal: options.signal,
-        beforeBatch: lockHeartbeat(fleet, holder),
         proxy: options.proxy,
         progress,
       });
       for (const out of result.outcomes) Object.assign(rows.get(out.instance)!, out);
-      if (!result.ok) {
-        const releases = new Set(result.outcomes.map((o) => o.now));
-        const state =
-          releases.size === 1
-            ? `rolled back: the whole fleet serves ${[...releases][0] ?? 'nothing'}`
-            : `MIXED FLEET: ${result.outcomes.map((o) => `${o.instance}=${o.now ?? 'none'}`).join(', ')}`;
-        return report('rollout', false, state, result.failure);
-      }
+      if (!result.ok) return report('rollout', false, result.state, result.failure);
       const pruned = await pruneFleet(fleet, inventory.deploy.keep_releases, [manifest.release]).catch((e: Error) => {
         progress('retention', `pruning old releases failed (nothing else affected): ${e.message}`);
         return new Map<string, string[]>();

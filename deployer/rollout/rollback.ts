@@ -3,12 +3,14 @@
  * has, through the same rolling machinery and gates as a deploy. No build, no upload.
  */
 import { LockHeldError, LockstepError } from '../../config/errors.ts';
-import { lockHeartbeat, newLockHolder, lockFleetWaiting, unlockFleet, type DeployReport, type DeployInstanceReport } from './deploy.ts';
+import { newLockHolder, lockFleetWaiting, unlockFleet } from '../fleet/lock.ts';
+import type { DeployReport } from './deploy.ts';
 import { openFleet, type TransportFactory } from '../fleet/fleet.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import type { Manifest } from '../build/manifest.ts';
-import { readFleetReleases, rollbackCandidates, verifyReleaseOnHost, type InstanceReleases } from '../fleet/releases.ts';
-import { rolloutSettings, rollout, type ProxyControl } from './rollout.ts';
+import { readFleetReleases, decideRollbackTarget, verifyReleaseOnHost, type InstanceReleases } from '../fleet/releases.ts';
+import type { ProxyControl } from './rollout.ts';
+import { runFleetRollout } from './run.ts';
 
 export interface RollbackOptions {
   to?: string;
@@ -44,8 +46,7 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
         3,
       );
     }
-    const candidates = rollbackCandidates(infos);
-    const target = options.to ?? candidates[0];
+    const target = options.to ?? decideRollbackTarget(infos).target;
     if (!target) {
       throw new LockstepError('LOCKSTEP_NO_ROLLBACK_TARGET', 'no release that succeeded before the current one is present on every instance; nothing was changed', 3, describeFleet(infos));
     }
@@ -69,27 +70,24 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
       throw e;
     }
     try {
-      const result = await rollout({
-        ops: fleet.ops,
+      const result = await runFleetRollout({
+        fleet,
+        holder,
         manifest,
         previous: new Map(infos.map((i) => [i.instance, i.current])),
-        ...rolloutSettings(inventory.deploy),
         signal: options.signal,
-        beforeBatch: lockHeartbeat(fleet, holder),
         proxy: options.proxy,
         progress,
         event: 'rollback',
       });
-      const rows: DeployInstanceReport[] = result.outcomes.map((o) => ({ ...o, uploadedBytes: 0, reused: true }));
-      const nows = new Set(rows.map((r) => r.now));
       return {
         ok: result.ok,
         release: manifest.release,
         digest: manifest.digest,
         phase: result.ok ? 'done' : 'rollout',
-        instances: rows,
+        instances: result.outcomes.map((o) => ({ ...o, uploadedBytes: 0, reused: true })),
         failure: result.failure,
-        state: nows.size === 1 ? `every instance serves ${[...nows][0] ?? 'nothing'}` : `MIXED FLEET: ${rows.map((r) => `${r.instance}=${r.now ?? 'none'}`).join(', ')}`,
+        state: result.state,
         durationMs: Date.now() - started,
       };
     } finally {

@@ -1,19 +1,40 @@
 /**
- * Shell text shared by the transports: both run a command as `bash -c <script>` where the
- * script first exports the requested environment and changes directory, so `cwd`/`env` mean
- * the same thing over SSH and locally (and SSH needs no `AcceptEnv` on the server).
+ * Shell quoting and script text for the whole deployer (one module, one quoting rule). The
+ * transports both run a command as `bash -c <script>` where the script first exports the
+ * requested environment and changes directory, so `cwd`/`env` mean the same thing over SSH and
+ * locally (and SSH needs no `AcceptEnv` on the server); the remote command builders quote every
+ * value with `shq`.
  */
 
 /**
- * Quote a string as one bash word (single quotes; an embedded `'` becomes `'\''`).
- * Safe for any byte except NUL, which no argument or environment value can hold anyway.
+ * Quote one value as a single POSIX shell word: wrapped in single quotes, with each embedded
+ * single quote written as '\'' (POSIX.1-2017, Shell Command Language, 2.2.2 Single-Quotes).
+ * A value made only of characters no shell treats specially is returned as it is, so builder
+ * output stays readable. This is the one quoting function of the deployer: every value that goes
+ * into a remote or local command passes through it.
+ * @param value any string without a NUL byte. @returns the quoted word.
+ * @throws Error for a NUL byte, which no argument or environment value can hold.
  */
-export function shellQuote(value: string): string {
+export function shq(value: string): string {
   if (value.includes('\0')) throw new Error('a shell argument cannot contain a NUL byte');
+  if (/^[A-Za-z0-9_./:=@%+-]+$/.test(value)) return value;
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * `NAME=value ...` assignments for running a command with extra environment.
+ * @throws Error when a name is not a valid shell variable name.
+ */
+export function envPrefix(env: Record<string, string>): string {
+  return Object.entries(env)
+    .map(([k, v]) => {
+      if (!ENV_NAME.test(k)) throw new Error(`invalid environment variable name: ${k}`);
+      return `${k}=${shq(v)}`;
+    })
+    .join(' ');
+}
 
 /**
  * The bash script that runs `command` with `env` exported and `cwd` as working directory.
@@ -26,9 +47,9 @@ export function buildScript(command: string, options: { cwd?: string; env?: Reco
   const lines: string[] = [];
   for (const [name, value] of Object.entries(options.env ?? {})) {
     if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name ${JSON.stringify(name)}`);
-    lines.push(`export ${name}=${shellQuote(value)}`);
+    lines.push(`export ${name}=${shq(value)}`);
   }
-  if (options.cwd !== undefined) lines.push(`cd -- ${shellQuote(options.cwd)} || exit 1`);
+  if (options.cwd !== undefined) lines.push(`cd -- ${shq(options.cwd)} || exit 1`);
   lines.push(command);
   return lines.join('\n');
 }

@@ -24,7 +24,7 @@ import {
   type KnownHosts,
 } from './known-hosts.ts';
 import { commandSummary, silentLogger, type TransportLogger } from './log.ts';
-import { buildScript, shellQuote, withWatchdog } from './shell.ts';
+import { buildScript, shq, withWatchdog } from './shell.ts';
 import type { ExecOptions, ExecResult, Transport } from './types.ts';
 
 /** After a timeout's SIGTERM, how long the remote watchdog waits before SIGKILL. */
@@ -299,7 +299,7 @@ export class SshTransport implements Transport {
     const body = options.timeoutMs === undefined ? script : withWatchdog(script, options.timeoutMs);
     // --norc/--noprofile: our commands must not depend on (or wait for) the user's shell startup
     // files; Debian's bash would otherwise source ~/.bashrc again because SSH_CLIENT is set.
-    const remote = `exec bash --norc --noprofile -c ${shellQuote(body)}${stdin ? '' : ' </dev/null'}`;
+    const remote = `exec bash --norc --noprofile -c ${shq(body)}${stdin ? '' : ' </dev/null'}`;
     return new Promise<ExecResult>((resolve, reject) => {
       const timers: NodeJS.Timeout[] = [];
       let settled = false;
@@ -464,7 +464,7 @@ export class SshTransport implements Transport {
     const mode = (await stat(localPath)).mode & 0o7777;
     const tmp = `${dirname(remotePath)}/.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`;
     if (!(await this.useSftp())) {
-      const q = shellQuote;
+      const q = shq;
       const script =
         `cat > ${q(tmp)} && chmod ${mode.toString(8)} ${q(tmp)} && mv -f ${q(tmp)} ${q(remotePath)}` +
         ` || { rc=$?; rm -f ${q(tmp)}; exit $rc; }`;
@@ -493,7 +493,7 @@ export class SshTransport implements Transport {
    */
   async readFile(remotePath: string): Promise<string> {
     if (!(await this.useSftp())) {
-      const r = await this.commandSlots(() => this.run(`read ${remotePath}`, `cat -- ${shellQuote(remotePath)}`, {}));
+      const r = await this.commandSlots(() => this.run(`read ${remotePath}`, `cat -- ${shq(remotePath)}`, {}));
       if (r.code !== 0 || r.signal !== null) throw commandFileError('read', remotePath, r.stderr);
       return r.stdout;
     }

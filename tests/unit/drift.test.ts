@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { computeDigest } from '../../deployer/build/digest.ts';
-import { intendedRollbackTarget, manifestIsConsistent } from '../../deployer/drift/scan.ts';
+import { manifestIsConsistent } from '../../deployer/drift/scan.ts';
 import type { HistoryEntry } from '../../deployer/fleet/instance.ts';
-import type { InstanceReleases } from '../../deployer/fleet/releases.ts';
+import { decideRollbackTarget, type InstanceReleases } from '../../deployer/fleet/releases.ts';
+
+const intendedRollbackTarget = (infos: InstanceReleases[], expected: string) => decideRollbackTarget(infos, expected).intended;
 import * as cmd from '../../deployer/remote/commands.ts';
 import { layoutOf } from '../../deployer/remote/layout.ts';
 import { parseCurrentLink, parseHashTree, parseTreeDigest, splitSections } from '../../deployer/remote/parse.ts';
@@ -107,7 +109,7 @@ describe('inspectForDrift (one command per instance)', () => {
   });
 });
 
-describe('intendedRollbackTarget', () => {
+describe('decideRollbackTarget (the one rule for rollback, releases and drift)', () => {
   const h = (event: HistoryEntry['event'], release: string, previous: string | null, time: string): HistoryEntry => ({
     time,
     event,
@@ -133,6 +135,21 @@ describe('intendedRollbackTarget', () => {
     expect(intendedRollbackTarget([info([A, B], hist, A)], A)).toBeNull();
     const later = [...hist, h('activate', C, A, '4')];
     expect(intendedRollbackTarget([info([A, B, C], later, C)], C)).toBe(A);
+  });
+
+  it('gives rollback a target present everywhere, and drift the one that should be there', () => {
+    const hist = [h('activate', A, null, '1'), h('activate', B, A, '2'), h('activate', C, B, '3')];
+    // B is missing on the second instance: rollback goes to A, drift names B as missing.
+    const d = decideRollbackTarget([info([A, B, C], hist, C), { ...info([A, C], hist, C), instance: 'j' }], C);
+    expect(d).toEqual({ target: A, intended: B, candidates: [A] });
+  });
+
+  it('on a mixed fleet excludes every release an instance runs, for drift and rollback alike', () => {
+    const hist = [h('activate', A, null, '1'), h('activate', B, A, '2'), h('activate', C, B, '3')];
+    // One instance still runs B (a deploy stopped part-way): neither C nor B is a rollback target.
+    const d = decideRollbackTarget([info([A, B, C], hist, C), { ...info([A, B, C], hist, B), instance: 'j' }], C);
+    expect(d.target).toBe(A);
+    expect(d.intended).toBe(A);
   });
 });
 

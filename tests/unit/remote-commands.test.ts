@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as cmd from '../../deployer/remote/commands.ts';
 import { layoutOf } from '../../deployer/remote/layout.ts';
 import { diffTree, parseHashTree } from '../../deployer/remote/parse.ts';
-import { shq } from '../../deployer/remote/shell.ts';
+import { shq } from '../../deployer/transport/shell.ts';
 
 function sh(command: string): { code: number | null; stdout: string } {
   const r = spawnSync('bash', ['-c', command], { encoding: 'utf8' });
