@@ -1,0 +1,35 @@
+/**
+ * `lockstep drift [--repair]`: compare every instance with the expected release, and repair.
+ */
+import type { Command } from 'commander';
+import { proxyControlFor } from '../balancer/control.ts';
+import { renderReportTable } from '../checks/index.ts';
+import { renderRepairText, repairDrift } from '../drift/repair.ts';
+import { renderDriftText, scanDrift } from '../drift/scan.ts';
+import { inventoryFrom, out, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
+
+/** Register these verbs on `program`; their actions set `result.exitCode`. */
+export function registerDriftVerb(program: Command, result: CliResult): void {
+  program
+    .command('drift')
+    .description('compare every instance with the expected release (files hashed on the host, process, current, rollback target, proxy)')
+    .option('-r, --release <id>', 'expected release (id, "latest" or manifest path); default: the last one activated')
+    .option('-q, --quiet', 'print nothing when there is no drift (for cron)')
+    .option('--repair', 'put drifted instances back on the expected release, then verify')
+    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean }, cmd: Command) => {
+      const json = wantsJson(cmd);
+      const inv = inventoryFrom(cmd);
+      const scan = await scanDrift(inv, { release: o.release });
+      if (!o.repair) {
+        if (!(o.quiet && scan.report.exitCode === 0)) out(json ? JSON.stringify(scan.report, null, 2) : renderDriftText(scan.report));
+        result.exitCode = scan.report.exitCode;
+        return;
+      }
+      if (!json && !(o.quiet && scan.report.exitCode === 0)) out(renderDriftText(scan.report));
+      const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet));
+      const r = await withInterrupts((signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }));
+      if (json) out(JSON.stringify(r, null, 2));
+      else if (scan.report.exitCode !== 0) out(renderRepairText(r, (v) => renderReportTable(v.reports), renderDriftText));
+      result.exitCode = r.exitCode;
+    });
+}

@@ -1,0 +1,26 @@
+/**
+ * `lockstep proxy` and `lockstep demo`: the verbs that start the load balancer (through its one entry point).
+ */
+import type { Command } from 'commander';
+import { runProxyCommand } from '../../proxy/command.ts';
+import { runDemo } from './demo.ts';
+import { inventoryFrom, out, progressPrinter, type CliResult } from './context.ts';
+
+/** Register these verbs on `program`; their actions set `result.exitCode`. */
+export function registerProxyVerbs(program: Command, result: CliResult): void {
+  program
+    .command('proxy')
+    .description('run the load balancer for the inventory (foreground; SIGTERM/SIGINT stop it gracefully)')
+    .action(async (_o, cmd: Command) => {
+      await runProxyCommand(inventoryFrom(cmd));
+    });
+
+  program
+    .command('demo')
+    .description('start a local fleet and the proxy, build, deploy, verify, print the URL')
+    .option('--once', 'stop everything after the verification and exit with its status (default when CI is set)')
+    .action(async (o: { once?: boolean }, cmd: Command) => {
+      const inv = inventoryFrom(cmd);
+      result.exitCode = await runDemo(inv, { once: Boolean(o.once || process.env.CI), print: out, progress: progressPrinter() });
+    });
+}

@@ -1,0 +1,97 @@
+/**
+ * `lockstep build`, `deploy`, `verify` and `rollback`: the verbs that make and move releases.
+ */
+import type { Command } from 'commander';
+import { buildRelease } from '../build/build.ts';
+import { loadLocalRelease } from '../build/release-source.ts';
+import { proxyControlFor } from '../balancer/control.ts';
+import { renderReportJson, renderReportTable } from '../checks/index.ts';
+import { verifyFleet } from '../checks/verify.ts';
+import { deploy, type DeployReport } from '../rollout/deploy.ts';
+import { rollback } from '../rollout/rollback.ts';
+import { err, inventoryFrom, out, parseDuration, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
+import { renderDeployReportText } from './report-text.ts';
+import { renderTable } from './table.ts';
+
+/** The dry-run plan as a table with its batches. */
+function renderPlan(release: string, plan: NonNullable<DeployReport['plan']>): string {
+  const rows = plan.instances.map((i) => [i.instance, i.current ?? '-', i.upload ? 'upload' : 'skip (on host)', i.unpack ? 'unpack + verify' : 'verify existing', i.activate ? `activate ${release}` : 'unchanged']);
+  return [
+    `dry run: deploy ${release}; nothing was changed`,
+    renderTable(['instance', 'current', 'artifact', 'release dir', 'activation'], rows),
+    plan.batches.length ? `batches: ${plan.batches.map((b, i) => `${i + 1}) ${b.join(', ')}`).join('  ')}` : 'batches: none (every instance already serves this release)',
+  ].join('\n');
+}
+
+/** Register these verbs on `program`; their actions set `result.exitCode`. */
+export function registerReleaseVerbs(program: Command, result: CliResult): void {
+  program
+    .command('build')
+    .description('build the app once into a reproducible artifact with a checksum manifest')
+    .action(async (_o, cmd: Command) => {
+      const json = wantsJson(cmd);
+      const inv = inventoryFrom(cmd);
+      const r = await buildRelease(inv, { onProgress: (l) => err(l) });
+      if (json) {
+        out(JSON.stringify({ release: r.release, digest: r.digest, artifact: r.artifact, manifest: r.manifestFile, files: r.files, bytes: r.bytes, artifact_bytes: r.artifactBytes, source: r.manifest.source }, null, 2));
+      } else {
+        out(renderTable(['release', 'digest', 'files', 'bytes', 'artifact'], [[r.release, r.digest, r.files, r.bytes, `${r.artifact} (${r.artifactBytes} B)`]]));
+      }
+    });
+
+  program
+    .command('deploy')
+    .description('push the artifact to every instance, verify it on each host, roll it out through the proxy')
+    .option('-r, --release <id>', 'deploy an already-built release (id, "latest" or manifest path) instead of building')
+    .option('-m, --message <text>', 'note recorded with the lock and history')
+    .option('--no-verify', 'skip the post-deploy parity and session isolation checks')
+    .option('--dry-run', 'preflight, then print the plan (batches, uploads, activations); change nothing')
+    .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m) instead of failing at once')
+    .action(async (o: { release?: string; message?: string; verify: boolean; dryRun?: boolean; wait?: string }, cmd: Command) => {
+      const json = wantsJson(cmd);
+      const inv = inventoryFrom(cmd);
+      const proxy = o.dryRun ? undefined : await proxyControlFor(inv, progressPrinter());
+      const r = await withInterrupts((signal) =>
+        deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy, signal, dryRun: o.dryRun, lockWaitMs: parseDuration(o.wait, '--wait') }),
+      );
+      if (r.plan) {
+        out(json ? JSON.stringify(r, null, 2) : renderPlan(r.release, r.plan));
+        return;
+      }
+      const v = r.ok && o.verify ? await verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }) : undefined;
+      if (json) out(JSON.stringify({ ...r, verification: v ?? null }, null, 2));
+      else {
+        out(renderDeployReportText(r));
+        if (v) out(`\n${renderReportTable(v.reports)}`);
+      }
+      result.exitCode = !r.ok ? 3 : v && !v.ok ? 1 : 0;
+    });
+
+  program
+    .command('verify')
+    .description('check version parity (direct, through the proxy, on disk) and session isolation')
+    .option('-r, --release <id>', 'expected release (id, "latest" or manifest path); default: the last one activated')
+    .option('--parity-only', 'skip the session isolation checks')
+    .action(async (o: { release?: string; parityOnly?: boolean }, cmd: Command) => {
+      const json = wantsJson(cmd);
+      const inv = inventoryFrom(cmd);
+      const expected = o.release ? (({ manifest }) => ({ release: manifest.release, digest: manifest.digest }))(loadLocalRelease(inv, o.release)) : undefined;
+      const v = await verifyFleet(inv, { expected, parityOnly: o.parityOnly });
+      out(json ? renderReportJson(v.reports) : `expected ${v.expected.release} (digest ${v.expected.digest.slice(0, 12)})\n${renderReportTable(v.reports)}`);
+      result.exitCode = v.ok ? 0 : 1;
+    });
+
+  program
+    .command('rollback')
+    .description('roll the fleet back to a release every instance has (no build, no upload)')
+    .option('--to <release>', 'release id to roll back to (default: newest earlier good release present everywhere)')
+    .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m)')
+    .action(async (o: { to?: string; wait?: string }, cmd: Command) => {
+      const json = wantsJson(cmd);
+      const inv = inventoryFrom(cmd);
+      const proxy = await proxyControlFor(inv, progressPrinter());
+      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, progress: progressPrinter(), proxy, signal, lockWaitMs: parseDuration(o.wait, '--wait') }));
+      out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r, 'rollback'));
+      result.exitCode = r.ok ? 0 : 3;
+    });
+}
