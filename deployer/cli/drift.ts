@@ -5,7 +5,8 @@ import type { Command } from 'commander';
 import { proxyControlFor } from '../balancer/control.ts';
 import { renderReportTable } from '../checks/index.ts';
 import { renderRepairText, repairDrift } from '../drift/repair.ts';
-import { renderDriftText, scanDrift } from '../drift/scan.ts';
+import { renderDriftText } from '../drift/render.ts';
+import { scanDrift } from '../drift/scan.ts';
 import { inventoryFrom, out, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
 
 /** Register these verbs on `program`; their actions set `result.exitCode`. */

@@ -5,7 +5,8 @@
  * Instances without drift are never touched (not even locked).
  */
 import { lockFleet, newLockHolder, unlockFleet } from '../fleet/lock.ts';
-import { scanDrift, type DriftItem, type DriftKind, type DriftOptions, type DriftReport, type DriftScan, type InstanceDrift } from './scan.ts';
+import { scanDrift } from './scan.ts';
+import type { DriftItem, DriftKind, DriftOptions, DriftReport, DriftScan, InstanceDrift } from './types.ts';
 import { LockHeldError, LockstepError } from '../../config/errors.ts';
 import { openFleet, reasonOf } from '../fleet/fleet.ts';
 import { proxyClientFromInventory } from '../balancer/admin-client.ts';

@@ -1,38 +1,26 @@
 /**
  * The SSH transport: one verified, authenticated connection per instance (node-ssh over
- * ssh2), reused for every command and file of a run.
- *
- * Host keys are checked in ssh2's `hostVerifier`, which runs during key exchange, before any
- * authentication: a host whose key changed never sees our user name or a signature by our key.
+ * ssh2), reused for every command and file of a run. This file owns the open connection: when
+ * it is (re)opened, what happens when it drops, the command channels (at most 8 at once, bounded
+ * retries of refused channel opens, the timeout watchdog), the SFTP session, and close().
+ * Opening a connection and checking its host key (before any authentication) is ssh-connect.ts;
+ * moving files over SFTP or a command channel is ssh-files.ts.
  */
-import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
 import type { Readable } from 'node:stream';
-import { NodeSSH } from 'node-ssh';
+import type { NodeSSH } from 'node-ssh';
 import pLimit from 'p-limit';
-import type { Client, ClientChannel, HostVerifier, SFTPWrapper, ServerHostKeyAlgorithm } from 'ssh2';
-import { ConfigError, HostKeyMismatchError, UnknownHostKeyError, UnreachableInstanceError } from '../../config/errors.ts';
-import {
-  appendKnownHost,
-  checkHostKey,
-  findHostKeys,
-  knownHostsName,
-  loadKnownHosts,
-  preferredHostKeyAlgorithms,
-  type KnownHosts,
-} from './known-hosts.ts';
+import type { Client, ClientChannel, SFTPWrapper } from 'ssh2';
+import { UnreachableInstanceError } from '../../config/errors.ts';
 import { commandSummary, silentLogger, type TransportLogger } from './log.ts';
 import { buildScript, shq, withWatchdog } from './shell.ts';
+import { openSshConnection, sshWhere, type SshTransportOptions, type VerifiedHostKey } from './ssh-connect.ts';
+import { putRemoteFile, readRemoteFile, SftpUnavailable, type SftpOp, type SshFileChannel } from './ssh-files.ts';
 import type { ExecOptions, ExecResult, Transport } from './types.ts';
+
+export type { SshTransportOptions, VerifiedHostKey } from './ssh-connect.ts';
 
 /** After a timeout's SIGTERM, how long the remote watchdog waits before SIGKILL. */
 const KILL_GRACE_MS = 5_000;
-const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** A silent peer (crashed host, network partition) is declared lost after about interval x (count + 1). */
-const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
-const KEEPALIVE_COUNT_MAX = 3;
 /** How long close() waits for the server to acknowledge before dropping the socket. */
 const CLOSE_GRACE_MS = 2_000;
 /**
@@ -43,54 +31,6 @@ const CLOSE_GRACE_MS = 2_000;
 const MAX_CONCURRENT_COMMANDS = 8;
 /** Bounded retries (50 ms, 100 ms, ... apart) of a channel open sshd refused. */
 const CHANNEL_OPEN_RETRIES = 5;
-
-export interface SshTransportOptions {
-  /** Instance name, for messages. */
-  instance: string;
-  host: string;
-  /** TCP port of sshd. */
-  port: number;
-  /** Login user. */
-  user: string;
-  /** Private key file used to authenticate. Its content is never logged. */
-  identityFile: string;
-  /** OpenSSH-format known_hosts file checked before authenticating. */
-  knownHostsFile: string;
-  /** Record the key of a host that is not in known_hosts instead of refusing it. Default false. */
-  trustUnknown?: boolean;
-  /** Bound on TCP connect + key exchange + authentication, in ms. Default 10 000. */
-  connectTimeoutMs?: number;
-  /** Where connection events and commands are logged (a pino logger fits). Default: nowhere. */
-  log?: TransportLogger;
-  /**
-   * SSH keepalive interval, ms. After 3 unanswered keepalives the connection counts as lost and
-   * running operations fail with UnreachableInstanceError. Default 5 000.
-   */
-  keepaliveIntervalMs?: number;
-}
-
-/** How the host key of the current connection was accepted. */
-export interface VerifiedHostKey {
-  fingerprint: string;
-  /** `known`: found in known_hosts. `added`: unknown, recorded because trustUnknown was set. */
-  status: 'known' | 'added';
-}
-
-/** Turn an SFTP status error into a Node-style error code so callers branch as with fs. */
-function sftpError(op: string, path: string, err: Error & { code?: unknown }): Error {
-  // SFTP status codes (draft-ietf-secsh-filexfer-02 section 7): 2 no such file, 3 permission denied.
-  const code = err.code === 2 ? 'ENOENT' : err.code === 3 ? 'EACCES' : 'EIO';
-  return Object.assign(new Error(`${op} ${path}: ${err.message}`), { code });
-}
-
-/** The server refused the SFTP subsystem (not a connection problem). */
-class SftpUnavailable extends Error {}
-
-/** A failed file command (`cat`, `mv`), with the same error codes as sftpError. */
-function commandFileError(op: string, path: string, stderr: string): Error {
-  const code = /No such file/i.test(stderr) ? 'ENOENT' : /Permission denied/i.test(stderr) ? 'EACCES' : 'EIO';
-  return Object.assign(new Error(`${op} ${path}: ${stderr.trim().split('\n').pop() ?? 'failed'}`), { code });
-}
 
 /** Runs commands and moves files over one SSH connection to one instance. */
 export class SshTransport implements Transport {
@@ -107,6 +47,12 @@ export class SshTransport implements Transport {
   private readonly inFlight = new Set<(err: Error) => void>();
   private closing = false;
   private readonly commandSlots = pLimit(MAX_CONCURRENT_COMMANDS);
+  /** What ssh-files.ts works over: the SFTP session, or a command channel when there is none. */
+  private readonly files: SshFileChannel = {
+    useSftp: () => this.useSftp(),
+    withSftp: <T>(op: SftpOp<T>) => this.withSftp(op),
+    runScript: (command, script, stdin) => this.commandSlots(() => this.run(command, script, {}, stdin?.())),
+  };
 
   constructor(options: SshTransportOptions) {
     this.options = options;
@@ -115,7 +61,7 @@ export class SshTransport implements Transport {
   }
 
   private get where(): string {
-    return `${this.options.user}@${this.options.host}:${this.options.port}`;
+    return sshWhere(this.options);
   }
 
   /**
@@ -136,88 +82,10 @@ export class SshTransport implements Transport {
   }
 
   private async open(): Promise<void> {
-    const { host, port, user, identityFile, knownHostsFile } = this.options;
-    const timeout = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.closing = false;
-    let privateKey: string;
-    try {
-      privateKey = await readFile(identityFile, 'utf8');
-    } catch (e) {
-      throw new ConfigError(
-        `cannot read the SSH identity file ${identityFile} (${(e as NodeJS.ErrnoException).code ?? 'error'}); ` +
-          'set ssh.identity_file in the inventory',
-        { field: 'ssh.identity_file' },
-      );
-    }
-    let known: KnownHosts;
-    try {
-      known = await loadKnownHosts(knownHostsFile);
-    } catch (e) {
-      throw new ConfigError(
-        `cannot read the known_hosts file ${knownHostsFile} (${(e as NodeJS.ErrnoException).code ?? 'error'}); set ssh.known_hosts in the inventory`,
-        { field: 'ssh.known_hosts' },
-      );
-    }
-    const recordedTypes = findHostKeys(known, host, port).map((e) => e.keyType);
-
-    let refusal: Error | undefined;
-    let accepted: VerifiedHostKey | undefined;
-    const hostVerifier: HostVerifier = (key, verify) => {
-      const check = checkHostKey(known, host, port, key);
-      if (check.status === 'known') {
-        accepted = { fingerprint: check.fingerprint, status: 'known' };
-        verify(true);
-      } else if (check.status === 'changed') {
-        refusal = new HostKeyMismatchError(knownHostsName(host, port), check.expected, check.fingerprint, knownHostsFile);
-        verify(false);
-      } else if (!this.options.trustUnknown) {
-        refusal = new UnknownHostKeyError(knownHostsName(host, port), check.fingerprint, knownHostsFile);
-        verify(false);
-      } else {
-        appendKnownHost(knownHostsFile, host, port, key).then(
-          () => {
-            accepted = { fingerprint: check.fingerprint, status: 'added' };
-            verify(true);
-          },
-          (err: Error) => {
-            refusal = new UnknownHostKeyError(knownHostsName(host, port), check.fingerprint, knownHostsFile);
-            refusal.message += ` (could not record it: ${err.message})`;
-            verify(false);
-          },
-        );
-      }
-    };
-
-    const ssh = new NodeSSH();
-    const started = Date.now();
+    const { ssh, hostKey } = await openSshConnection(this.options, this.log);
+    const { host, port, user } = this.options;
     const logFields = { instance: this.instance, host, port, user };
-    try {
-      await ssh.connect({
-        host,
-        port,
-        username: user,
-        privateKey,
-        hostVerifier,
-        readyTimeout: timeout,
-        keepaliveInterval: this.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
-        keepaliveCountMax: KEEPALIVE_COUNT_MAX,
-        algorithms: { serverHostKey: preferredHostKeyAlgorithms(recordedTypes) as ServerHostKeyAlgorithm[] },
-      });
-    } catch (e) {
-      ssh.dispose();
-      if (refusal) {
-        this.log.warn({ ...logFields, code: (refusal as { code?: string }).code }, 'ssh host key refused');
-        throw refusal;
-      }
-      this.log.warn({ ...logFields, error: (e as Error).message }, 'ssh connect failed');
-      const msg = (e as Error).message ?? '';
-      // ssh2 parses the key before dialling: an encrypted or malformed key is the operator's
-      // configuration, not the host's fault. Its messages never contain key material.
-      if (/private ?key|passphrase/i.test(msg) && (e as { level?: unknown }).level === undefined) {
-        throw new ConfigError(`the SSH identity file ${identityFile} cannot be used: ${msg}`, { field: 'ssh.identity_file' });
-      }
-      throw new UnreachableInstanceError(this.instance, this.describeConnectError(e as Error, timeout));
-    }
     const conn = ssh.connection!;
     let lastError: Error | undefined;
     // node-ssh drops its own 'error' listener once connected; without ours a later socket
@@ -236,24 +104,7 @@ export class SshTransport implements Transport {
       for (const abort of [...this.inFlight]) abort(new UnreachableInstanceError(this.instance, reason));
     });
     this.ssh = ssh;
-    this.verifiedHostKey = accepted;
-    if (accepted?.status === 'added') {
-      this.log.info({ ...logFields, fingerprint: accepted.fingerprint, knownHostsFile }, 'ssh host key recorded (trusted on first use)');
-    }
-    this.log.debug(
-      { ...logFields, fingerprint: accepted?.fingerprint, hostKey: accepted?.status, ms: Date.now() - started },
-      'ssh connected',
-    );
-  }
-
-  private describeConnectError(err: Error & { code?: unknown; level?: unknown }, timeout: number): string {
-    const msg = err.message ?? String(err);
-    if (err.code === 'ECONNREFUSED') return `connection refused by ${this.options.host}:${this.options.port}`;
-    if (err.code === 'ETIMEDOUT' || /timed out/i.test(msg)) return `no SSH answer from ${this.where} within ${timeout} ms`;
-    if (err.level === 'client-authentication' || /authentication methods failed/i.test(msg)) {
-      return `authentication failed for ${this.where} with key file ${this.options.identityFile}`;
-    }
-    return `cannot connect to ${this.where}: ${msg}`;
+    this.verifiedHostKey = hostKey;
   }
 
   private async connection(): Promise<Client> {
@@ -417,7 +268,7 @@ export class SshTransport implements Transport {
   }
 
   /** Run one SFTP operation; a connection drop while it runs becomes UnreachableInstanceError. */
-  private withSftp<T>(op: (sftp: SFTPWrapper, done: (err: Error | undefined | null, value?: T) => void) => void): Promise<T> {
+  private withSftp<T>(op: SftpOp<T>): Promise<T> {
     return this.sftpSession().then(
       (sftp) =>
         new Promise<T>((resolve, reject) => {
@@ -460,47 +311,16 @@ export class SshTransport implements Transport {
    * @throws Error with code ENOENT/EACCES/EIO (e.g. ENOENT for a missing parent directory);
    *   UnreachableInstanceError when the connection drops.
    */
-  async putFile(localPath: string, remotePath: string): Promise<void> {
-    const mode = (await stat(localPath)).mode & 0o7777;
-    const tmp = `${dirname(remotePath)}/.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`;
-    if (!(await this.useSftp())) {
-      const q = shq;
-      const script =
-        `cat > ${q(tmp)} && chmod ${mode.toString(8)} ${q(tmp)} && mv -f ${q(tmp)} ${q(remotePath)}` +
-        ` || { rc=$?; rm -f ${q(tmp)}; exit $rc; }`;
-      const r = await this.commandSlots(() => this.run(`put ${remotePath}`, script, {}, createReadStream(localPath)));
-      if (r.code !== 0 || r.signal !== null) throw commandFileError('upload to', remotePath, r.stderr);
-      return;
-    }
-    try {
-      await this.withSftp<void>((sftp, done) =>
-        sftp.fastPut(localPath, tmp, { mode }, (err) => done(err && sftpError('upload to', tmp, err))),
-      );
-      await this.withSftp<void>((sftp, done) =>
-        sftp.ext_openssh_rename(tmp, remotePath, (err) => done(err && sftpError('rename to', remotePath, err))),
-      );
-    } catch (e) {
-      if (!(e instanceof UnreachableInstanceError)) {
-        await this.withSftp<void>((sftp, done) => sftp.unlink(tmp, () => done(undefined))).catch(() => undefined);
-      }
-      throw e;
-    }
+  putFile(localPath: string, remotePath: string): Promise<void> {
+    return putRemoteFile(this.files, localPath, remotePath);
   }
 
   /**
    * Read a UTF-8 file (over SFTP, or `cat` when the server has no SFTP).
    * @throws Error with code ENOENT when missing (EACCES, EIO otherwise); UnreachableInstanceError.
    */
-  async readFile(remotePath: string): Promise<string> {
-    if (!(await this.useSftp())) {
-      const r = await this.commandSlots(() => this.run(`read ${remotePath}`, `cat -- ${shq(remotePath)}`, {}));
-      if (r.code !== 0 || r.signal !== null) throw commandFileError('read', remotePath, r.stderr);
-      return r.stdout;
-    }
-    const buf = await this.withSftp<Buffer>((sftp, done) =>
-      sftp.readFile(remotePath, (err: Error | undefined, data: Buffer) => done(err && sftpError('read', remotePath, err), data)),
-    );
-    return buf.toString('utf8');
+  readFile(remotePath: string): Promise<string> {
+    return readRemoteFile(this.files, remotePath);
   }
 
   /** Close the connection (idempotent). Operations still running fail as unreachable. */

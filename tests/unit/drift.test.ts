@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { computeDigest } from '../../deployer/build/digest.ts';
-import { manifestIsConsistent } from '../../deployer/drift/scan.ts';
+import { manifestIsConsistent } from '../../deployer/drift/trust.ts';
 import type { HistoryEntry } from '../../deployer/fleet/instance.ts';
 import { decideRollbackTarget, type InstanceReleases } from '../../deployer/fleet/releases.ts';
 
