@@ -164,9 +164,12 @@ export function createDashboard(options: DashboardOptions): Dashboard {
 
     app.setNotFoundHandler((_req, reply) => methodNotAllowed(reply));
     app.setErrorHandler((err: FastifyError, req, reply) => {
-      // A body that is too large, of another type or cut short: the sign-in decides as for no form.
+      // A body that is too large or of another type: the sign-in decides as for no form; sign-out
+      // never needed one.
       const clientError = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500;
-      if (clientError && req.method === 'POST' && req.url.split('?')[0] === '/dashboard/sign-in') return signIn(req, reply, null);
+      const path = req.url.split('?')[0];
+      if (clientError && req.method === 'POST' && path === '/dashboard/sign-in') return signIn(req, reply, null);
+      if (clientError && req.method === 'POST' && path === '/dashboard/sign-out') return signOut(req, reply);
       if (clientError) return send(reply, err.statusCode!, 'text/plain; charset=utf-8', 'bad request\n');
       logger.error({ err }, 'admin request failed');
       return sendJson(reply, 500, { error: 'internal', message: 'admin request failed; see the proxy log' });
