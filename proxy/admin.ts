@@ -8,36 +8,28 @@
  *   POST /admin/reload                                     -> {added, removed, instances} (when a reloader is set)
  *   GET  /metrics                                          -> Prometheus text
  *
- * The fleet dashboard (`/`, `/dashboard/...`, see dashboard.ts) has its own sign-in: its session
- * cookie opens only its read-only routes.
+ * The fleet dashboard (`/`, `/dashboard/...`, see dashboard.ts) shares the listener: its paths go to
+ * a Fastify instance with its routes, everything else to the hand-written router here, which never
+ * reads a cookie. The dashboard has its own sign-in; its session cookie opens only its read-only routes.
  */
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { createDashboard } from './dashboard.ts';
-import type { InstanceState, UpstreamStatus } from './upstream.ts';
+import type { AdminControl } from './admin-control.ts';
+
+// index.ts and cluster.ts take the interface from here, with the server.
+export type { AdminControl } from './admin-control.ts';
 
 /** Default and upper bound of `timeout_ms` for `drain?wait=1`, ms. */
 export const DEFAULT_DRAIN_WAIT_MS = 30_000;
 export const MAX_DRAIN_WAIT_MS = 600_000;
 
-/** What the admin API acts on: one proxy process, or the primary of a cluster of workers. */
-export interface AdminControl {
-  instances(): Promise<UpstreamStatus[]>;
-  /** @returns the instance's status after the change, or undefined for an unknown name. */
-  setState(name: string, state: Exclude<InstanceState, 'draining'>): Promise<UpstreamStatus | undefined>;
-  /**
-   * Mark `name` draining; with `waitMs`, resolve once nothing is in flight on it (every worker) or
-   * after `waitMs`. @returns undefined for an unknown name.
-   */
-  drain(name: string, waitMs: number | null): Promise<{ drained: boolean; inflight: number; state: InstanceState } | undefined>;
-  metrics(): Promise<{ contentType: string; text: string }>;
-  /** Re-reads the upstream set (e.g. from the inventory); absent when the proxy was given a fixed list. */
-  reload?: () => Promise<{ added: string[]; removed: string[] }>;
-}
-
+/** What the admin listener serves and how it checks the token. */
 export interface AdminOptions {
   control: AdminControl;
+  /** The admin bearer token (kept only as its sha256). */
   token: string;
   logger: Logger;
   /** The app's version path, for the dashboard. Default `/version`. */
@@ -82,7 +74,12 @@ function parseWait(params: URLSearchParams): { wait: boolean; timeoutMs: number 
   return { wait, timeoutMs: n };
 }
 
-/** Build the admin server (not yet listening). Errors inside a handler answer 500, never crash. */
+/**
+ * Build the admin server (not yet listening): an http.Server whose dashboard paths go to a Fastify
+ * instance with the dashboard's routes (dashboard.ts) and every other path to the admin API above.
+ * Errors inside a handler answer 500, never crash; a malformed request line closes the socket.
+ * @returns the server; closing it also ends the dashboard's event streams.
+ */
 export function createAdminServer(options: AdminOptions): http.Server {
   const { control, logger } = options;
   const tokenDigest = digest(options.token);
@@ -94,10 +91,36 @@ export function createAdminServer(options: AdminOptions): http.Server {
     versionPath: options.versionPath,
   });
 
-  async function route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
+  function fail(res: http.ServerResponse, err: unknown): void {
+    logger.error({ err }, 'admin request failed');
+    if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'admin request failed; see the proxy log' });
+    else res.destroy();
+  }
+
+  const app = Fastify({
+    // The admin API keeps its own routing; the dashboard's paths reach Fastify through here.
+    serverFactory: (dashboardHandler) =>
+      http.createServer((req, res) => {
+        req.on('error', () => undefined);
+        const url = new URL(req.url ?? '/', 'http://admin');
+        if (dashboard.handles(url.pathname)) {
+          // Route on the normalised path, as the split above did (`//x`, `/a/../dashboard`).
+          req.url = url.pathname + url.search;
+          ready.then(() => dashboardHandler(req, res), (err: unknown) => fail(res, err));
+          return;
+        }
+        // Admin requests carry no body we need; drain it so keep-alive stays usable.
+        req.resume();
+        route(req, res, url).catch((err: unknown) => fail(res, err));
+      }),
+    clientErrorHandler: (_err, socket) => socket.destroy(),
+  });
+  void app.register(dashboard.plugin);
+  const ready = new Promise<void>((resolve, reject) => void app.ready((err) => (err ? reject(err) : resolve())));
+  ready.catch((err: unknown) => logger.error({ err }, 'admin dashboard failed to start'));
+
+  async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
-    if (dashboard.handles(path)) return dashboard.serve(req, res, url);
     if (!bearerMatches(req.headers.authorization, tokenDigest)) {
       logger.warn({ method: req.method, path: req.url?.split('?')[0], from: req.socket.remoteAddress }, 'admin request refused: bad or missing token');
       sendJson(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <admin token>' }, { 'www-authenticate': 'Bearer' });
@@ -139,18 +162,11 @@ export function createAdminServer(options: AdminOptions): http.Server {
     return sendJson(res, 200, status);
   }
 
-  const server = http.createServer((req, res) => {
-    // Admin requests carry no body we need (the dashboard reads its sign-in form itself); drain it
-    // so keep-alive stays usable.
-    if (!dashboard.handles(req.url?.split('?')[0] ?? '/')) req.resume();
-    req.on('error', () => undefined);
-    route(req, res).catch((err: unknown) => {
-      logger.error({ err }, 'admin request failed');
-      if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: 'admin request failed; see the proxy log' });
-      else res.destroy();
-    });
+  const server = app.server;
+  server.on('close', () => {
+    dashboard.close();
+    // Not listening through Fastify, so this only runs its onClose hooks; it never closes `server`.
+    app.close().catch((err: unknown) => logger.warn({ err }, 'admin dashboard did not close cleanly'));
   });
-  server.on('clientError', (_err, socket) => socket.destroy());
-  server.on('close', () => dashboard.close());
   return server;
 }
