@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '../..');
-const SCANNED = ['config', 'deployer', 'proxy', 'app/server', 'app/web', 'app/sample-data', 'app/build.mjs', 'bin', 'bench', 'tests', 'vitest.config.ts'];
+const SCANNED = ['config', 'deployer', 'proxy', 'app/server', 'app/web', 'app/sample-data', 'app/build.mjs', 'bin', 'bench', 'tests', 'compile.mjs', 'vitest.config.ts'];
 /** Rooms whose code runs in the compiled CLI and proxy. */
 const RUNTIME = ['config/', 'deployer/', 'proxy/', 'bin/'];
 
