@@ -57,7 +57,7 @@ export function staleInput() {
  * @returns the output files, relative to the repository.
  */
 export async function compile() {
-  const { build } = await import('esbuild');
+  const { build, stop } = await import('esbuild');
   // Taken before reading any source: a file saved during the compile counts as changed.
   const startedAt = Date.now();
   const result = await build({
@@ -75,6 +75,8 @@ export async function compile() {
     write: false,
     logLevel: 'warning',
   });
+  // esbuild's service process is not needed any more (the CLI may run for hours as the proxy).
+  await stop();
   mkdirSync(buildDir, { recursive: true });
   const outputs = [];
   for (const file of result.outputFiles) {
