@@ -3,7 +3,7 @@
  * TypeScript sources (tests, benchmarks) find worker.ts. The process test runs the real
  * `bin/lockstep.mjs proxy`, which compiles build/ first when a source is newer.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,8 +14,11 @@ import { request, servedBy, startUpstream, waitFor, type TestUpstream } from './
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 let upstreams: TestUpstream[] = [];
+let child: ChildProcess | undefined;
 
 afterEach(async () => {
+  if (child?.exitCode === null) child.kill('SIGTERM');
+  child = undefined;
   await Promise.all(upstreams.map((u) => u.close()));
   upstreams = [];
 });
@@ -55,23 +58,24 @@ instances:
   - { name: i1, transport: local, deploy_to: fleet/i1, app_port: ${new URL(upstreams[0]!.url).port} }
 `,
     );
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'proxy', '--inventory', file], {
+    const proc = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'proxy', '--inventory', file], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LOCKSTEP_PROXY_WORKERS: '2', LOCKSTEP_LOG: 'error' },
     });
+    child = proc;
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((done) => proc.on('exit', (code) => done(code)));
     await waitFor('proxy listening', () => {
-      if (child.exitCode !== null) throw new Error(`lockstep proxy exited ${child.exitCode}: ${out}`);
+      if (proc.exitCode !== null) throw new Error(`lockstep proxy exited ${proc.exitCode}: ${out}`);
       return /listening on (http:\/\/\S+)/.test(out);
     }, 1200);
     expect(out).toContain('2 workers');
     const url = /listening on (http:\/\/\S+)/.exec(out)![1]!;
     await waitFor('i1 serves through a worker', async () => (await request(`${url}/x`)).status === 200);
     expect(servedBy(await request(`${url}/x`))).toBe('i1');
-    child.kill('SIGTERM');
+    proc.kill('SIGTERM');
     expect(await exited).toBe(0);
   });
 });
