@@ -12,9 +12,6 @@
  *   the instance name, so every worker reads and writes the same cookie.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { dirname, join } from 'node:path';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { createAdminServer, type AdminControl } from './admin.ts';
 import type { InstanceSnapshot, PrimaryMessage, WorkerConfig, WorkerMessage } from './cluster-protocol.ts';
@@ -25,6 +22,7 @@ import { ProxyMetrics } from './metrics.ts';
 import { UpstreamPool } from './pool.ts';
 import type { UpstreamStatus } from './upstream.ts';
 import type { RunningProxy } from './index.ts';
+import { workerEntry } from './worker-entry.ts';
 
 /** How long the primary waits for a worker's answer to a query, ms (workers answer at once). */
 const QUERY_TIMEOUT_MS = 2_000;
@@ -32,12 +30,6 @@ const QUERY_TIMEOUT_MS = 2_000;
 interface Pending {
   resolve: (msg: WorkerMessage) => void;
   timer: NodeJS.Timeout;
-}
-
-function tsxLoaderUrl(): string {
-  // Workers run the TypeScript sources like the CLI does; an absolute URL works from any cwd.
-  const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
-  return pathToFileURL(join(dirname(pkg), 'dist/loader.mjs')).href;
 }
 
 /**
@@ -184,11 +176,7 @@ export async function startProxyCluster(
 
   let boundPort = cfg.listen.port;
   let boundAddr: { address: string; family: string } | null = null;
-  cluster.setupPrimary({
-    exec: fileURLToPath(new URL('./worker.ts', import.meta.url)),
-    execArgv: ['--import', tsxLoaderUrl()],
-    args: [],
-  });
+  cluster.setupPrimary({ ...workerEntry(), args: [] });
 
   const fork = (): Promise<void> =>
     new Promise((resolve, reject) => {

@@ -8,6 +8,7 @@ import { createReadStream } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import * as tar from 'tar';
+import { $ } from 'zx/core';
 import { computeDigest } from './digest.ts';
 import { ConfigError, LockstepError } from '../../config/errors.ts';
 import type { Inventory } from '../../config/inventory.ts';
@@ -165,18 +166,12 @@ export async function buildRelease(inventory: Inventory, options: BuildOptions =
   const outputDir = resolve(inventory.dir, inventory.app.build.output);
   if (!options.skipCommand) {
     progress(`building: ${inventory.app.build.command}`);
-    const r = spawnSync(inventory.app.build.command, {
-      cwd: inventory.dir,
-      shell: '/bin/bash',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      encoding: 'utf8',
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    if (r.status !== 0 || r.signal) {
-      const tail = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.trim().split('\n').slice(-15);
+    const r = await $({ cwd: inventory.dir, stdio: ['ignore', 'pipe', 'pipe'], nothrow: true, quiet: true })`/bin/bash -c ${inventory.app.build.command}`;
+    if (r.exitCode !== 0 || r.signal) {
+      const tail = `${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-15);
       throw new LockstepError(
         'LOCKSTEP_BUILD_FAILED',
-        `build command \`${inventory.app.build.command}\` failed (${r.signal ? `signal ${r.signal}` : `exit ${r.status}`}); nothing was packaged`,
+        `build command \`${inventory.app.build.command}\` failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}); nothing was packaged`,
         3,
         tail,
       );

@@ -100,7 +100,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
   if (hooks.pre_deploy && !options.dryRun) {
     progress('hooks', 'running pre_deploy hook');
     try {
-      runLocalHook(inventory, 'pre_deploy', hooks.pre_deploy, manifest);
+      await runLocalHook(inventory, 'pre_deploy', hooks.pre_deploy, manifest);
     } catch (e) {
       return {
         ok: false, release: manifest.release, digest: manifest.digest, phase: 'pre-deploy', instances: [],
@@ -203,7 +203,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       if (hooks.post_deploy) {
         progress('hooks', 'running post_deploy hook');
         try {
-          runLocalHook(inventory, 'post_deploy', hooks.post_deploy, manifest);
+          await runLocalHook(inventory, 'post_deploy', hooks.post_deploy, manifest);
         } catch (e) {
           return report('post-deploy', false, `every instance serves ${manifest.release}; only the post_deploy hook failed`, (e as Error).message);
         }
