@@ -15,26 +15,13 @@ import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createDashboard } from './dashboard.ts';
-import type { InstanceState, UpstreamStatus } from './upstream.ts';
+import type { AdminControl } from './control.ts';
 
 /** Default and upper bound of `timeout_ms` for `drain?wait=1`, ms. */
 export const DEFAULT_DRAIN_WAIT_MS = 30_000;
 export const MAX_DRAIN_WAIT_MS = 600_000;
 
-/** What the admin API acts on: one proxy process, or the primary of a cluster of workers. */
-export interface AdminControl {
-  instances(): Promise<UpstreamStatus[]>;
-  /** @returns the instance's status after the change, or undefined for an unknown name. */
-  setState(name: string, state: Exclude<InstanceState, 'draining'>): Promise<UpstreamStatus | undefined>;
-  /**
-   * Mark `name` draining; with `waitMs`, resolve once nothing is in flight on it (every worker) or
-   * after `waitMs`. @returns undefined for an unknown name.
-   */
-  drain(name: string, waitMs: number | null): Promise<{ drained: boolean; inflight: number; state: InstanceState } | undefined>;
-  metrics(): Promise<{ contentType: string; text: string }>;
-  /** Re-reads the upstream set (e.g. from the inventory); absent when the proxy was given a fixed list. */
-  reload?: () => Promise<{ added: string[]; removed: string[] }>;
-}
+export type { AdminControl } from './control.ts';
 
 export interface AdminOptions {
   control: AdminControl;

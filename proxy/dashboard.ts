@@ -18,7 +18,7 @@
 import type http from 'node:http';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AdminControl } from './admin.ts';
+import type { AdminControl } from './control.ts';
 import { FleetSampler, type FleetSnapshot } from './dashboard-fleet.ts';
 import { DASHBOARD_CSS, DASHBOARD_JS, fleetPage, signInPage } from './dashboard-page.ts';
 
