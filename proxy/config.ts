@@ -163,9 +163,6 @@ export interface HoldConfig {
   maxPerInstance: number;
 }
 
-/** After closing streams at a drain deadline, how long to wait for them to be gone, ms. */
-export const STREAM_CLOSE_GRACE_MS = 1_000;
-
 export const DEFAULT_PASSIVE_EJECTION: PassiveEjectionConfig = { consecutiveFailures: 5, baseEjectMs: 2_000, maxEjectMs: 60_000 };
 export const DEFAULT_RETRY: RetryConfig = { maxAttempts: 3 };
 export const DEFAULT_HOLD: HoldConfig = { timeoutMs: 15_000, maxPerInstance: 1_000 };

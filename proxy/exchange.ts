@@ -5,7 +5,7 @@
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Held } from './hold.ts';
+import type { Held } from './drain.ts';
 import type { Upstream } from './upstream.ts';
 
 /** Methods that may be sent twice (RFC 9110 section 9.2.2): only these are retried after being sent. */
