@@ -227,7 +227,7 @@ export class RequestPath implements ForwardEvents {
         s.upstreamBody?.unpipe(s.res);
         s.res.end();
         // After the end, the cancelled attempt's error finds the response finished and stays quiet.
-        if (s.cancel !== null && !s.settled) s.cancel(STREAM_CLOSED);
+        if (s.cancel !== null && !s.settled) s.cancel.abort(STREAM_CLOSED);
       } else s.end(WS_CLOSE_GOING_AWAY);
     }
     return set.size;
@@ -324,7 +324,7 @@ export class RequestPath implements ForwardEvents {
       }
       const aborted = !res.writableFinished;
       // The client left mid-way: stop the upstream request too, freeing its connection.
-      if (aborted && ex.cancel !== null && !ex.settled) ex.cancel(CLIENT_GONE);
+      if (aborted && ex.cancel !== null && !ex.settled) ex.cancel.abort(CLIENT_GONE);
       const u = ex.upstream;
       if (u !== null) {
         u.release();
