@@ -17,16 +17,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { createDashboard } from './dashboard.ts';
-import type { AdminControl } from './admin-control.ts';
-
-// index.ts and cluster.ts take the interface from here, with the server.
-export type { AdminControl } from './admin-control.ts';
+import type { AdminControl } from './control.ts';
 
 /** Default and upper bound of `timeout_ms` for `drain?wait=1`, ms. */
 export const DEFAULT_DRAIN_WAIT_MS = 30_000;
 export const MAX_DRAIN_WAIT_MS = 600_000;
 
-/** What the admin listener serves and how it checks the token. */
+export type { AdminControl } from './control.ts';
+
 export interface AdminOptions {
   control: AdminControl;
   /** The admin bearer token (kept only as its sha256). */

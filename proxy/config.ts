@@ -1,10 +1,12 @@
 /**
- * The proxy's configuration: what `startProxy` takes, its defaults, and their validation.
+ * The proxy's configuration: what `startProxy` takes, its defaults, and its validation by a zod
+ * schema (the same machinery as the inventory's, `config/inventory.ts`), whose errors name the field.
  * The proxy is a separate program; this module knows nothing about the inventory
  * (see `inventory-config.ts` for the mapping from `inventory.yaml`).
  */
 import { BlockList, isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { z } from 'zod';
 
 import type { ListenAddress } from '../config/proxy-section.ts';
 
@@ -163,33 +165,13 @@ export interface HoldConfig {
   maxPerInstance: number;
 }
 
-/** After closing streams at a drain deadline, how long to wait for them to be gone, ms. */
-export const STREAM_CLOSE_GRACE_MS = 1_000;
-
 export const DEFAULT_PASSIVE_EJECTION: PassiveEjectionConfig = { consecutiveFailures: 5, baseEjectMs: 2_000, maxEjectMs: 60_000 };
 export const DEFAULT_RETRY: RetryConfig = { maxAttempts: 3 };
 export const DEFAULT_HOLD: HoldConfig = { timeoutMs: 15_000, maxPerInstance: 1_000 };
 
-/** Raised for a configuration `startProxy` cannot run with. */
+/** Raised for a configuration `startProxy` cannot run with; the message names the field(s). */
 export class ProxyConfigError extends Error {
   readonly code = 'LOCKSTEP_PROXY_CONFIG';
-}
-
-const NAME_RE = /^[a-z0-9][a-z0-9._-]*$/i;
-
-function checkListen(what: string, addr: ListenAddress): ListenAddress {
-  if (!addr || typeof addr.host !== 'string' || addr.host === '') {
-    throw new ProxyConfigError(`${what}.host is required`);
-  }
-  if (!Number.isInteger(addr.port) || addr.port < 0 || addr.port > 65535) {
-    throw new ProxyConfigError(`${what}.port must be an integer 0..65535 (got ${String(addr.port)})`);
-  }
-  return { host: addr.host, port: addr.port };
-}
-
-function positiveInt(what: string, v: number, min: number): number {
-  if (!Number.isInteger(v) || v < min) throw new ProxyConfigError(`${what} must be an integer >= ${min} (got ${String(v)})`);
-  return v;
 }
 
 /** True for 127.0.0.0/8, ::1 and `localhost`: the only addresses the admin API binds to by default. */
@@ -200,122 +182,185 @@ export function isLoopbackHost(host: string): boolean {
   return h === '::1' || h.startsWith('::ffff:127.');
 }
 
-/**
- * Check upstream entries: unique valid names, http URLs without path.
- * @throws ProxyConfigError naming the offending entry.
- */
-export function validateUpstreams(upstreams: UpstreamConfig[]): UpstreamConfig[] {
-  if (!Array.isArray(upstreams)) throw new ProxyConfigError('upstreams must be a list');
-  const seen = new Set<string>();
-  return upstreams.map((u, i) => {
-    if (!u || typeof u.name !== 'string' || !NAME_RE.test(u.name)) {
-      throw new ProxyConfigError(`upstreams[${i}].name must use letters, digits, ".", "_" or "-"`);
-    }
-    if (seen.has(u.name)) throw new ProxyConfigError(`upstreams[${i}]: duplicate name "${u.name}"`);
-    seen.add(u.name);
+// --- the schema --------------------------------------------------------------------------------
+
+/** An integer >= `min` (and <= `max`); the message quotes the value given. */
+function int(min: number, max?: number): z.ZodNumber {
+  const range = max === undefined ? `>= ${min}` : `${min}..${max}`;
+  const error = (iss: { input?: unknown }): string => `must be an integer ${range} (got ${String(iss.input)})`;
+  const n = z.number({ error }).int({ error }).min(min, { error });
+  return max === undefined ? n : n.max(max, { error });
+}
+
+const ListenSchema = z.object(
+  {
+    host: z.string({ error: 'is required' }).min(1, { error: 'is required' }),
+    port: int(0, 65535),
+  },
+  { error: 'must be {host, port}' },
+);
+
+const NAME_RE = /^[a-z0-9][a-z0-9._-]*$/i;
+
+const UpstreamSchema = z
+  .object(
+    {
+      name: z.string({ error: 'must use letters, digits, ".", "_" or "-"' }).regex(NAME_RE, { error: 'must use letters, digits, ".", "_" or "-"' }),
+      url: z.string({ error: 'must be an http:// URL' }),
+      weight: int(1, 1000).default(1),
+      maxConnections: int(1).optional(),
+    },
+    { error: 'must be {name, url}' },
+  )
+  .transform((u, ctx): UpstreamConfig => {
     let url: URL;
     try {
       url = new URL(u.url);
     } catch {
-      throw new ProxyConfigError(`upstreams[${i}] (${u.name}): invalid url "${String(u.url)}"`);
+      ctx.addIssue({ code: 'custom', path: ['url'], message: `invalid url "${u.url}"`, input: u.url });
+      return z.NEVER;
     }
-    if (url.protocol !== 'http:') throw new ProxyConfigError(`upstreams[${i}] (${u.name}): only http:// upstreams are supported`);
-    const weight = u.weight ?? 1;
-    if (!Number.isInteger(weight) || weight < 1 || weight > 1000) throw new ProxyConfigError(`upstreams[${i}] (${u.name}): weight must be an integer 1..1000`);
-    const maxConnections = u.maxConnections;
-    if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) {
-      throw new ProxyConfigError(`upstreams[${i}] (${u.name}): maxConnections must be a positive integer`);
+    if (url.protocol !== 'http:') {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'only http:// upstreams are supported', input: u.url });
+      return z.NEVER;
     }
-    return maxConnections === undefined ? { name: u.name, url: url.origin, weight } : { name: u.name, url: url.origin, weight, maxConnections };
+    const base = { name: u.name, url: url.origin, weight: u.weight };
+    return u.maxConnections === undefined ? base : { ...base, maxConnections: u.maxConnections };
   });
+
+const UpstreamsSchema = z.array(UpstreamSchema, { error: 'must be a list' }).superRefine((list, ctx) => {
+  const seen = new Set<string>();
+  list.forEach((u, i) => {
+    if (seen.has(u.name)) ctx.addIssue({ code: 'custom', path: [i], message: `duplicate name "${u.name}"`, input: u.name });
+    seen.add(u.name);
+  });
+});
+
+const TrustedProxiesSchema = z.array(z.string({ error: 'must be an address or CIDR network' })).transform((nets, ctx): BlockList | null => {
+  if (nets.length === 0) return null; // the hot path then skips the lookup
+  const list = new BlockList();
+  nets.forEach((net, i) => {
+    const [addr, prefix] = net.split('/');
+    const family = isIP(addr ?? '');
+    if (family === 0) {
+      ctx.addIssue({ code: 'custom', path: [i], message: `"${net}" is not an address or CIDR network`, input: net });
+      return;
+    }
+    const bits = Number(prefix);
+    if (prefix !== undefined && (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32))) {
+      ctx.addIssue({ code: 'custom', path: [i], message: `"${net}": prefix must be an integer 0..${family === 6 ? 128 : 32}`, input: net });
+      return;
+    }
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(addr!, type);
+    else list.addSubnet(addr!, bits, type);
+  });
+  return list;
+});
+
+const absolutePath = z.string({ error: 'must start with "/"' }).startsWith('/', { error: 'must start with "/"' });
+const secret = z.string({ error: 'must be at least 16 characters' }).min(16, { error: 'must be at least 16 characters' });
+
+/** `ProxyConfig` in, `ResolvedProxyConfig` out (the logger is added after parsing). */
+const ProxyConfigSchema = z
+  .object({
+    listen: ListenSchema,
+    adminListen: ListenSchema,
+    adminToken: secret,
+    affinitySecret: secret,
+    upstreams: UpstreamsSchema,
+    healthPath: absolutePath.default('/healthz'),
+    versionPath: absolutePath.default('/version'),
+    healthCheck: z
+      .object({
+        intervalMs: int(10).default(DEFAULT_HEALTH_CHECK.intervalMs),
+        timeoutMs: int(10).default(DEFAULT_HEALTH_CHECK.timeoutMs),
+        rise: int(1).default(DEFAULT_HEALTH_CHECK.rise),
+        fall: int(1).default(DEFAULT_HEALTH_CHECK.fall),
+      })
+      .prefault({}),
+    timeouts: z
+      .object({
+        connectMs: int(1).default(DEFAULT_TIMEOUTS.connectMs),
+        responseMs: int(1).default(DEFAULT_TIMEOUTS.responseMs),
+        idleMs: int(1).default(DEFAULT_TIMEOUTS.idleMs),
+        upstreamIdleMs: int(100).default(DEFAULT_TIMEOUTS.upstreamIdleMs),
+        shutdownGraceMs: int(0).default(DEFAULT_TIMEOUTS.shutdownGraceMs),
+      })
+      .prefault({}),
+    engine: z.enum(['undici', 'http-proxy-3'], { error: 'must be undici or http-proxy-3' }).default('undici'),
+    balance: z.enum(['round_robin', 'least_connections'], { error: 'must be round_robin or least_connections' }).default('round_robin'),
+    passiveEjection: z
+      .object({
+        consecutiveFailures: int(0).default(DEFAULT_PASSIVE_EJECTION.consecutiveFailures),
+        baseEjectMs: int(1).default(DEFAULT_PASSIVE_EJECTION.baseEjectMs),
+        maxEjectMs: int(1).default(DEFAULT_PASSIVE_EJECTION.maxEjectMs),
+      })
+      .prefault({}),
+    retries: z.object({ maxAttempts: int(1).default(DEFAULT_RETRY.maxAttempts) }).prefault({}),
+    hold: z
+      .object({
+        timeoutMs: int(0).default(DEFAULT_HOLD.timeoutMs),
+        maxPerInstance: int(0).default(DEFAULT_HOLD.maxPerInstance),
+      })
+      .prefault({}),
+    trustedProxies: TrustedProxiesSchema.prefault([]),
+    uploadPaths: z
+      .array(z.string())
+      .default(['/api/upload'])
+      .transform((paths) => new Set(paths)),
+    affinityCookieName: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/, { error: 'use letters, digits, "_" or "-"' })
+      .default('lockstep_affinity'),
+    allowNonLoopbackAdmin: z.boolean({ error: 'must be true or false' }).default(false),
+  })
+  .superRefine((c, ctx) => {
+    if (!c.allowNonLoopbackAdmin && !isLoopbackHost(c.adminListen.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['adminListen', 'host'],
+        message:
+          `refusing to bind the admin API to ${c.adminListen.host}: it is not a loopback address ` +
+          '(set allowNonLoopbackAdmin to expose it, and protect the network)',
+        input: c.adminListen.host,
+      });
+    }
+  });
+
+/** One line per issue: `field message` for "must ..."/"is ..." phrases, else `field: message`. */
+function describeIssues(issues: z.core.$ZodIssue[], prefix: PropertyKey[] = []): string {
+  return issues
+    .map((issue) => {
+      const field = [...prefix, ...issue.path]
+        .map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i === 0 ? '' : '.'}${String(k)}`))
+        .join('');
+      if (field === '') return issue.message;
+      return /^(must|is) /.test(issue.message) ? `${field} ${issue.message}` : `${field}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/**
+ * Check upstream entries: unique valid names, http URLs (reduced to their origin), weight 1..1000
+ * (default 1), an optional positive maxConnections.
+ * @returns the entries as the pool takes them.
+ * @throws ProxyConfigError naming the offending entry and field, e.g. `upstreams[1]: duplicate name "a"`.
+ */
+export function validateUpstreams(upstreams: UpstreamConfig[]): UpstreamConfig[] {
+  const r = UpstreamsSchema.safeParse(upstreams);
+  if (!r.success) throw new ProxyConfigError(describeIssues(r.error.issues, ['upstreams']));
+  return r.data;
 }
 
 /**
  * Apply defaults and validate.
- * @throws ProxyConfigError for a missing or out-of-range value, a short secret, a bad trusted network,
- *   or a non-loopback admin address without `allowNonLoopbackAdmin`.
+ * @returns the configuration with every default applied (times in ms, as in ProxyConfig).
+ * @throws ProxyConfigError naming each bad field: a missing or out-of-range value, a short secret, a
+ *   bad trusted network, or a non-loopback admin address without `allowNonLoopbackAdmin`.
  */
 export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
-  const listen = checkListen('listen', config.listen);
-  const adminListen = checkListen('adminListen', config.adminListen);
-  if (!config.allowNonLoopbackAdmin && !isLoopbackHost(adminListen.host)) {
-    throw new ProxyConfigError(
-      `refusing to bind the admin API to ${adminListen.host}: it is not a loopback address ` +
-        '(set allowNonLoopbackAdmin to expose it, and protect the network)',
-    );
-  }
-  if (typeof config.adminToken !== 'string' || config.adminToken.length < 16) {
-    throw new ProxyConfigError('adminToken must be at least 16 characters');
-  }
-  if (typeof config.affinitySecret !== 'string' || config.affinitySecret.length < 16) {
-    throw new ProxyConfigError('affinitySecret must be at least 16 characters');
-  }
-  const hc = { ...DEFAULT_HEALTH_CHECK, ...config.healthCheck };
-  const healthCheck: HealthCheckConfig = {
-    intervalMs: positiveInt('healthCheck.intervalMs', hc.intervalMs, 10),
-    timeoutMs: positiveInt('healthCheck.timeoutMs', hc.timeoutMs, 10),
-    rise: positiveInt('healthCheck.rise', hc.rise, 1),
-    fall: positiveInt('healthCheck.fall', hc.fall, 1),
-  };
-  const t = { ...DEFAULT_TIMEOUTS, ...config.timeouts };
-  const timeouts: ProxyTimeouts = {
-    connectMs: positiveInt('timeouts.connectMs', t.connectMs, 1),
-    responseMs: positiveInt('timeouts.responseMs', t.responseMs, 1),
-    idleMs: positiveInt('timeouts.idleMs', t.idleMs, 1),
-    upstreamIdleMs: positiveInt('timeouts.upstreamIdleMs', t.upstreamIdleMs, 100),
-    shutdownGraceMs: positiveInt('timeouts.shutdownGraceMs', t.shutdownGraceMs, 0),
-  };
-  const engine = config.engine ?? 'undici';
-  if (engine !== 'undici' && engine !== 'http-proxy-3') throw new ProxyConfigError('engine must be undici or http-proxy-3');
-  const balance = config.balance ?? 'round_robin';
-  if (balance !== 'round_robin' && balance !== 'least_connections') throw new ProxyConfigError(`balance must be round_robin or least_connections`);
-  const pe = { ...DEFAULT_PASSIVE_EJECTION, ...config.passiveEjection };
-  const passiveEjection: PassiveEjectionConfig = {
-    consecutiveFailures: positiveInt('passiveEjection.consecutiveFailures', pe.consecutiveFailures, 0),
-    baseEjectMs: positiveInt('passiveEjection.baseEjectMs', pe.baseEjectMs, 1),
-    maxEjectMs: positiveInt('passiveEjection.maxEjectMs', pe.maxEjectMs, 1),
-  };
-  const retries: RetryConfig = { maxAttempts: positiveInt('retries.maxAttempts', config.retries?.maxAttempts ?? DEFAULT_RETRY.maxAttempts, 1) };
-  const ho = { ...DEFAULT_HOLD, ...config.hold };
-  const hold: HoldConfig = {
-    timeoutMs: positiveInt('hold.timeoutMs', ho.timeoutMs, 0),
-    maxPerInstance: positiveInt('hold.maxPerInstance', ho.maxPerInstance, 0),
-  };
-  const healthPath = config.healthPath ?? '/healthz';
-  if (!healthPath.startsWith('/')) throw new ProxyConfigError('healthPath must start with "/"');
-  const versionPath = config.versionPath ?? '/version';
-  if (!versionPath.startsWith('/')) throw new ProxyConfigError('versionPath must start with "/"');
-  let trustedProxies: BlockList | null = null;
-  for (const net of config.trustedProxies ?? []) {
-    trustedProxies ??= new BlockList();
-    const [addr, prefix] = net.split('/');
-    const family = isIP(addr ?? '');
-    if (family === 0) throw new ProxyConfigError(`trustedProxies: "${net}" is not an address or CIDR network`);
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) trustedProxies.addAddress(addr!, type);
-    else trustedProxies.addSubnet(addr!, positiveInt(`trustedProxies "${net}" prefix`, Number(prefix), 0), type);
-  }
-  const affinityCookieName = config.affinityCookieName ?? 'lockstep_affinity';
-  if (!/^[A-Za-z0-9_-]+$/.test(affinityCookieName)) throw new ProxyConfigError('affinityCookieName: use letters, digits, "_" or "-"');
-  return {
-    listen,
-    adminListen,
-    adminToken: config.adminToken,
-    affinitySecret: config.affinitySecret,
-    upstreams: validateUpstreams(config.upstreams),
-    healthPath,
-    versionPath,
-    healthCheck,
-    timeouts,
-    engine,
-    balance,
-    passiveEjection,
-    retries,
-    hold,
-    trustedProxies,
-    uploadPaths: new Set(config.uploadPaths ?? ['/api/upload']),
-    affinityCookieName,
-    allowNonLoopbackAdmin: config.allowNonLoopbackAdmin === true,
-    logger: config.logger ?? pino({ level: 'silent' }),
-  };
+  const r = ProxyConfigSchema.safeParse(config);
+  if (!r.success) throw new ProxyConfigError(describeIssues(r.error.issues));
+  return { ...r.data, logger: config.logger ?? pino({ level: 'silent' }) } satisfies ResolvedProxyConfig;
 }

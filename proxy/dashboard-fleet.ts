@@ -8,7 +8,7 @@
  * once per second into a small ring buffer while someone is watching.
  */
 import http from 'node:http';
-import type { AdminControl } from './admin-control.ts';
+import type { AdminControl } from './control.ts';
 import type { InstanceState } from './upstream.ts';
 
 /** What one instance's `/version` said, or why it said nothing usable. */

@@ -22,7 +22,7 @@ import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { AdminControl } from './admin-control.ts';
+import type { AdminControl } from './control.ts';
 import { CsrfTokens, DEFAULT_SESSION_TTL_MS, SessionStore, originOf, sameOrigin, tokenMatches } from './dashboard-auth.ts';
 import { FleetEvents, MAX_STREAMS } from './dashboard-events.ts';
 import { FleetSampler } from './dashboard-fleet.ts';

@@ -12,6 +12,14 @@ import type { PassiveEjectionConfig } from './config.ts';
 import type { UpstreamPool } from './pool.ts';
 import type { Upstream } from './upstream.ts';
 
+/** Where a worker sends its ejection decisions: to the primary, which owns ejection state. */
+export interface EjectionDelegate {
+  /** `u` failed `consecutiveFailures` times in a row here. */
+  eject(u: Upstream, reason: string): void;
+  /** `u` served a request successfully after a back-off. */
+  recovered(u: Upstream): void;
+}
+
 /** Takes instances out after failed requests and lets them back after a passing probe (see the module comment). */
 export class PassiveEjector {
   private stopped = false;
@@ -23,16 +31,25 @@ export class PassiveEjector {
     private readonly probe: (u: Upstream) => Promise<boolean>,
     private readonly onEject: (u: Upstream) => void = () => undefined,
     /**
-     * Cluster workers pass this: the decision is reported (to the primary, which owns ejection
-     * state) instead of taken locally.
+     * Workers pass this: decisions are reported (to the primary, which owns ejection state)
+     * instead of taken locally.
      */
-    private readonly delegate: ((u: Upstream, reason: string) => void) | null = null,
+    private readonly delegate: EjectionDelegate | null = null,
   ) {}
 
   /** A request to `u` got a response that is not a 5xx. Hot path: two field writes at most. */
   recordSuccess(u: Upstream): void {
     if (u.consecutiveFailures !== 0) u.consecutiveFailures = 0;
-    if (u.ejections !== 0 && !u.ejected) u.ejections = 0;
+    if (u.ejections !== 0 && !u.ejected) {
+      // Serving again after a back-off: the next ejection starts from the base back-off.
+      u.ejections = 0;
+      this.delegate?.recovered(u);
+    }
+  }
+
+  /** A worker saw `u` serve successfully after its back-off (see recordSuccess). */
+  recovered(u: Upstream): void {
+    if (!u.ejected) u.ejections = 0;
   }
 
   /** A request to `u` failed (no usable response, or a 5xx). */
@@ -43,7 +60,7 @@ export class PassiveEjector {
     const reason = `${u.consecutiveFailures} failed requests in a row`;
     if (this.delegate !== null) {
       u.consecutiveFailures = 0;
-      this.delegate(u, reason);
+      this.delegate.eject(u, reason);
       return;
     }
     this.ejectNow(u, reason);

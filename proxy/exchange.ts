@@ -5,7 +5,7 @@
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Held } from './hold.ts';
+import type { Held } from './drain.ts';
 import type { Upstream } from './upstream.ts';
 
 /** Methods that may be sent twice (RFC 9110 section 9.2.2): only these are retried after being sent. */
@@ -13,6 +13,11 @@ export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DE
 
 /** How an attempt failed. `connect`: nothing was sent. `timeout`: no response (or body) in time. `reset`: anything else. */
 export type FailureKind = 'connect' | 'timeout' | 'reset';
+
+/** What stops an upstream attempt: undici's dispatch controller, or a wrapper of the http-proxy-3 request. */
+export interface Abortable {
+  abort(reason: Error): void;
+}
 
 /** One client request: where it is pinned and sent, how often it was tried, whether it is held. */
 export class Exchange {
@@ -28,7 +33,7 @@ export class Exchange {
   failed: Upstream[] | null = null;
   held: Held<Exchange> | null = null;
   /** Cancels the current upstream attempt (set by a forwarder that needs it). */
-  cancel: ((reason: Error) => void) | null = null;
+  cancel: Abortable | null = null;
   /** The current attempt is finished (response complete or failed): nothing left to cancel. */
   settled = false;
   /** The upstream response body while it is piped to the client (http-proxy-3 engine), to unpipe it. */

@@ -88,7 +88,7 @@ export class HttpProxyForwarder implements Forwarder {
       const ex = (req as CarryingRequest)[kExchange];
       if (ex !== undefined) {
         ex.settled = false;
-        ex.cancel = (err) => proxyReq.destroy(err);
+        ex.cancel = { abort: (err) => proxyReq.destroy(err) };
       }
       if (socket.connecting) socket.setTimeout(this.timeouts.connectMs);
       proxyReq.setTimeout(this.timeouts.responseMs, onUpstreamTimeout);

@@ -1,15 +1,15 @@
 /**
- * Forwarding over undici connection pools, one per instance: the default engine. undici's HTTP/1.1
- * client parses responses with llhttp and hands over raw header lists, so a response is relayed
- * with one `writeHead` of a flat header array (every Set-Cookie stays its own line) and its body
- * chunks written as they arrive, with back-pressure (a slow client pauses the upstream read).
+ * Forwarding over undici connection pools, one per instance: the default engine. A response is
+ * relayed with one `writeHead` of a flat header array (every Set-Cookie stays its own line) and its
+ * body chunks written as they arrive, with back-pressure (a slow client pauses the upstream read).
  * WebSocket upgrades go through http-proxy-3 (`forward-http-proxy.ts`).
  *
- * Uses undici's handler-object dispatch API (onConnect/onHeaders/onData/onComplete/onError): it is
- * what undici runs natively; the newer controller API is a wrapper around it that parses every
- * header list into an object, work the proxy does not need.
+ * Uses undici's current dispatch handler API (onRequestStart / onResponseStart / onResponseData /
+ * onResponseEnd / onResponseError, with a controller that pauses, resumes and aborts): the only one
+ * undici 8 keeps, so moving to undici 8 is a version bump.
  */
 import type http from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ProxyTimeouts } from './config.ts';
@@ -30,23 +30,19 @@ export function undiciFailureKind(err: Error & { code?: string }): FailureKind {
   return 'reset';
 }
 
-/** Response headers that describe the upstream connection, not the message: never relayed. */
+/** Response headers (lower-case names, as undici gives them) that describe the upstream connection, not the message: never relayed. */
 function isHopByHop(key: string): boolean {
   switch (key.length) {
     case 2:
-      return key.toLowerCase() === 'te';
-    case 7: {
-      const k = key.toLowerCase();
-      return k === 'trailer' || k === 'upgrade';
-    }
-    case 10: {
-      const k = key.toLowerCase();
-      return k === 'connection' || k === 'keep-alive';
-    }
+      return key === 'te';
+    case 7:
+      return key === 'trailer' || key === 'upgrade';
+    case 10:
+      return key === 'connection' || key === 'keep-alive';
     case 16:
-      return key.toLowerCase() === 'proxy-connection';
+      return key === 'proxy-connection';
     case 17:
-      return key.toLowerCase() === 'transfer-encoding';
+      return key === 'transfer-encoding';
     default:
       return false;
   }
@@ -54,60 +50,55 @@ function isHopByHop(key: string): boolean {
 
 /** One attempt of one request: the undici handler. Stale once it completed or failed. */
 class Attempt implements Dispatcher.DispatchHandler {
-  private resume: (() => void) | null = null;
-
   constructor(
     private readonly fw: UndiciForwarder,
     private readonly ex: Exchange,
     private readonly upstream: Upstream,
   ) {}
 
-  onConnect(abort: (err?: Error) => void): void {
-    this.ex.cancel = abort;
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.ex.cancel = controller;
   }
 
-  onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
-    if (statusCode < 200) return true; // 1xx: informational, the final answer follows
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return; // 1xx: informational, the final answer follows
     const ex = this.ex;
-    const res = ex.res;
     const out: string[] = [];
     let hasRequestId = false;
     let eventStream = false;
-    for (let i = 0; i < raw.length; i += 2) {
-      const key = raw[i]!.toString('latin1');
+    for (const key in headers) {
       if (isHopByHop(key)) continue;
-      const value = raw[i + 1]!.toString('latin1');
-      if (key.length === 12) {
-        const k = key.toLowerCase();
-        if (k === 'x-request-id') hasRequestId = true;
-        else if (k === 'content-type' && value.startsWith('text/event-stream')) eventStream = true;
-      }
-      out.push(key, value);
+      const value = headers[key]!;
+      if (typeof value === 'string') {
+        if (key.length === 12) {
+          if (key === 'x-request-id') hasRequestId = true;
+          else if (key === 'content-type' && value.startsWith('text/event-stream')) eventStream = true;
+        }
+        out.push(key, value);
+      } else for (let i = 0; i < value.length; i++) out.push(key, value[i]!);
     }
     this.fw.events.responseStarted(ex, statusCode, eventStream);
     if (!hasRequestId) out.push('x-request-id', ex.req.headers['x-request-id'] as string);
     appendProxyResponseHeaders(ex, this.upstream, out);
     if (this.fw.closing()) out.push('connection', 'close');
-    res.writeHead(statusCode, out);
-    this.resume = resume;
-    return true;
+    ex.res.writeHead(statusCode, out);
   }
 
-  onData(chunk: Buffer): boolean {
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const res = this.ex.res;
-    if (res.write(chunk)) return true;
+    if (res.write(chunk)) return;
     // Back-pressure: undici stops reading from the instance until the client caught up.
-    res.once('drain', this.resume!);
-    return false;
+    controller.pause();
+    res.once('drain', () => controller.resume());
   }
 
-  onComplete(): void {
+  onResponseEnd(): void {
     this.ex.settled = true;
     this.ex.cancel = null;
     this.ex.res.end();
   }
 
-  onError(err: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const ex = this.ex;
     ex.settled = true;
     ex.cancel = null;

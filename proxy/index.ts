@@ -1,18 +1,25 @@
 /**
- * The Lockstep proxy, as a library: `startProxy(config)` composes the pool, the health checks, the
- * request path, the metrics and the admin API, and returns a handle to inspect and stop it.
+ * The Lockstep proxy, as a library: `startProxy(config)` composes the pool, the health checks,
+ * passive ejection, the metrics, the admin API and the workers that serve requests, and returns a
+ * handle to inspect and stop it.
+ *
+ * One setup path for both modes: the primary logic here is the same whether its workers are one
+ * `ServingWorker` in this process (default) or node:cluster processes (`workers > 1`); see
+ * worker-set.ts for who owns what.
  */
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdminServer, type AdminControl } from './admin.ts';
-import { startProxyCluster } from './cluster.ts';
-import { STREAM_CLOSE_GRACE_MS, resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
+import { createAdminServer } from './admin.ts';
+import { forkWorkers } from './cluster.ts';
+import { resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
+import type { AdminControl } from './control.ts';
+import { drainInstance, setInstanceState } from './drain.ts';
 import { PassiveEjector } from './ejection.ts';
 import { HealthChecker, checkOnce } from './health.ts';
-import { ProxyMetrics } from './metrics.ts';
+import { ProxyMetrics, aggregateMetrics } from './metrics.ts';
 import { UpstreamPool } from './pool.ts';
-import { RequestPath } from './server.ts';
 import type { UpstreamStatus } from './upstream.ts';
+import { WorkerSet, startInProcessWorker } from './worker-set.ts';
 
 export type {
   ProxyConfig,
@@ -35,7 +42,10 @@ export interface RunningProxy {
   readonly url: string;
   /** Base URL of the admin API. */
   readonly adminUrl: string;
-  /** Snapshot of every instance (same data as `GET /admin/instances`). */
+  /**
+   * Snapshot of every instance (same data as `GET /admin/instances`). In worker mode in-flight and
+   * held are as last reported by the workers (every 200 ms); the admin API asks them live.
+   */
   instances(): UpstreamStatus[];
   /** Worker mode only: pids of the worker processes that are listening (for operators and tests). */
   workerPids?: () => number[];
@@ -63,104 +73,98 @@ function listen(server: http.Server, host: string, port: number): Promise<Addres
   });
 }
 
-function urlOf(addr: AddressInfo): string {
+function urlOf(addr: { address: string; family: string; port: number }): string {
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return `http://${host}:${addr.port}`;
 }
 
 /**
- * Start the proxy: check every instance once (so instances that are up get traffic at once), then
- * listen on `listen` and `adminListen` and keep checking.
- * @param config see ProxyConfig; ports may be 0.
+ * Start the proxy: check every instance once (so instances that are up get traffic at once), start
+ * the workers (they listen on `listen`), listen on `adminListen`, and keep checking.
+ * @param config see ProxyConfig; ports may be 0 (worker mode: all workers share the one chosen).
  * @param options.workers run this many worker processes sharing the port (worker mode, see
  *   cluster.ts); default 1: everything in this process.
  * @param options.reloadSource called by `POST /admin/reload` (and by the CLI on SIGHUP) to get a fresh
  *   upstream list; without it the admin reload route answers 501.
  * @returns the running proxy, with the bound URLs.
- * @throws ProxyConfigError for an invalid config; the listen error (e.g. EADDRINUSE) when a port is taken.
+ * @throws ProxyConfigError for an invalid config; the listen error (e.g. EADDRINUSE) when a port is
+ *   taken (in worker mode an Error "proxy worker could not start: ..." carrying its `code`).
  */
 export async function startProxy(
   config: ProxyConfig,
   options: { reloadSource?: () => Promise<UpstreamConfig[]> | UpstreamConfig[]; workers?: number } = {},
 ): Promise<RunningProxy> {
-  if (options.workers !== undefined && options.workers > 1) {
-    return startProxyCluster(config, { workers: options.workers, reloadSource: options.reloadSource });
-  }
   const cfg = resolveProxyConfig(config);
   const logger = cfg.logger;
-  const pool = new UpstreamPool(cfg.upstreams, {
-    cookieName: cfg.affinityCookieName,
-    secret: cfg.affinitySecret,
-    logger,
-    balance: cfg.balance,
-  });
+  const workerMode = options.workers !== undefined && options.workers > 1;
+  const { logger: _notSerialisable, ...workerConfig } = config;
+  const pool = new UpstreamPool(cfg.upstreams, { cookieName: cfg.affinityCookieName, secret: cfg.affinitySecret, logger, balance: cfg.balance });
   const metrics = new ProxyMetrics(pool);
-  const health = new HealthChecker(pool, cfg.healthPath, cfg.healthCheck, (u) => {
-    if (!u.healthy) metrics.ejection(u.name);
-  });
   const ejector = new PassiveEjector(
     pool,
     cfg.passiveEjection,
     async (u) => (await checkOnce(new URL(cfg.healthPath, u.target), cfg.healthCheck.timeoutMs)).ok,
-    (u) => metrics.ejection(u.name),
+    (u) => {
+      metrics.ejection(u.name);
+      workers.broadcast();
+    },
   );
-  const path = new RequestPath(pool, metrics, ejector, cfg);
+  const workers = new WorkerSet(pool, workerConfig, ejector);
+  const health = new HealthChecker(pool, cfg.healthPath, cfg.healthCheck, (u) => {
+    if (!u.healthy) metrics.ejection(u.name);
+    workers.broadcast();
+  });
+  // Back from ejection, enabled, healthy again: workers must know (they release held requests).
+  pool.onAvailable = () => workers.broadcast();
 
   const reload = async (upstreams: UpstreamConfig[]): Promise<{ added: string[]; removed: string[] }> => {
-    const { added, removed, retired } = pool.replace(validateUpstreams(upstreams));
-    for (const u of retired) path.forget(u);
+    const { added, removed } = pool.replace(validateUpstreams(upstreams));
     health.sync();
+    workers.broadcast();
     return { added, removed };
   };
   const reloadSource = options.reloadSource;
   const control: AdminControl = {
-    instances: async () => pool.status(),
-    setState: async (name, state) => pool.setState(name, state)?.status(),
-    drain: async (name, waitMs) => {
-      const u = pool.setState(name, 'draining');
-      if (!u) return undefined;
-      let drained = waitMs === null ? u.inflight === 0 : await u.waitUntilIdle(waitMs);
-      // At the deadline, long-lived streams (SSE, WebSockets) are closed cleanly: they would never end
-      // by themselves. Other requests are left to finish or to be cut by the restart.
-      if (!drained && waitMs !== null && path.closeStreams(u) > 0) drained = await u.waitUntilIdle(STREAM_CLOSE_GRACE_MS);
-      return { drained, inflight: u.inflight, state: u.state };
-    },
-    metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
+    instances: () => workers.liveInstances(),
+    setState: (name, state) => setInstanceState(pool, workers, name, state),
+    drain: (name, waitMs) => drainInstance(pool, workers, name, waitMs),
+    metrics: async () => aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await workers.metricsJson())]),
     reload: reloadSource ? async () => reload(await reloadSource()) : undefined,
   };
   const admin = createAdminServer({ control, token: cfg.adminToken, logger, versionPath: cfg.versionPath });
 
   await health.checkAll();
-  let publicAddr: AddressInfo;
   let adminAddr: AddressInfo;
   try {
-    publicAddr = await listen(path.server, cfg.listen.host, cfg.listen.port);
+    if (workerMode) await forkWorkers(workers, options.workers!, logger);
+    else await startInProcessWorker(workers, logger);
     adminAddr = await listen(admin, cfg.adminListen.host, cfg.adminListen.port);
   } catch (err) {
+    await workers.stop();
     admin.close();
-    await path.close(0);
     throw err;
   }
   health.start();
-  const url = urlOf(publicAddr);
+  const url = urlOf(workers.bound ?? { address: cfg.listen.host, family: 'IPv4', port: cfg.listen.port });
   const adminUrl = urlOf(adminAddr);
-  logger.info({ url, adminUrl, instances: pool.status() }, 'proxy started');
+  logger.info({ url, adminUrl, workers: workerMode ? workers.size : 0, instances: pool.status() }, workerMode ? 'proxy started (worker mode)' : 'proxy started');
 
   let closing: Promise<void> | null = null;
   return {
     url,
     adminUrl,
-    instances: () => pool.status(),
+    instances: () => workers.knownInstances(),
+    ...(workerMode ? { workerPids: () => workers.pids() } : {}),
     reload,
     close() {
       closing ??= (async () => {
-        logger.info({ inflight: path.activeRequests }, 'proxy stopping');
+        logger.info('proxy stopping');
         health.stop();
         ejector.stop();
         const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
         admin.closeIdleConnections();
-        await path.close(cfg.timeouts.shutdownGraceMs);
-        for (const u of pool.upstreams) u.wakeIdleWaiters(u.inflight === 0);
+        // Workers let their requests finish; a drain waiting on the admin API gets its answer.
+        await workers.stop();
         admin.closeAllConnections();
         await adminClosed;
         logger.info('proxy stopped');

@@ -4,7 +4,7 @@
  * state (in-flight, health, admin state) are read at scrape time, so the request path never
  * touches them.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { UpstreamPool } from './pool.ts';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -113,7 +113,7 @@ export class ProxyMetrics {
       name: 'lockstep_proxy_upload_success_ratio',
       help: 'Share of uploads answered 2xx since start (1 when there were none)',
       registers,
-      // Across cluster workers the ratio is recomputed from the summed counters (see cluster.ts).
+      // Across workers the ratio is recomputed from the summed counters (see aggregateMetrics).
       aggregator: 'omit',
       collect() {
         const total = self.uploadOk + self.uploadFailed;
@@ -166,4 +166,22 @@ export class ProxyMetrics {
   ejection(instance: string): void {
     this.ejections.inc({ instance });
   }
+}
+
+/**
+ * The `/metrics` text of a proxy from the registries of the primary and its workers: counters and
+ * histograms summed, gauges as their aggregator says; the upload success ratio, which cannot be
+ * summed, recomputed from the summed upload counters.
+ * @param jsons `registry.getMetricsAsJSON()` of the primary and of every worker.
+ * @returns the content type and the Prometheus text.
+ */
+export async function aggregateMetrics(jsons: Array<Array<MetricObjectWithValues<MetricValue<string>>>>): Promise<{ contentType: string; text: string }> {
+  const merged = AggregatorRegistry.aggregate(jsons);
+  const uploads = jsons.flat().filter((m) => m.name === 'lockstep_proxy_uploads_total').flatMap((m) => m.values);
+  const ok = uploads.filter((v) => v.labels.outcome === 'success').reduce((n, v) => n + v.value, 0);
+  const total = uploads.reduce((n, v) => n + v.value, 0);
+  const ratio =
+    '# HELP lockstep_proxy_upload_success_ratio Share of uploads answered 2xx since start (1 when there were none)\n' +
+    `# TYPE lockstep_proxy_upload_success_ratio gauge\nlockstep_proxy_upload_success_ratio ${total === 0 ? 1 : ok / total}\n`;
+  return { contentType: merged.contentType, text: (await merged.metrics()) + ratio };
 }

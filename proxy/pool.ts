@@ -115,7 +115,8 @@ export class UpstreamPool {
    * Replace the upstream set. Instances whose name and URL are unchanged keep their state, health and
    * in-flight count; new ones start unhealthy until checked; removed ones keep serving the requests
    * already sent to them (those hold a reference) but get nothing new.
-   * @returns names added and removed, and the instance objects no longer in the pool.
+   * @returns names added and removed, and the instance objects no longer in the pool (whoever waits
+   *   for one of them to drain must be woken by the caller: `drain.ts` wakeIdleWaiters).
    */
   replace(upstreams: UpstreamConfig[]): { added: string[]; removed: string[]; retired: Upstream[] } {
     const next: Upstream[] = [];
@@ -147,7 +148,6 @@ export class UpstreamPool {
       if (nextByName.get(u.name) !== u) {
         if (!nextByName.has(u.name)) removed.push(u.name);
         retired.push(u);
-        u.wakeIdleWaiters(u.inflight === 0);
         if (u.ejectTimer) clearTimeout(u.ejectTimer);
         // Requests held for it must move now: it will not come back under this identity.
         u.state = 'disabled';

@@ -18,7 +18,7 @@ import { Exchange, IDEMPOTENT, type FailureKind, type ForwardEvents, type Forwar
 import { HttpProxyForwarder } from './forward-http-proxy.ts';
 import { UndiciForwarder } from './forward-undici.ts';
 import { dropConnectionHeaders, setForwardedHeaders } from './headers.ts';
-import { HoldQueue, type Held } from './hold.ts';
+import { HoldQueue, type Held } from './drain.ts';
 import { NO_INSTANCE, type ProxyMetrics } from './metrics.ts';
 import type { UpstreamPool } from './pool.ts';
 import type { Upstream } from './upstream.ts';
@@ -51,7 +51,7 @@ export class RequestPath implements ForwardEvents {
   readonly server: http.Server;
   private readonly forwarder: Forwarder;
   private readonly cookiePrefix: string;
-  private readonly holds = new HoldQueue<Exchange>();
+  private readonly holds: HoldQueue<Exchange>;
   /** Requests received and not yet closed, proxied or not: what shutdown waits for. */
   private active = 0;
   private closing = false;
@@ -69,6 +69,7 @@ export class RequestPath implements ForwardEvents {
     private readonly config: ResolvedProxyConfig,
   ) {
     this.cookiePrefix = `${config.affinityCookieName}=`;
+    this.holds = new HoldQueue(config.hold);
     const closing = (): boolean => this.closing;
     this.forwarder =
       config.engine === 'http-proxy-3'
@@ -136,9 +137,8 @@ export class RequestPath implements ForwardEvents {
     const pinned = ex.pinned;
     if (pinned !== null) {
       if (pinned.servesPinned) return this.dispatch(ex, pinned);
-      const hold = this.config.hold;
-      if (pinned.state === 'draining' && !this.closing && hold.timeoutMs > 0 && pinned.held < hold.maxPerInstance && this.pool.get(pinned.name) === pinned) {
-        ex.held = this.holds.add(pinned, ex, hold.timeoutMs, this.onHoldExpired);
+      if (!this.closing && this.holds.mayHold(pinned) && this.pool.get(pinned.name) === pinned) {
+        ex.held = this.holds.add(pinned, ex, this.onHoldExpired);
         return;
       }
       // Its instance cannot serve it now: the client moves, and is told so.
@@ -227,7 +227,7 @@ export class RequestPath implements ForwardEvents {
         s.upstreamBody?.unpipe(s.res);
         s.res.end();
         // After the end, the cancelled attempt's error finds the response finished and stays quiet.
-        if (s.cancel !== null && !s.settled) s.cancel(STREAM_CLOSED);
+        if (s.cancel !== null && !s.settled) s.cancel.abort(STREAM_CLOSED);
       } else s.end(WS_CLOSE_GOING_AWAY);
     }
     return set.size;
@@ -324,7 +324,7 @@ export class RequestPath implements ForwardEvents {
       }
       const aborted = !res.writableFinished;
       // The client left mid-way: stop the upstream request too, freeing its connection.
-      if (aborted && ex.cancel !== null && !ex.settled) ex.cancel(CLIENT_GONE);
+      if (aborted && ex.cancel !== null && !ex.settled) ex.cancel.abort(CLIENT_GONE);
       const u = ex.upstream;
       if (u !== null) {
         u.release();

@@ -21,11 +21,6 @@ export interface UpstreamStatus {
   weight: number;
 }
 
-interface IdleWaiter {
-  resolve: (drained: boolean) => void;
-  timer: NodeJS.Timeout;
-}
-
 /** One instance and the facts the proxy keeps about it. */
 export class Upstream {
   readonly name: string;
@@ -50,7 +45,8 @@ export class Upstream {
 
   private passes = 0;
   private failures = 0;
-  private idleWaiters: IdleWaiter[] = [];
+  /** Called when in-flight drops to 0; set by `drain.ts` while someone waits for that. */
+  onIdle: (() => void) | null = null;
 
   /** Relative share of new work (balancing). */
   readonly weight: number;
@@ -132,36 +128,7 @@ export class Upstream {
   /** A request sent here completed or was aborted. */
   release(): void {
     this.inflight--;
-    if (this.inflight === 0 && this.idleWaiters.length > 0) this.wakeIdleWaiters(true);
-  }
-
-  /**
-   * Resolve when no request is in flight, or after `timeoutMs`.
-   * @param timeoutMs upper bound on the wait, ms.
-   * @returns true when in-flight reached 0, false on timeout.
-   */
-  waitUntilIdle(timeoutMs: number): Promise<boolean> {
-    if (this.inflight === 0) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const waiter: IdleWaiter = {
-        resolve,
-        timer: setTimeout(() => {
-          this.idleWaiters = this.idleWaiters.filter((w) => w !== waiter);
-          resolve(this.inflight === 0);
-        }, timeoutMs),
-      };
-      this.idleWaiters.push(waiter);
-    });
-  }
-
-  /** Release every waiter (used on shutdown and when the instance leaves the pool). */
-  wakeIdleWaiters(drained: boolean): void {
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) {
-      clearTimeout(w.timer);
-      w.resolve(drained);
-    }
+    if (this.inflight === 0 && this.onIdle !== null) this.onIdle();
   }
 
   status(): UpstreamStatus {

@@ -1,6 +1,7 @@
 /**
- * Messages between the cluster primary and its workers (node:cluster IPC). The primary owns the
- * instance set, admin state, health and ejection; workers own requests (in-flight, held).
+ * Messages between the primary and its workers. The primary owns the instance set, admin state,
+ * health and ejection; workers own requests (in-flight, held). The same messages go over
+ * node:cluster IPC (worker mode) and as plain calls to the in-process worker (one process).
  */
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { ProxyConfig } from './config.ts';
@@ -15,10 +16,18 @@ export interface InstanceSnapshot {
   state: InstanceState;
   healthy: boolean;
   ejected: boolean;
+  /** Back-offs in a row (passive ejection); a worker that sees a success after them says `recovered`. */
+  ejections: number;
 }
 
 /** The proxy configuration without the logger (not serialisable). */
 export type WorkerConfig = Omit<ProxyConfig, 'logger'>;
+
+/** One worker's in-flight and held requests, by instance name. */
+export interface WorkerCounts {
+  inflight: Record<string, number>;
+  held: Record<string, number>;
+}
 
 export type PrimaryMessage =
   | { t: 'start'; config: WorkerConfig; instances: InstanceSnapshot[] }
@@ -32,8 +41,9 @@ export type WorkerMessage =
   | { t: 'hello' }
   | { t: 'ready'; port: number; address: string; family: string }
   | { t: 'failed'; message: string; code?: string }
-  | { t: 'report'; inflight: Record<string, number>; held: Record<string, number> }
-  | { t: 'status'; id: number; inflight: Record<string, number>; held: Record<string, number> }
+  | ({ t: 'report' } & WorkerCounts)
+  | ({ t: 'status'; id: number } & WorkerCounts)
   | { t: 'drained'; id: number; drained: boolean; inflight: number }
   | { t: 'metrics'; id: number; json: Array<MetricObjectWithValues<MetricValue<string>>> }
-  | { t: 'eject'; name: string; reason: string };
+  | { t: 'eject'; name: string; reason: string }
+  | { t: 'recovered'; name: string };
