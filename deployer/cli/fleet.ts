@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { decideRollbackTarget, mergedHistory, readFleetReleases, releaseState } from '../fleet/releases.ts';
 import { openFleet } from '../fleet/fleet.ts';
-import { fleetStatus, renderProxyView } from '../fleet/status.ts';
+import { fleetStatusReport, renderProxyView } from '../fleet/status.ts';
 import { err, inventoryFrom, out, reportUnreachable, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
 
@@ -28,7 +28,8 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
     .description('one row per instance: release on disk, release running, health, proxy view, lock')
     .action(async (_o, cmd: Command) => {
       const json = wantsJson(cmd);
-      const rows = await fleetStatus(inventoryFrom(cmd));
+      const report = await fleetStatusReport(inventoryFrom(cmd));
+      const rows = report.instances;
       if (json) out(JSON.stringify(rows, null, 2));
       else {
         out(
@@ -50,7 +51,10 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
       if (proxyError && !json) err(`proxy: ${proxyError}`);
       const digests = new Set(rows.map((r) => r.running?.digest ?? null));
       result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
-      if (!json) out(statusVerdict(rows));
+      if (!json) {
+        out(statusVerdict(rows));
+        out(`rollback target: ${report.rollbackTarget ?? (rows.every((r) => r.reachable) ? 'none (`lockstep rollback` would refuse)' : 'unknown (an instance could not be read)')}`);
+      }
     });
 
 

@@ -5,6 +5,7 @@
 import type { TransportFactory } from './fleet.ts';
 import { openFleet, reasonOf } from './fleet.ts';
 import type { Inventory } from '../../config/inventory.ts';
+import { decideRollbackTarget, readInstanceReleases, type InstanceReleases } from './releases.ts';
 import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from '../balancer/admin-client.ts';
 
 /** The proxy's view of one instance. `absent`: the proxy has no such upstream; `unreachable`: its admin API did not answer. */
@@ -69,6 +70,13 @@ export function renderProxyView(v: ProxyView | null): string {
   return `${v.state}${v.healthy === false ? ', DOWN' : ''}, ${v.inflight ?? 0} in flight`;
 }
 
+/** Every instance's status, and where `lockstep rollback` would go (decideRollbackTarget). */
+export interface FleetStatusReport {
+  instances: InstanceStatus[];
+  /** The rollback target, or null when there is none or an instance could not be read. */
+  rollbackTarget: string | null;
+}
+
 /**
  * Collect the status of every instance (in parallel, bounded by deploy.concurrency).
  * Unreachable instances are reported, not thrown.
@@ -77,7 +85,20 @@ export async function fleetStatus(
   inventory: Inventory,
   options: { factory?: TransportFactory; proxyClient?: ProxyAdminClient | null } = {},
 ): Promise<InstanceStatus[]> {
+  return (await fleetStatusReport(inventory, options)).instances;
+}
+
+/**
+ * `fleetStatus` plus the rollback target, decided by the same rule as `rollback`, `releases`
+ * and `drift` (fleet/releases.ts decideRollbackTarget) from the releases and history read in
+ * the same pass. Read-only; never throws for an instance.
+ */
+export async function fleetStatusReport(
+  inventory: Inventory,
+  options: { factory?: TransportFactory; proxyClient?: ProxyAdminClient | null } = {},
+): Promise<FleetStatusReport> {
   const fleet = openFleet(inventory, { factory: options.factory });
+  const infos = new Map<string, InstanceReleases>();
   try {
     const views = proxyViews(inventory, options.proxyClient);
     const results = await fleet.each(async (o) => {
@@ -92,16 +113,20 @@ export async function fleetStatus(
         row.current = m ? { release: m.release, digest: m.digest } : null;
       }
       row.lock = await o.readLockHolder(); // without the owner token: a capability, never printed
+      const info = await readInstanceReleases(o).catch(() => null);
+      if (info) infos.set(o.name, info);
       return row;
     });
     const proxy = await views;
-    return results.map((r, i) => {
+    const instances = results.map((r, i) => {
       const name = fleet.ops[i]!.name;
       const row: InstanceStatus =
         r.status === 'fulfilled' ? r.value : { instance: name, reachable: false, current: null, running: null, healthy: false, lock: null, proxy: null, error: reasonOf(r) };
       row.proxy = proxy?.get(name) ?? null;
       return row;
     });
+    const complete = infos.size === fleet.ops.length;
+    return { instances, rollbackTarget: complete ? decideRollbackTarget([...infos.values()]).target : null };
   } finally {
     await fleet.close();
   }

@@ -375,6 +375,8 @@ describe('lockstep drift on a running fleet', () => {
       const text = await cli(['status']);
       expect(text.status).toBe(0);
       expect(text.stdout).toMatch(/ssh-2 .* draining, 0 in flight/);
+      // The same rule as rollback, releases and drift (decideRollbackTarget): A was deployed before B.
+      expect(text.stdout).toContain(`rollback target: ${A.release}`);
     } finally {
       await admin.enable('ssh-2');
     }
