@@ -17,6 +17,17 @@ const hostPort = z
   .string()
   .regex(/^[^:\s]+:\d{1,5}$/, 'use host:port, e.g. 127.0.0.1:8080');
 
+/**
+ * A shared dir: a relative path of plain segments (`data`, `public/uploads`). `.`, `..`, an
+ * absolute path or a `..` segment would link (and, on every deploy, `rm -rf`) a path outside the
+ * release or the release itself.
+ */
+const sharedDir = z
+  .string()
+  .regex(/^[a-z0-9._/-]+$/i, 'use letters, digits, ".", "_", "-" and "/" only')
+  .refine((p) => !p.startsWith('/'), 'must be relative to <deploy_to>/shared, not an absolute path')
+  .refine((p) => p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'), 'must not be "." or "..", nor contain an empty, "." or ".." segment: name a directory inside <deploy_to>/shared such as data or public/uploads');
+
 const ServiceSchema = z
   .object({
     start: z.string().min(1).describe('command (run in `current`) that starts the app in the background'),
@@ -38,7 +49,7 @@ const AppSchema = z
     health_path: z.string().startsWith('/').default('/healthz').describe('GET -> 200 when ready'),
     version_path: z.string().startsWith('/').default('/version').describe('GET -> JSON {release, digest}'),
     shared_dirs: z
-      .array(z.string().regex(/^[a-z0-9._-]+$/i, 'a plain directory name'))
+      .array(sharedDir)
       .default(['data', 'logs', 'run'])
       .describe('directories under <deploy_to>/shared linked into every release; they outlive releases'),
     checks: z
@@ -73,7 +84,13 @@ const HooksSchema = z
 const DeploySchema = z
   .object({
     concurrency: z.number().int().min(1).max(64).default(8).describe('instances worked on at once'),
-    keep_releases: z.number().int().min(1).max(100).default(5),
+    keep_releases: z.number().int().min(1).max(100).default(5).describe('releases the fleet keeps; a release is kept on every instance or on none'),
+    free_space_margin_bytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(104_857_600)
+      .describe('bytes that must stay free on each instance after the artifact and the unpacked release are in place (free-space preflight)'),
     batch_size: z
       .union([z.number().int().min(1), z.string().regex(/^([1-9][0-9]?|100)%$/, 'a count, or a percentage like "50%"')])
       .default(1)
@@ -162,6 +179,7 @@ export const InventorySchema = z
     deploy: DeploySchema.default({
       concurrency: 8,
       keep_releases: 5,
+      free_space_margin_bytes: 104_857_600,
       batch_size: 1,
       canary: false,
       pause_ms: 0,

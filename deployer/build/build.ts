@@ -71,7 +71,7 @@ export function releaseTimePrefix(date: Date): string {
 
 /**
  * The source identity: git revision, whether the tree is dirty, and the source time used for
- * the release id and the artifact's mtimes. Time: SOURCE_DATE_EPOCH (reproducible-builds.org
+ * the release id (the artifact's mtimes are fixed, see `packageRelease`). Time: SOURCE_DATE_EPOCH (reproducible-builds.org
  * spec) if set, else the HEAD commit time (`pinned` true), else now (`pinned` false: the
  * release id then differs per build, the digest and archive bytes do not).
  */
@@ -127,9 +127,10 @@ export async function packageRelease(
         file: tmp,
         cwd: outputDir,
         portable: true, // no uid/gid/uname/atime/ctime
-        // Without a pinned source time the release id carries the build time, but the archive
-        // bytes must still not depend on it.
-        mtime: source.pinned ? time : new Date(0),
+        // One fixed mtime for every release: the archive bytes depend on the files alone, so
+        // the same digest is the same artifact under any release id (a host that has
+        // artifacts/<digest>.tar.gz need not be sent it again). The source time is in the id.
+        mtime: new Date(0),
         noDirRecurse: true,
         strict: true,
       },

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { decideRollbackTarget, mergedHistory, readFleetReleases, releaseState } from '../fleet/releases.ts';
 import { openFleet } from '../fleet/fleet.ts';
+import { historyNote, shortSource } from '../fleet/history.ts';
 import { fleetStatusReport, renderProxyView } from '../fleet/status.ts';
 import { err, inventoryFrom, out, reportUnreachable, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
@@ -82,7 +83,7 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
 
   program
     .command('history')
-    .description('activations, rollbacks, failures and lock breaks across the fleet, newest first')
+    .description('activations, rollbacks, failures (hooks too) and lock breaks across the fleet, newest first: who, from where, source commit, message, outcome')
     .option('-n, --limit <count>', 'show at most this many entries', '50')
     .action(async (o: { limit: string }, cmd: Command) => {
       const json = wantsJson(cmd);
@@ -91,7 +92,14 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
         const { infos, unreachable } = await readFleetReleases(fleet);
         const entries = mergedHistory(infos).slice(0, Number(o.limit) || 50);
         if (json) out(JSON.stringify(entries, null, 2));
-        else out(renderTable(['time', 'instance', 'event', 'release', 'previous', 'by', 'note'], entries.map((h) => [h.time, h.instance, h.event, h.release, h.previous ?? '-', `${h.user}@${h.machine}`, h.message ?? ''])));
+        else {
+          out(
+            renderTable(
+              ['time', 'instance', 'operation', 'event', 'outcome', 'release', 'previous', 'source', 'by', 'note'],
+              entries.map((h) => [h.time, h.instance, h.operation ?? '-', h.event, h.outcome ?? (h.event === 'failed' ? 'failed' : 'ok'), h.release, h.previous ?? '-', shortSource(h.source), `${h.user}@${h.machine}`, historyNote(h)]),
+            ),
+          );
+        }
         result.exitCode = reportUnreachable(unreachable);
       } finally {
         await fleet.close();

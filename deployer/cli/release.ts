@@ -86,11 +86,12 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
     .description('roll the fleet back to a release every instance has (no build, no upload)')
     .option('--to <release>', 'release id to roll back to (default: newest earlier good release present everywhere)')
     .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m)')
-    .action(async (o: { to?: string; wait?: string }, cmd: Command) => {
+    .option('-m, --message <text>', 'note recorded with the lock and history')
+    .action(async (o: { to?: string; wait?: string; message?: string }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
       const proxy = await proxyControlFor(inv, progressPrinter());
-      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, progress: progressPrinter(), proxy, signal, lockWaitMs: parseDuration(o.wait, '--wait') }));
+      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs: parseDuration(o.wait, '--wait') }));
       out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r, 'rollback'));
       result.exitCode = r.ok ? 0 : 3;
     });

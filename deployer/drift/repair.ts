@@ -131,7 +131,7 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
   };
 
   if (targets.length > 0) {
-    const fleet = openFleet(inventory, { factory: options.scanOptions?.factory, instanceNames: targets.map((t) => t.instance) });
+    const fleet = openFleet(inventory, { factory: options.scanOptions?.factory, instanceNames: targets.map((t) => t.instance), audit: { operation: 'repair' } });
     const rowOf = (o: InstanceOps) => targets.find((t) => t.instance === o.name)!;
     const holder = newLockHolder(expected.release, 'drift repair');
     let locked = false;

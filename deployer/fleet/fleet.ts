@@ -5,6 +5,7 @@
 import pLimit from 'p-limit';
 import type { Instance, Inventory } from '../../config/inventory.ts';
 import { InstanceOps } from './instance.ts';
+import type { AuditContext } from './history.ts';
 import { createTransport, type TransportLogger } from '../transport/index.ts';
 import type { Transport } from '../transport/types.ts';
 
@@ -28,16 +29,19 @@ export interface Fleet {
 /**
  * Build the fleet's instance operations (connections open lazily on first use / preflight).
  * @param instanceNames restrict to these instances (unknown names are a usage error upstream).
+ * @param audit what the command says about itself in every history entry it writes (operation,
+ *   the operator's `-m` message).
  */
 export function openFleet(
   inventory: Inventory,
-  options: { factory?: TransportFactory; instanceNames?: string[] } = {},
+  options: { factory?: TransportFactory; instanceNames?: string[]; audit?: AuditContext } = {},
 ): Fleet {
   const factory = options.factory ?? ((i, inv) => createTransport(i, inv, { connectTimeoutMs: inv.deploy.connect_timeout_ms, log: transportLog }));
   const selected = options.instanceNames
     ? inventory.instances.filter((i) => options.instanceNames!.includes(i.name))
     : inventory.instances;
   const ops = selected.map((i) => new InstanceOps(i, factory(i, inventory), inventory));
+  for (const o of ops) o.audit = { ...options.audit };
   const limit = pLimit(inventory.deploy.concurrency);
   return {
     inventory,

@@ -21,19 +21,10 @@ import { layoutOf, releaseDir, type Layout } from '../remote/layout.ts';
 import { diffTree, isCleanDiff, parseHashTree, type TreeDiff } from '../remote/parse.ts';
 import type { ExecResult, Transport } from '../transport/types.ts';
 import { succeeded } from '../transport/types.ts';
+import { completeEntry, parseHistory, type AuditContext, type HistoryEntry, type HistoryInput } from './history.ts';
 
-/** One line in `.lockstep/history.jsonl`. */
-export interface HistoryEntry {
-  time: string;
-  event: 'activate' | 'rollback' | 'failed' | 'lock-broken';
-  release: string;
-  digest: string;
-  previous: string | null;
-  instance: string;
-  user: string;
-  machine: string;
-  message?: string;
-}
+export type { HistoryEntry } from './history.ts';
+export { parseHistory } from './history.ts';
 
 /** What `/version` reported. */
 export interface VersionInfo {
@@ -64,6 +55,10 @@ export function serviceEnv(instance: Instance, layout: Layout, extra: Record<str
 
 export class InstanceOps {
   readonly layout: Layout;
+  /** What the running command says about itself in the history (operation, `-m` message). */
+  audit: AuditContext = {};
+  /** Manifest `source` per release id, read once per release for history entries. */
+  private readonly sources = new Map<string, HistoryEntry['source']>();
 
   constructor(
     readonly instance: Instance,
@@ -115,9 +110,14 @@ export class InstanceOps {
     return (await this.run(cmd.artifactHash(this.layout, manifest.digest))).trim() === manifest.artifact.sha256;
   }
 
-  /** Create releases/, artifacts/, shared/<dirs>, .lockstep/. */
-  async prepare(): Promise<void> {
+  /**
+   * Create releases/, artifacts/, shared/<dirs>, .lockstep/, and remove what killed or failed
+   * deploys left (partial uploads, staging dirs). Call only while holding the fleet's lock.
+   * @returns the leftover paths removed.
+   */
+  async prepare(): Promise<string[]> {
     await this.run(cmd.prepareLayout(this.layout, this.inventory.app.shared_dirs));
+    return (await this.run(cmd.removeLeftovers(this.layout))).split('\n').filter(Boolean);
   }
 
   /**
@@ -304,16 +304,33 @@ export class InstanceOps {
     );
   }
 
-  /** Append a line to the instance's history. */
-  async appendHistory(entry: Omit<HistoryEntry, 'time' | 'instance' | 'user' | 'machine'>): Promise<void> {
-    const full: HistoryEntry = {
-      time: new Date().toISOString(),
-      instance: this.name,
-      user: os.userInfo().username,
-      machine: os.hostname(),
-      ...entry,
-    };
+  /**
+   * Append a line to the instance's history, completed with who, from where, the operation and
+   * message (`audit`), the outcome and the release's source commit (read from its manifest on
+   * the host when the caller does not give it; null when unreadable).
+   */
+  async appendHistory(entry: HistoryInput): Promise<void> {
+    let source = entry.source;
+    if (source === undefined) {
+      source = this.sources.get(entry.release);
+      if (source === undefined && entry.release) {
+        source = await this.transport
+          .readFile(`${releaseDir(this.layout, entry.release)}/manifest.json`)
+          .then((t) => {
+            const m = (JSON.parse(t) as Manifest).source;
+            return m ? { revision: m.revision ?? null, dirty: Boolean(m.dirty) } : null;
+          })
+          .catch(() => null);
+        this.sources.set(entry.release, source);
+      }
+    }
+    const full = completeEntry(entry, this.name, this.audit, source ?? null);
     await this.run(cmd.appendHistory(this.layout, full as unknown as Record<string, unknown>));
+  }
+
+  /** Remember a release's source for history entries (the deploy has its manifest at hand). */
+  noteSource(manifest: Manifest): void {
+    this.sources.set(manifest.release, { revision: manifest.source?.revision ?? null, dirty: Boolean(manifest.source?.dirty) });
   }
 
   /** Read the instance's history (oldest first). Unparseable lines are skipped. */
@@ -351,20 +368,6 @@ export class InstanceOps {
 export function releaseIdFromLink(target: string): string | null {
   const m = /(?:^|\/)releases\/([^/]+)\/?$/.exec(target);
   return m ? m[1]! : null;
-}
-
-/** Parse history.jsonl text (oldest first). Unparseable lines (a torn last line from a killed writer) are skipped. */
-export function parseHistory(text: string): HistoryEntry[] {
-  const entries: HistoryEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      entries.push(JSON.parse(line) as HistoryEntry);
-    } catch {
-      /* skipped */
-    }
-  }
-  return entries;
 }
 
 /** Parse lock holder.json text: null when empty, `{unreadable: true}` when not JSON; the owner token is removed. */

@@ -95,6 +95,7 @@ export async function breakLocks(inventory: Inventory, options: { force: boolean
       await o
         .appendHistory({
           event: 'lock-broken',
+          operation: 'lock',
           release: String(info.holder?.release ?? ''),
           digest: '',
           previous: null,

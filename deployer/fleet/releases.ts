@@ -1,13 +1,12 @@
 /**
  * Releases across the fleet: which release is in which state on which instance, which one a
- * rollback would go to, and retention. Judged by the history we record, never by directory
+ * rollback would go to (retention is in retention.ts). Judged by the history we record, never by directory
  * names or mtimes (Capistrano's "previous = second newest dir" differs per host after a failure).
  */
 import type { HistoryEntry, InstanceOps } from './instance.ts';
 import { reasonOf, type Fleet } from './fleet.ts';
 import * as cmd from '../remote/commands.ts';
 import { releaseDir } from '../remote/layout.ts';
-import { shq } from '../transport/shell.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { isCleanDiff } from '../remote/parse.ts';
 
@@ -110,56 +109,6 @@ export async function verifyReleaseOnHost(o: InstanceOps, release: string): Prom
   } catch {
     return null;
   }
-}
-
-/**
- * Which releases retention removes on one instance to keep at most `keep` releases:
- * failed releases go first, then the oldest by last activation (never-activated ones count as
- * oldest). Never removed: `current`, the rollback target, anything in `protect` (mid-deploy).
- */
-export function planPrune(info: InstanceReleases, keep: number, protect: string[]): string[] {
-  const keepSet = new Set<string>([...protect]);
-  if (info.current) keepSet.add(info.current);
-  const target = succeededReleases(info.history).find((r) => r !== info.current && info.present.includes(r));
-  if (target) keepSet.add(target);
-  const lastActivation = new Map<string, number>();
-  info.history.forEach((h, i) => {
-    if (h.event === 'activate' || h.event === 'rollback') lastActivation.set(h.release, i);
-  });
-  const removable = info.present.filter((r) => !keepSet.has(r));
-  const failed = removable.filter((r) => releaseState(info, r) === 'failed');
-  const others = removable
-    .filter((r) => !failed.includes(r))
-    .sort((a, b) => (lastActivation.get(a) ?? -1) - (lastActivation.get(b) ?? -1) || (a < b ? -1 : 1));
-  const excess = info.present.length - keep;
-  if (excess <= 0) return [];
-  return [...failed, ...others].slice(0, excess);
-}
-
-/** Remove releases (and their artifacts) on one instance. */
-export async function pruneReleases(o: InstanceOps, releases: string[]): Promise<void> {
-  for (const r of releases) {
-    const dir = releaseDir(o.layout, r);
-    // The artifact is named by digest; read it from the release's manifest before removing.
-    const digest = await o.transport
-      .readFile(`${dir}/manifest.json`)
-      .then((t) => (JSON.parse(t) as Manifest).digest)
-      .catch(() => null);
-    const artifact = digest && /^[0-9a-f]{64}$/.test(digest) ? ` ${shq(`${o.layout.artifacts}/${digest}.tar.gz`)}` : '';
-    await o.run(`rm -rf ${shq(dir)}${artifact}`);
-  }
-}
-
-/** Prune every instance of the fleet; @returns what was removed per instance. */
-export async function pruneFleet(fleet: Fleet, keep: number, protect: string[]): Promise<Map<string, string[]>> {
-  const removed = new Map<string, string[]>();
-  await fleet.each(async (o) => {
-    const info = await readInstanceReleases(o);
-    const plan = planPrune(info, keep, protect);
-    await pruneReleases(o, plan);
-    removed.set(o.name, plan);
-  });
-  return removed;
 }
 
 /** Releases and history of every instance of a fleet; unreachable instances are listed apart. */

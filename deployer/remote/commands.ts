@@ -5,7 +5,7 @@
  */
 import type { Layout } from './layout.ts';
 import { artifactPath, releaseDir } from './layout.ts';
-import { envPrefix, shq } from '../transport/shell.ts';
+import { buildScript, shq } from '../transport/shell.ts';
 import { MANIFEST_FILE } from '../build/manifest.ts';
 
 /** Checks the tools the other commands rely on; prints the `current` target (empty if none). */
@@ -58,10 +58,15 @@ export function stagingDir(layout: Layout, id: string): string {
   return `${layout.releases}/.staging-${id}`;
 }
 
-/** Unpacks the artifact of `digest` into a fresh staging directory for release `id`. */
+/**
+ * Unpacks the artifact of `digest` into a fresh staging directory for release `id`. File modes
+ * are taken from the archive as they are (`--same-permissions`), whatever the deploy user's
+ * umask: GNU tar applies the umask for a non-root user otherwise, and a 644 file unpacked under
+ * umask 027 becomes 640 and fails verification against the manifest.
+ */
 export function unpackToStaging(layout: Layout, id: string, digest: string): string {
   const staging = shq(stagingDir(layout, id));
-  return `set -e; rm -rf ${staging}; mkdir -p ${staging}; tar -xzf ${shq(artifactPath(layout, digest))} -C ${staging} --no-same-owner`;
+  return `set -e; rm -rf ${staging}; mkdir -p ${staging}; tar -xzf ${shq(artifactPath(layout, digest))} -C ${staging} --no-same-owner --same-permissions`;
 }
 
 /**
@@ -103,13 +108,27 @@ export function releaseExists(layout: Layout, id: string): string {
   return `test -d ${shq(releaseDir(layout, id))}`;
 }
 
-/** Links each shared dir into the release: releases/<id>/<dir> -> <deploy_to>/shared/<dir>. */
+/**
+ * Links each shared dir into the release: releases/<id>/<dir> -> <deploy_to>/shared/<dir>
+ * (a nested dir such as `public/uploads` gets its parent created in the release first).
+ * @throws Error for a shared dir that is empty, absolute or has a `.`/`..` segment (the
+ *   inventory schema refuses them; checked again here because the result runs `rm -rf`).
+ */
 export function linkShared(layout: Layout, id: string, sharedDirs: string[]): string {
   const dir = releaseDir(layout, id);
   if (sharedDirs.length === 0) return 'true';
   return sharedDirs
-    .map((d) => `rm -rf ${shq(`${dir}/${d}`)} && ln -s ${shq(`${layout.shared}/${d}`)} ${shq(`${dir}/${d}`)}`)
+    .map((d) => {
+      if (!isPlainRelativePath(d)) throw new Error(`not a plain relative shared dir: ${JSON.stringify(d)}`);
+      const parent = d.includes('/') ? `mkdir -p ${shq(`${dir}/${d.slice(0, d.lastIndexOf('/'))}`)} && ` : '';
+      return `${parent}rm -rf ${shq(`${dir}/${d}`)} && ln -s ${shq(`${layout.shared}/${d}`)} ${shq(`${dir}/${d}`)}`;
+    })
     .join(' && ');
+}
+
+/** True for a relative path of plain segments: no empty, `.` or `..` segment, no leading `/`. */
+export function isPlainRelativePath(p: string): boolean {
+  return p.length > 0 && !p.startsWith('/') && p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
 }
 
 /**
@@ -118,8 +137,9 @@ export function linkShared(layout: Layout, id: string, sharedDirs: string[]): st
  */
 export function switchCurrent(layout: Layout, id: string): string {
   releaseDir(layout, id);
-  const tmp = `${layout.root}/.current-$$`;
-  return `ln -sfn ${shq(`releases/${id}`)} ${shq(tmp)} && mv -Tf ${shq(tmp)} ${shq(layout.current)}`;
+  // `$$` stays outside the quotes so the shell expands it: one temp name per switching process.
+  const tmp = `${shq(`${layout.root}/.current-`)}$$`;
+  return `ln -sfn ${shq(`releases/${id}`)} ${tmp} && mv -Tf ${tmp} ${shq(layout.current)}`;
 }
 
 /** Prints where `current` points (relative link target), empty when there is no `current`. */
@@ -127,9 +147,14 @@ export function readCurrent(layout: Layout): string {
   return `readlink ${shq(layout.current)} 2>/dev/null || true`;
 }
 
-/** Runs one of the app's service commands in `current` with the app-contract environment. */
+/**
+ * Runs one of the app's service commands in `current` with the app-contract environment
+ * EXPORTED first, so the command may be any shell text the operator writes (`a; b`,
+ * `if ...; then ...; fi; b`, pipes): every command in it sees the environment.
+ * @throws Error for an environment name that is not a shell identifier.
+ */
 export function serviceCommand(layout: Layout, command: string, env: Record<string, string>): string {
-  return `cd ${shq(layout.current)} && ${envPrefix(env)} ${command}`;
+  return buildScript(command, { cwd: layout.current, env });
 }
 
 /** Appends one JSON line to the instance's history (O_APPEND: concurrent writers do not interleave lines). */
@@ -251,5 +276,46 @@ export function inspectForDrift(layout: Layout): string {
     `( ${readHistory(layout)} )`,
     `if [ -d ${shq(layout.current)} ]; then echo "##tree"; ( ${treeDigest(layout.current)} ); fi`,
     'true',
+  ].join('\n');
+}
+
+/**
+ * Finds (with `-print`) and runs `action` on the leftovers of killed or failed deploys: partial
+ * uploads (`artifacts/*.part`, `artifacts/*.tmp-*`), staging dirs of failed unpacks
+ * (`releases/.staging-*`) and temp `current` links (`.current-*`).
+ */
+function leftovers(layout: Layout, action: string): string {
+  return [
+    `find ${shq(layout.artifacts)} -mindepth 1 -maxdepth 1 \\( -name '*.part' -o -name '*.tmp-*' \\) -print ${action} 2>/dev/null`,
+    `find ${shq(layout.releases)} -mindepth 1 -maxdepth 1 -name '.staging-*' -print ${action} 2>/dev/null`,
+    `find ${shq(layout.root)} -mindepth 1 -maxdepth 1 -type l -name '.current-*' -print ${action} 2>/dev/null`,
+    'true',
+  ].join('\n');
+}
+
+/**
+ * Removes the leftovers of killed or failed deploys (see `leftovers`) and prints each removed
+ * path on its own line. Run only under the deploy lock: a running deploy's upload or unpack is
+ * exactly such a file while it is in progress.
+ */
+export function removeLeftovers(layout: Layout): string {
+  return leftovers(layout, '-exec rm -rf {} +');
+}
+
+/**
+ * Reads what the free-space preflight needs, changing nothing. Prints four lines:
+ * `free <bytes available to this user on deploy_to's filesystem>` (its nearest existing
+ * ancestor when deploy_to does not exist yet), `leftovers <bytes held by removeLeftovers'
+ * targets>`, `artifact <bytes of artifacts/<digest>.tar.gz, or ->` and `release yes|no`
+ * (releases/<id> exists). Parse with `parseDiskSpace`.
+ */
+export function diskSpace(layout: Layout, id: string, digest: string): string {
+  const artifact = shq(artifactPath(layout, digest));
+  return [
+    `d=${shq(layout.root)}; while [ ! -e "$d" ]; do d=$(dirname "$d"); done`,
+    `echo "free $(df -P -B1 "$d" | awk 'NR==2{print $4}')"`,
+    `echo "leftovers $( ( ${leftovers(layout, '-prune')} ) | tr '\\n' '\\0' | xargs -0 -r du -s -B1 -- 2>/dev/null | awk '{s+=$1} END{print s+0}')"`,
+    `if [ -f ${artifact} ]; then echo "artifact $(stat -c %s ${artifact})"; else echo 'artifact -'; fi`,
+    `if [ -d ${shq(releaseDir(layout, id))} ]; then echo 'release yes'; else echo 'release no'; fi`,
   ].join('\n');
 }

@@ -12,7 +12,8 @@ import { lockFleetWaiting, newLockHolder, unlockFleet } from '../fleet/lock.ts';
 import { openFleet, reasonOf, type Fleet, type TransportFactory } from '../fleet/fleet.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import { loadLocalRelease, type LocalRelease } from '../build/release-source.ts';
-import { pruneFleet } from '../fleet/releases.ts';
+import { pruneFleet } from '../fleet/retention.ts';
+import { checkFreeSpace } from '../fleet/disk.ts';
 import * as cmd from '../remote/commands.ts';
 import { succeeded } from '../transport/types.ts';
 import type { Manifest } from '../build/manifest.ts';
@@ -108,7 +109,8 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       };
     }
   }
-  const fleet = openFleet(inventory, { factory: options.factory });
+  const fleet = openFleet(inventory, { factory: options.factory, audit: { operation: 'deploy', message: options.message } });
+  for (const o of fleet.ops) o.noteSource(manifest);
   const rows = new Map<string, DeployInstanceReport>(
     fleet.ops.map((o) => [o.name, { instance: o.name, before: null, now: null, state: 'untouched', uploadedBytes: 0, reused: false }]),
   );
@@ -127,6 +129,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
     const pre = await fleet.each(async (o) => {
       progress(o.name, 'preflight');
       const { current } = await o.preflight();
+      await checkFreeSpace(o, manifest, inventory.deploy.free_space_margin_bytes);
       const row = rows.get(o.name)!;
       row.before = current;
       row.now = current;
@@ -154,7 +157,8 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       // Phase 1: everything short of activation, on every instance.
       const p1 = await fleet.each(async (o) => {
         const row = rows.get(o.name)!;
-        await o.prepare();
+        const leftovers = await o.prepare();
+        if (leftovers.length) progress(o.name, `removed leftovers of killed deploys: ${leftovers.join(', ')}`);
         progress(o.name, `uploading artifact (${manifest.artifact.bytes} bytes) unless present`);
         const up = await o.uploadArtifact(release.artifact, manifest);
         row.uploadedBytes = up.bytes;
@@ -165,7 +169,10 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         await o.linkShared(manifest.release);
         if (hooks.before_activate) {
           progress(o.name, 'running before_activate hook');
-          await o.runHook(hooks.before_activate, 'before_activate', manifest, `${o.layout.releases}/${manifest.release}`);
+          await o.runHook(hooks.before_activate, 'before_activate', manifest, `${o.layout.releases}/${manifest.release}`).catch(async (e: Error) => {
+            await o.appendHistory({ event: 'failed', release: manifest.release, digest: manifest.digest, previous: row.before, hook: 'before_activate', error: e.message }).catch(() => {});
+            throw e;
+          });
         }
       });
       const p1Failed = p1.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
@@ -195,11 +202,9 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       });
       for (const out of result.outcomes) Object.assign(rows.get(out.instance)!, out);
       if (!result.ok) return report('rollout', false, result.state, result.failure);
-      const pruned = await pruneFleet(fleet, inventory.deploy.keep_releases, [manifest.release]).catch((e: Error) => {
-        progress('retention', `pruning old releases failed (nothing else affected): ${e.message}`);
-        return new Map<string, string[]>();
-      });
-      for (const [name, removed] of pruned) if (removed.length) progress(name, `retention removed ${removed.join(', ')}`);
+      const pruned = await pruneFleet(fleet, inventory.deploy.keep_releases, manifest.release).catch((e: Error) => ({ skipped: e.message, removed: new Map<string, string[]>() }));
+      if (pruned.skipped) progress('retention', `pruning old releases: ${pruned.skipped} (nothing else affected)`);
+      for (const [name, removed] of pruned.removed) if (removed.length) progress(name, `retention removed ${removed.join(', ')}`);
       if (hooks.post_deploy) {
         progress('hooks', 'running post_deploy hook');
         try {

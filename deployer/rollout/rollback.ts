@@ -18,6 +18,8 @@ export interface RollbackOptions {
   proxy?: ProxyControl;
   progress?: (instance: string, line: string) => void;
   lockWaitMs?: number;
+  /** The operator's note (`-m`), recorded with the lock and in the history. */
+  message?: string;
   /** Abort (Ctrl-C/SIGTERM): the step in progress finishes, switched instances roll back, the lock is released. */
   signal?: AbortSignal;
 }
@@ -36,7 +38,7 @@ function describeFleet(infos: InstanceReleases[]): string[] {
 export async function rollback(inventory: Inventory, options: RollbackOptions = {}): Promise<DeployReport> {
   const started = Date.now();
   const progress = options.progress ?? (() => {});
-  const fleet = openFleet(inventory, { factory: options.factory });
+  const fleet = openFleet(inventory, { factory: options.factory, audit: { operation: 'rollback', message: options.message } });
   try {
     const { infos, unreachable } = await readFleetReleases(fleet);
     if (unreachable.length > 0) {
@@ -62,7 +64,7 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
       );
     }
     const manifest = (verified[0] as PromiseFulfilledResult<Manifest>).value;
-    const holder = newLockHolder(target, 'rollback');
+    const holder = newLockHolder(target, options.message ?? 'rollback');
     try {
       await lockFleetWaiting(fleet, holder, options.lockWaitMs ?? 0, progress);
     } catch (e) {

@@ -176,7 +176,7 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
           out.error = (e as Error).message;
           out.now = await o.currentRelease().catch(() => null);
           await o
-            .appendHistory({ event: 'failed', release: manifest.release, digest: manifest.digest, previous: out.before, message: out.error })
+            .appendHistory({ event: 'failed', release: manifest.release, digest: manifest.digest, previous: out.before, error: out.error })
             .catch(() => {});
           throw e;
         }

@@ -24,19 +24,6 @@ export function shq(value: string): string {
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
- * `NAME=value ...` assignments for running a command with extra environment.
- * @throws Error when a name is not a valid shell variable name.
- */
-export function envPrefix(env: Record<string, string>): string {
-  return Object.entries(env)
-    .map(([k, v]) => {
-      if (!ENV_NAME.test(k)) throw new Error(`invalid environment variable name: ${k}`);
-      return `${k}=${shq(v)}`;
-    })
-    .join(' ');
-}
-
-/**
  * The bash script that runs `command` with `env` exported and `cwd` as working directory.
  * A `cwd` that does not exist makes the script exit 1 with bash's message on stderr, before
  * the command runs.

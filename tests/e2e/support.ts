@@ -34,14 +34,19 @@ export function realAppSection(buildDir: string): Record<string, unknown> {
 
 /**
  * Start `count` sshd hosts on `baseAddress`+, write an inventory for the real app, and
- * (optionally) the real proxy in front on free loopback ports.
+ * (optionally) the real proxy in front on free loopback ports. `app` overrides keys of the real
+ * app section; `umask` is the hosts' session umask (tests/helpers/sshd.ts).
  */
-export async function startE2eFleet(count: number, baseAddress: string, options: { proxy?: boolean; deploy?: Record<string, unknown> } = {}): Promise<E2eFleet> {
-  const ssh = await startSshHosts(count, { baseAddress });
+export async function startE2eFleet(
+  count: number,
+  baseAddress: string,
+  options: { proxy?: boolean; deploy?: Record<string, unknown>; app?: Record<string, unknown>; umask?: string } = {},
+): Promise<E2eFleet> {
+  const ssh = await startSshHosts(count, { baseAddress, umask: options.umask });
   const proxyPort = await freePort('127.0.0.1');
   const adminPort = await freePort('127.0.0.1');
   const file = ssh.writeInventory({
-    app: realAppSection(join(ssh.dir, 'app-build')),
+    app: { ...realAppSection(join(ssh.dir, 'app-build')), ...options.app },
     deploy: { activation_timeout_ms: 20000, drain_timeout_ms: 5000, ...options.deploy },
     proxy: { listen: `127.0.0.1:${proxyPort}`, admin_listen: `127.0.0.1:${adminPort}`, health_check: { interval_ms: 200, timeout_ms: 1000, rise: 1, fall: 2 } },
   });

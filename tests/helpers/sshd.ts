@@ -52,6 +52,11 @@ export interface SshFleetOptions {
   extraHostKeyTypes?: ('rsa' | 'ecdsa')[];
   /** Offer the SFTP subsystem. Default true; false models a hardened server without it. */
   sftp?: boolean;
+  /**
+   * File-mode creation mask (octal, e.g. `027`) sshd runs with; sessions inherit it (no PAM),
+   * as a deploy user's login umask would apply. Default: this process's umask.
+   */
+  umask?: string;
 }
 
 export interface InventoryExtra {
@@ -300,7 +305,12 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
   const startHost = async (h: HostState): Promise<void> => {
     if (h.process) return;
     const log = openSync(h.logFile, 'a');
-    const child = spawn(SSHD, ['-D', '-e', '-f', h.configFile], { stdio: ['ignore', 'ignore', log] });
+    const args = ['-D', '-e', '-f', h.configFile];
+    if (options.umask !== undefined && !/^[0-7]{3,4}$/.test(options.umask)) throw new Error(`umask must be octal digits, got ${options.umask}`);
+    // `exec` keeps the pid: the shell only sets the umask sshd (and every session) inherits.
+    const child = options.umask
+      ? spawn('/bin/sh', ['-c', `umask ${options.umask} && exec "$0" "$@"`, SSHD, ...args], { stdio: ['ignore', 'ignore', log] })
+      : spawn(SSHD, args, { stdio: ['ignore', 'ignore', log] });
     closeSync(log);
     running.add(child);
     let exited: string | undefined;
