@@ -3,7 +3,8 @@
  * expected release (the newest successful activation or rollback in the fleet's history, or one
  * named) and names every difference: another release, files changed/missing/added against the
  * manifest (hashed ON the host, nothing downloaded), a process serving another digest or none,
- * a `current` that is not a complete release, a rollback target missing, and the proxy's
+ * a `current` that is not a complete release, a rollback target missing, hashed assets missing
+ * from the asset store, and the proxy's
  * upstreams or states differing from the inventory. Read-only: it never changes an instance.
  */
 import { createHash } from 'node:crypto';
@@ -20,6 +21,7 @@ import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStat
 import { artifactsDir, loadLocalRelease } from '../build/release-source.ts';
 import { decideRollbackTarget, mergedHistory, type InstanceReleases } from '../fleet/releases.ts';
 import * as cmd from '../remote/commands.ts';
+import { assetStoreDrift } from './assets.ts';
 import { RELEASE_ID, releaseDir } from '../remote/layout.ts';
 import { isCleanDiff, parseCurrentLink, parseTreeDigest, splitSections, type CurrentLink, type TreeDiff } from '../remote/parse.ts';
 
@@ -40,6 +42,8 @@ export type DriftKind =
   | 'process-digest'
   /** The fleet's rollback target is absent (or its manifest is wrong) on this instance. */
   | 'rollback-target'
+  /** A hashed asset of the expected release or the rollback target is missing from (or wrong in) the asset store. */
+  | 'asset-store'
   /** The proxy has no upstream for this instance. */
   | 'proxy-missing'
   /** The proxy's upstream URL for this instance differs from the inventory's. */
@@ -211,6 +215,8 @@ async function checkInstance(
     /** sha256 of manifest.json as a deploy writes it, for the expected release and the rollback target. */
     manifestSha: string | null;
     rollbackManifestSha: string | null;
+    /** Trusted manifest of the rollback target (for the asset store check). */
+    rollbackManifest?: Manifest | null;
     proxy: ProxyInstanceStatus[] | null;
     lockHeld: boolean;
   },
@@ -310,6 +316,9 @@ async function checkInstance(
       }
     }
   }
+
+  // Every instance must serve the hashed assets of both releases (drift/assets.ts).
+  items.push(...(await assetStoreDrift(o, [ctx.manifest, ctx.rollbackManifest ?? null])));
 
   // The proxy's view.
   if (ctx.proxy) {
@@ -439,6 +448,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
       rollbackDigest,
       manifestSha: manifest ? manifestFileSha(manifest) : null,
       rollbackManifestSha: rollbackManifest ? manifestFileSha(rollbackManifest) : null,
+      rollbackManifest,
       proxy: proxy.list,
       lockHeld,
     };

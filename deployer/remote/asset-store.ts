@@ -125,3 +125,14 @@ export function pruneAssetStore(layout: Layout, keep: string[]): string {
     'true',
   ].join('\n');
 }
+
+/**
+ * Removes `paths` from the store (only for `drift --repair`, on names whose body differs from the
+ * trusted manifest: the corrupt body goes, then publishing puts the right one back).
+ * @throws Error for an unsafe path.
+ */
+export function removeStoreAssets(layout: Layout, paths: string[]): string {
+  for (const p of paths) if (!SAFE_ASSET_PATH.test(p)) throw new Error(`not a safe asset path: ${JSON.stringify(p)}`);
+  if (paths.length === 0) return 'true';
+  return `cd ${shq(layout.assets)} && rm -f -- ${paths.map(shq).join(' ')}`;
+}

@@ -175,6 +175,10 @@ describe('hashed assets while the fleet runs two releases', () => {
       hold.release();
     }
     const r = await running;
+    console.log(
+      `held after the canary: ${result.pages} cookie-less page loads (${[...result.pagesByRelease].map(([k, v]) => `${k}: ${v}`).join(', ')}), ` +
+        `${result.assetRequests} asset requests, ${result.notFound.length} not 200, ${result.wrongBody.length} wrong bodies`,
+    );
     expect(r.ok, log.join('\n')).toBe(true);
     expect(result.unknownPages).toBe(0);
     // Both releases' pages were seen, so assets crossed releases both ways.
