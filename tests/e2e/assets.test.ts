@@ -17,6 +17,8 @@ import type { Manifest } from '../../deployer/build/manifest.ts';
 import { deploy } from '../../deployer/rollout/deploy.ts';
 import { proxyControlFor } from '../../deployer/balancer/control.ts';
 import type { ProxyControl } from '../../deployer/rollout/rollout.ts';
+import { repairDrift } from '../../deployer/drift/repair.ts';
+import { renderDriftText, scanDrift } from '../../deployer/drift/scan.ts';
 import { repoRoot, startE2eFleet, versionOf, type E2eFleet } from './support.ts';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -31,6 +33,7 @@ interface TestRelease {
 let fleet: E2eFleet;
 let relA: TestRelease;
 let relB: TestRelease;
+let buildBase: string;
 const log: string[] = [];
 const progress = (i: string, l: string) => void log.push(`[${i}] ${l}`);
 
@@ -54,6 +57,7 @@ function makeVariant(built: string, dir: string, tag: string): { lazy: string } 
 
 async function buildReleases(): Promise<void> {
   const base = mkdtempSync(join(tmpdir(), 'lockstep-assets-'));
+  buildBase = base;
   const built = join(base, 'built');
   execFileSync(process.execPath, [join(repoRoot, 'app/build.mjs'), '--out', built]);
   const out = artifactsDir(fleet.inventory);
@@ -210,5 +214,47 @@ describe('hashed assets while the fleet runs two releases', () => {
       expect(sha(Buffer.from(await res.body.arrayBuffer()))).toBe(expected);
       expect(res.statusCode).toBe(200);
     }
+  });
+
+  it('drift names an asset of the rollback target missing and one of the expected release changed in a store; --repair restores both', async () => {
+    const [h1, h2, h3] = fleet.ssh.hosts;
+    const lazyName = relA.lazy.slice('/assets/'.length);
+    const extraName = relB.manifest.files.find((f) => /^public\/assets\/extra-/.test(f.path))!.path.slice('public/assets/'.length);
+    const { rmSync } = await import('node:fs');
+    rmSync(join(h2!.deployTo, 'assets', lazyName));
+    writeFileSync(join(h3!.deployTo, 'assets', extraName), 'tampered\n');
+    const scan = await scanDrift(fleet.inventory);
+    const text = renderDriftText(scan.report);
+    const assetItems = (name: string) => scan.report.instances.find((i) => i.instance === name)!.items.filter((i) => i.kind === 'asset-store');
+    expect(scan.report.rollbackTarget, text).toBe(relA.id);
+    expect(assetItems(h1!.name), text).toEqual([]);
+    expect(assetItems(h2!.name).map((i) => i.detail), text).toEqual([{ release: relA.id, store: join(h2!.deployTo, 'assets'), missing: [lazyName], changed: [] }]);
+    expect(assetItems(h3!.name).map((i) => i.detail), text).toEqual([
+      { release: relB.id, store: join(h3!.deployTo, 'assets'), missing: [], changed: [{ path: extraName, expected: fileSha(relB.manifest, `public/assets/${extraName}`), actual: sha('tampered\n') }] },
+    ]);
+    expect(text).toContain(`asset-store: asset store ${join(h3!.deployTo, 'assets')} does not serve release ${relB.id} as built: wrong content ${extraName}`);
+    expect(scan.report.exitCode).toBe(1);
+
+    const repaired = await repairDrift(fleet.inventory, scan, { proxy: await proxyControlFor(fleet.inventory, progress), progress, verify: false });
+    expect(repaired.instances.find((i) => i.instance === h3!.name)?.actions.join('; ')).toContain('with a wrong body replaced');
+    expect(repaired.after?.instances.flatMap((i) => i.items.filter((x) => x.kind === 'asset-store'))).toEqual([]);
+    expect(sha(readFileSync(join(h3!.deployTo, 'assets', extraName)))).toBe(fileSha(relB.manifest, `public/assets/${extraName}`));
+    expect(sha(readFileSync(join(h2!.deployTo, 'assets', lazyName)))).toBe(fileSha(relA.manifest, `public${relA.lazy}`));
+  });
+
+  it('a release that gives a hashed name already in the store another body fails before any activation, naming the file', async () => {
+    const dir = join(buildBase, 'conflicting');
+    cpSync(join(buildBase, 'release-b'), dir, { recursive: true });
+    const extra = relB.manifest.files.find((f) => /^public\/assets\/extra-/.test(f.path))!.path;
+    writeFileSync(join(dir, extra), 'export const variant = "same name, other body";\n');
+    const c = await packageRelease(dir, artifactsDir(fleet.inventory), { revision: null, dirty: false, time: '2026-11-30T10:03:00Z', pinned: true });
+    const r = await deploy(fleet.inventory, { release: c.release, proxy: await proxyControlFor(fleet.inventory, progress), progress });
+    expect(r.ok).toBe(false);
+    expect(r.phase).toBe('prepare');
+    expect(r.failure).toContain(`already holds ${extra}`);
+    expect(r.failure).toContain('content-addressed');
+    const versions = await Promise.all(fleet.inventory.instances.map((i) => versionOf(i.url)));
+    expect(versions.map((v) => v.release)).toEqual([relB.id, relB.id, relB.id]);
+    for (const h of fleet.ssh.hosts) expect(sha(readFileSync(join(h.deployTo, 'assets', extra.slice('public/assets/'.length))))).toBe(fileSha(relB.manifest, extra));
   });
 });
