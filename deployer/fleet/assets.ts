@@ -10,7 +10,7 @@
  * a name never gets a second body (a conflict fails the deploy, naming the file); retention
  * removes only names no kept release references.
  */
-import { LockstepError } from '../../config/errors.ts';
+import { LockstepError, RemoteCommandError } from '../../config/errors.ts';
 import type { Manifest } from '../build/manifest.ts';
 import * as cmd from '../remote/commands.ts';
 import {
@@ -60,8 +60,8 @@ export function assetsToKeep(manifests: Manifest[], assetsDir: string | null): s
  * this instance's store. Names present with the same body are left alone.
  * @returns the paths added.
  * @throws LockstepError LOCKSTEP_ASSET_CONFLICT (exit 3) naming the instance, each file and both
- *   hashes when a name exists with another body (nothing is copied then); RemoteCommandError when
- *   a copy fails or does not verify.
+ *   hashes when a name exists with another body (nothing is copied then); RemoteCommandError
+ *   naming the files when a copy fails or does not hash to the manifest's sha256.
  */
 export async function publishReleaseAssets(o: InstanceOps, manifest: Manifest): Promise<string[]> {
   const dir = o.inventory.app.hashed_assets_dir;
@@ -79,7 +79,8 @@ export async function publishReleaseAssets(o: InstanceOps, manifest: Manifest): 
     );
   }
   if (r.code !== 0 || r.signal !== null) {
-    await o.run(publishAssets(o.layout, manifest.release, dir, assets)); // throws RemoteCommandError with stderr
+    const what = out.failed.length ? `copy not verified: ${out.failed.join(', ')}; ` : '';
+    throw new RemoteCommandError(o.name, `publish the hashed assets of ${manifest.release} into ${o.layout.assets}`, r.code, r.signal, `${what}${r.stderr}`);
   }
   return out.added;
 }
