@@ -52,6 +52,14 @@ const AppSchema = z
       .array(sharedDir)
       .default(['data', 'logs', 'run'])
       .describe('directories under <deploy_to>/shared linked into every release; they outlive releases'),
+    hashed_assets_dir: z
+      .string()
+      .regex(/^(?!\.{1,2}(?:\/|$))(?!.*\/\.{1,2}(?:\/|$))[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*$/, 'a relative path inside the release, without . or .. segments')
+      .nullable()
+      .default('public/assets')
+      .describe(
+        'directory of the release (relative to the build output) whose files are named by content hash; they are copied into <deploy_to>/assets on every instance before any activation and served from there by every release (null: no asset store)',
+      ),
     checks: z
       .object({
         upload_paths: z.array(z.string().startsWith('/')).min(1).default(['/api/upload']),

@@ -75,9 +75,11 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   registerAnalysisRoutes(app, store);
   registerMapRoutes(app, store);
 
-  if (options.publicDir && existsSync(options.publicDir)) {
+  const hasPublic = !!options.publicDir && existsSync(options.publicDir);
+  if (hasPublic || config.assetFallbackDir) {
     await app.register(fastifyStatic, {
-      root: options.publicDir,
+      root: hasPublic ? options.publicDir! : config.assetFallbackDir!,
+      serve: hasPublic,
       prefix: '/',
       wildcard: false,
       // Our own Cache-Control below, not @fastify/static's default max-age=0.
@@ -89,7 +91,27 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
       },
     });
   }
+  if (config.assetFallbackDir) registerAssetFallback(app, config.assetFallbackDir);
   return { app, store };
+}
+
+/** Asset paths served from the fallback dir: plain names only (no `..`, no dot files). */
+const FALLBACK_ASSET = /^(?:[A-Za-z0-9_~@+-][A-Za-z0-9._~@+-]*\/)*[A-Za-z0-9_~@+-][A-Za-z0-9._~@+-]*$/;
+
+/**
+ * GET /assets/* for names this release does not have: served from `dir`, the deployer's asset
+ * store holding the hashed assets of every release in the retention window (docs/ARCHITECTURE.md,
+ * "App contract"). The release's own files are routed first (one static route per file), so the
+ * store only answers for assets of other releases: a page built by another release, or an old
+ * tab's lazy chunk. Hashed names never change meaning, so the answer is cacheable for good.
+ */
+function registerAssetFallback(app: FastifyInstance, dir: string): void {
+  app.get('/assets/*', (request, reply) => {
+    const rel = (request.params as { '*': string })['*'];
+    if (!FALLBACK_ASSET.test(rel)) return reply.callNotFound();
+    reply.header('cache-control', 'public, max-age=31536000, immutable');
+    return reply.sendFile(rel, dir);
+  });
 }
 
 function translateFrameworkError(err: FastifyError, config: AppConfig): AppError | null {

@@ -23,6 +23,11 @@ export interface AppConfig {
   sessionSweepSeconds: number;
   /** Log level for pino. Env LOG_LEVEL, default info. */
   logLevel: string;
+  /**
+   * Directory of hashed assets of other releases (the deployer's asset store), served under
+   * /assets/ when this release lacks the file. Env ASSET_FALLBACK_DIR, default none.
+   */
+  assetFallbackDir: string | null;
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number): number {
@@ -52,5 +57,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     sessionIdleSeconds: intFromEnv(env, 'SESSION_IDLE_SECONDS', 24 * 3600, 1),
     sessionSweepSeconds: intFromEnv(env, 'SESSION_SWEEP_SECONDS', 600, 1),
     logLevel: env.LOG_LEVEL || 'info',
+    assetFallbackDir: env.ASSET_FALLBACK_DIR ? resolve(env.ASSET_FALLBACK_DIR) : null,
   };
 }

@@ -1,6 +1,6 @@
 /**
  * Entry point of the analysis app (bundled to `dist/server/index.mjs`). Reads the environment
- * (HOST, PORT, DATA_DIR, LOCKSTEP_INSTANCE, limits: see config.ts), reads the release identity
+ * (HOST, PORT, DATA_DIR, LOCKSTEP_INSTANCE, ASSET_FALLBACK_DIR, limits: see config.ts), reads the release identity
  * from the release root's manifest.json, listens, and shuts down cleanly on SIGTERM/SIGINT.
  */
 import { join } from 'node:path';

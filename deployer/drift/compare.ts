@@ -13,6 +13,7 @@ import * as cmd from '../remote/commands.ts';
 import { RELEASE_ID, releaseDir } from '../remote/layout.ts';
 import { isCleanDiff, parseTreeDigest, type CurrentLink, type TreeDiff } from '../remote/parse.ts';
 import { manifestIsConsistent, readReleaseManifest } from './trust.ts';
+import { assetStoreDrift } from './assets.ts';
 import type { DriftItem, ExpectedRelease, InstanceDrift } from './types.ts';
 
 /** Paths listed in a human line before "... and N more". */
@@ -78,6 +79,8 @@ export async function checkInstance(
     /** sha256 of manifest.json as a deploy writes it, for the expected release and the rollback target. */
     manifestSha: string | null;
     rollbackManifestSha: string | null;
+    /** Trusted manifest of the rollback target (for the asset store check). */
+    rollbackManifest?: Manifest | null;
     proxy: ProxyInstanceStatus[] | null;
     lockHeld: boolean;
   },
@@ -177,6 +180,9 @@ export async function checkInstance(
       }
     }
   }
+
+  // Every instance must serve the hashed assets of both releases (drift/assets.ts).
+  items.push(...(await assetStoreDrift(o, [ctx.manifest, ctx.rollbackManifest ?? null])));
 
   // The proxy's view.
   if (ctx.proxy) {

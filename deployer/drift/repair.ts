@@ -16,6 +16,7 @@ import type { Manifest } from '../build/manifest.ts';
 import type { ProxyControl } from '../rollout/rollout.ts';
 import { runFleetRollout } from '../rollout/run.ts';
 import { verifyFleet, type VerifyResult } from '../checks/verify.ts';
+import { repairAssetStore } from './assets.ts';
 
 /** Kinds fixed by (re)installing and activating the expected release. */
 const RELEASE_KINDS: DriftKind[] = ['no-current', 'incomplete-current', 'different-release', 'files', 'process-down', 'process-digest', 'process-unhealthy'];
@@ -164,6 +165,10 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
             if (!m) throw new LockstepError('LOCKSTEP_NO_MANIFEST', `no trusted manifest of the rollback target ${before.rollbackTarget}: it cannot be restored here`, 3);
             progress(o.name, `restoring rollback target ${m.release}`);
             await installRelease(o, m, scan.rollbackArtifact, out.actions);
+          }
+          if (has(row, ['asset-store'])) {
+            progress(o.name, 'restoring the asset store');
+            out.actions.push(...(await repairAssetStore(o, row.items.filter((i) => i.kind === 'asset-store'), [scan.manifest, scan.rollbackManifest])));
           }
         });
         prepared.forEach((r, i) => {

@@ -3,7 +3,8 @@
  * expected release (the newest successful activation or rollback in the fleet's history, or one
  * named) and names every difference: another release, files changed/missing/added against the
  * manifest (hashed ON the host, nothing downloaded), a process serving another digest or none,
- * a `current` that is not a complete release, a rollback target missing, and the proxy's
+ * a `current` that is not a complete release, a rollback target missing, hashed assets missing
+ * from the asset store, and the proxy's
  * upstreams or states differing from the inventory. Read-only: it never changes an instance.
  * This file owns the fleet-wide scan (scanDrift): reading every instance, deciding the expected
  * release and the trusted manifests, and assembling the report; one instance is compared in
@@ -136,6 +137,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
       rollbackDigest,
       manifestSha: manifest ? manifestFileSha(manifest) : null,
       rollbackManifestSha: rollbackManifest ? manifestFileSha(rollbackManifest) : null,
+      rollbackManifest,
       proxy: proxy.list,
       lockHeld,
     };

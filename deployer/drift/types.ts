@@ -26,6 +26,8 @@ export type DriftKind =
   | 'process-digest'
   /** The fleet's rollback target is absent (or its manifest is wrong) on this instance. */
   | 'rollback-target'
+  /** A hashed asset of the expected release or the rollback target is missing from (or wrong in) the asset store. */
+  | 'asset-store'
   /** The proxy has no upstream for this instance. */
   | 'proxy-missing'
   /** The proxy's upstream URL for this instance differs from the inventory's. */

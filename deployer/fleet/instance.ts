@@ -49,6 +49,8 @@ export function serviceEnv(instance: Instance, layout: Layout, extra: Record<str
     RUN_DIR: `${layout.shared}/run`,
     LOCKSTEP_INSTANCE: instance.name,
     LOCKSTEP_RELEASE_DIR: layout.current,
+    // Hashed assets of every release in the retention window (fleet/assets.ts).
+    ASSET_FALLBACK_DIR: layout.assets,
     ...extra,
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The Capistrano-style layout of one instance (see DESIGN.md):
- * releases/<id>, current -> releases/<id>, shared/, artifacts/<digest>.tar.gz, .lockstep/.
+ * releases/<id>, current -> releases/<id>, shared/, artifacts/<digest>.tar.gz, assets/, .lockstep/.
  */
 import { posix } from 'node:path';
 
@@ -10,6 +10,8 @@ export interface Layout {
   current: string;
   shared: string;
   artifacts: string;
+  /** Asset store: hashed frontend assets of every release in the retention window (remote/asset-store.ts). */
+  assets: string;
   meta: string;
   lock: string;
   history: string;
@@ -24,6 +26,7 @@ export function layoutOf(deployTo: string): Layout {
     current: `${root}/current`,
     shared: `${root}/shared`,
     artifacts: `${root}/artifacts`,
+    assets: `${root}/assets`,
     meta: `${root}/.lockstep`,
     lock: `${root}/.lockstep/lock`,
     history: `${root}/.lockstep/history.jsonl`,

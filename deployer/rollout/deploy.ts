@@ -4,7 +4,8 @@
  *
  * Phase 0 preflight (changes nothing) -> lock every instance (all or nothing) ->
  * phase 1 on every instance (upload unless present, verify sha256 on the host, unpack, verify
- * every file, link shared dirs) -> phase 2 rollout in batches -> post-deploy verification.
+ * every file, link shared dirs, publish the hashed assets into the asset store) -> phase 2
+ * rollout in batches -> retention (releases, then the asset store) -> post-deploy verification.
  */
 import { buildRelease } from '../build/build.ts';
 import { LockHeldError, LockstepError } from '../../config/errors.ts';
@@ -14,6 +15,7 @@ import type { Inventory } from '../../config/inventory.ts';
 import { loadLocalRelease, type LocalRelease } from '../build/release-source.ts';
 import { pruneFleet } from '../fleet/retention.ts';
 import { checkFreeSpace } from '../fleet/disk.ts';
+import { publishPresentReleases, publishReleaseAssets, pruneFleetAssets } from '../fleet/assets.ts';
 import * as cmd from '../remote/commands.ts';
 import { succeeded } from '../transport/types.ts';
 import type { Manifest } from '../build/manifest.ts';
@@ -167,6 +169,12 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         row.reused = reused;
         progress(o.name, reused ? `releases/${manifest.release} present and verified` : `unpacked releases/${manifest.release}, ${manifest.files.length} files verified on host`);
         await o.linkShared(manifest.release);
+        // Before any activation, every instance can serve the new release's hashed assets (and
+        // those of what the fleet runs now): a page from either release loads from any instance.
+        const added = await publishReleaseAssets(o, manifest);
+        progress(o.name, `asset store: ${added.length} new hashed asset(s) of ${manifest.release} published`);
+        const running = [...new Set([...rows.values()].map((r) => r.before))].filter((id): id is string => !!id && id !== manifest.release);
+        for (const w of await publishPresentReleases(o, running)) progress(o.name, `WARNING: ${w}`);
         if (hooks.before_activate) {
           progress(o.name, 'running before_activate hook');
           await o.runHook(hooks.before_activate, 'before_activate', manifest, `${o.layout.releases}/${manifest.release}`).catch(async (e: Error) => {
@@ -205,6 +213,9 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       const pruned = await pruneFleet(fleet, inventory.deploy.keep_releases, manifest.release).catch((e: Error) => ({ skipped: e.message, removed: new Map<string, string[]>() }));
       if (pruned.skipped) progress('retention', `pruning old releases: ${pruned.skipped} (nothing else affected)`);
       for (const [name, removed] of pruned.removed) if (removed.length) progress(name, `retention removed ${removed.join(', ')}`);
+      const assets = await pruneFleetAssets(fleet, [manifest]).catch((e: Error) => ({ removed: new Map<string, string[]>(), skipped: e.message }));
+      if (assets.skipped) progress('retention', `asset store not pruned (nothing removed anywhere): ${assets.skipped}`);
+      for (const [name, removed] of assets.removed) if (removed.length) progress(name, `asset store: retention removed ${removed.length} asset(s) no kept release references`);
       if (hooks.post_deploy) {
         progress('hooks', 'running post_deploy hook');
         try {

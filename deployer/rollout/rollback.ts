@@ -5,7 +5,8 @@
 import { LockHeldError, LockstepError } from '../../config/errors.ts';
 import { newLockHolder, lockFleetWaiting, unlockFleet } from '../fleet/lock.ts';
 import type { DeployReport } from './deploy.ts';
-import { openFleet, type TransportFactory } from '../fleet/fleet.ts';
+import { openFleet, reasonOf, type TransportFactory } from '../fleet/fleet.ts';
+import { publishReleaseAssets } from '../fleet/assets.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { readFleetReleases, decideRollbackTarget, verifyReleaseOnHost, type InstanceReleases } from '../fleet/releases.ts';
@@ -72,6 +73,12 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
       throw e;
     }
     try {
+      // The target's hashed assets on every instance before any switch (pruned or never published).
+      const published = await fleet.each((o) => publishReleaseAssets(o, manifest));
+      const unpublished = published.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
+      if (unpublished.length > 0) {
+        throw new LockstepError('LOCKSTEP_ASSET_STORE', `publishing the assets of ${target} failed on ${unpublished.map(({ o }) => o.name).join(', ')}: ${reasonOf(unpublished[0]!.r)}; nothing was changed`, 3);
+      }
       const result = await runFleetRollout({
         fleet,
         holder,
