@@ -114,6 +114,8 @@ export interface DriftOptions {
   factory?: TransportFactory;
   /** Proxy admin client; default from the inventory; null to skip the proxy checks. */
   proxyClient?: ProxyAdminClient | null;
+  /** The `id` of a lock the caller holds (a repair's rescan): that lock is not "a deploy in progress". */
+  ownLockId?: string;
 }
 
 /** Paths listed in a human line before "... and N more". */
@@ -431,7 +433,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     const rollbackManifest = rollbackTarget ? (rollbackLocal?.manifest ?? (await trusted(rollbackTarget, rollbackDigest))) : null;
 
     const proxy = await proxyRead;
-    const lockHeld = reachable.some((b) => b.lock !== null);
+    const lockHeld = reachable.some((b) => b.lock !== null && (!options.ownLockId || b.lock.id !== options.ownLockId));
     const ctx = {
       expected,
       manifest,

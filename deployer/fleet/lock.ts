@@ -144,6 +144,8 @@ export async function lockFleetWaiting(fleet: Fleet, holder: Record<string, unkn
 export function newLockHolder(release: string, message?: string): Record<string, unknown> {
   return {
     token: randomBytes(16).toString('hex'),
+    // Public (unlike the token): lets a scan under this lock tell its own lock from another's.
+    id: randomBytes(8).toString('hex'),
     user: os.userInfo().username,
     machine: os.hostname(),
     pid: process.pid,
