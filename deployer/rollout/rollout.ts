@@ -9,6 +9,11 @@ import type { Inventory } from '../../config/inventory.ts';
 
 /** What the rollout needs from the proxy; the deployer's proxy client implements it. */
 export interface ProxyControl {
+  /**
+   * True when the proxy has this instance, after adding it (admin reload) when it did not;
+   * false when it still does not (then it gets no traffic, and there is nothing to drain).
+   */
+  ensureKnown(name: string): Promise<boolean>;
   /** Stop new work to an instance and wait (up to timeoutMs) for in-flight requests. */
   drain(name: string, timeoutMs: number): Promise<{ drained: boolean }>;
   /** Send work to an instance again, and wait (up to timeoutMs) until the proxy finds it healthy. */
@@ -100,10 +105,13 @@ export function planBatches<T>(items: T[], batchSize: number | string, canary = 
 }
 
 async function activateOne(o: InstanceOps, id: string, digest: string, opts: RolloutOptions): Promise<void> {
-  if (opts.proxy) {
+  const inProxy = opts.proxy ? await opts.proxy.ensureKnown(o.name) : false;
+  if (opts.proxy && inProxy) {
     opts.progress(o.name, 'draining in proxy');
     const { drained } = await opts.proxy.drain(o.name, opts.drainTimeoutMs);
     if (!drained) opts.progress(o.name, `drain timeout (${opts.drainTimeoutMs} ms) passed with requests in flight; switching anyway`);
+  } else if (opts.proxy) {
+    opts.progress(o.name, 'not in the proxy (even after a reload): it gets no traffic there, nothing to drain');
   }
   opts.progress(o.name, `switching current -> ${id} and restarting`);
   const replaced = await o.activate(id);
@@ -113,7 +121,7 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
     opts.progress(o.name, 'running after_activate hook');
     await o.runHook(opts.afterActivate, 'after_activate', { release: id, digest });
   }
-  if (opts.proxy) {
+  if (opts.proxy && inProxy) {
     await opts.proxy.enable(o.name, opts.activationTimeoutMs);
     opts.progress(o.name, 'enabled in proxy');
   }
