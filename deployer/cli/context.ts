@@ -35,11 +35,16 @@ export function err(line: string): void {
 let interrupt: ((why: string) => void) | undefined;
 /** Why the last operation was interrupted, once it was. */
 let interruptedBy: string | undefined;
+/** The state sentence of the last operation that ended (for an EPIPE when its report is written). */
+let lastState: string | undefined;
 
 /** The reason the last operation was interrupted (`SIGTERM`, `EPIPE on stdout`...), or undefined. */
 export function interruptReason(): string | undefined {
   return interruptedBy;
 }
+
+/** The streams `installPipeGuards` already guards. */
+const guarded = new Set<string>();
 
 /**
  * Make a closed stdout or stderr (`lockstep deploy | head -3`: EPIPE) harmless: the stream is
@@ -50,10 +55,15 @@ export function interruptReason(): string | undefined {
 export function installPipeGuards(): void {
   for (const name of ['stdout', 'stderr'] as const) {
     const stream = process[name];
-    if (stream.listenerCount('error') > 0) continue;
+    // Always our own listener: a pipe()'s error listener on stdout rethrows when it is the only one.
+    if (guarded.has(name)) continue;
+    guarded.add(name);
     stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (!writable[name]) return;
       writable[name] = false;
-      interrupt?.(`${e.code ?? 'error'} on ${name}`);
+      const why = `${e.code ?? 'error'} on ${name}`;
+      if (interrupt) interrupt(why);
+      else if (lastState !== undefined) err(`lockstep: ${why} while writing the report; the lock is released; fleet state: ${lastState}`);
     });
   }
 }
@@ -124,6 +134,7 @@ export async function withInterrupts<T>(fn: (signal: AbortSignal) => Promise<T>,
   for (const s of INTERRUPT_SIGNALS) process.on(s, onSignal);
   try {
     const result = await fn(controller.signal);
+    lastState = stateOf ? stateOf(result) : undefined;
     if (interruptedBy) err(`lockstep: interrupted (${interruptedBy}); the lock is released; fleet state: ${stateOf ? stateOf(result) : 'see above'}`);
     return result;
   } catch (e) {
