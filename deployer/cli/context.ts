@@ -20,12 +20,52 @@ export interface GlobalOptions {
   json?: boolean;
 }
 
+/** False once a write to stdout/stderr failed (EPIPE: the reader went away); nothing more is written there. */
+const writable = { stdout: true, stderr: true };
+
 export function out(line: string): void {
-  process.stdout.write(`${line}\n`);
+  if (writable.stdout) process.stdout.write(`${line}\n`);
 }
 
 export function err(line: string): void {
-  process.stderr.write(`${line}\n`);
+  if (writable.stderr) process.stderr.write(`${line}\n`);
+}
+
+/** What an interrupt (signal, or EPIPE) aborts: set while `withInterrupts` runs. */
+let interrupt: ((why: string) => void) | undefined;
+/** Why the last operation was interrupted, once it was. */
+let interruptedBy: string | undefined;
+/** The state sentence of the last operation that ended (for an EPIPE when its report is written). */
+let lastState: string | undefined;
+
+/** The reason the last operation was interrupted (`SIGTERM`, `EPIPE on stdout`...), or undefined. */
+export function interruptReason(): string | undefined {
+  return interruptedBy;
+}
+
+/** The streams `installPipeGuards` already guards. */
+const guarded = new Set<string>();
+
+/**
+ * Make a closed stdout or stderr (`lockstep deploy | head -3`: EPIPE) harmless: the stream is
+ * marked dead, and the operation in progress is interrupted as by a signal (the step finishes,
+ * what was switched rolls back, the lock is released). Without this, Node turns the EPIPE into
+ * an uncaught error that kills the process with the lock held. Call once, at start.
+ */
+export function installPipeGuards(): void {
+  for (const name of ['stdout', 'stderr'] as const) {
+    const stream = process[name];
+    // Always our own listener: a pipe()'s error listener on stdout rethrows when it is the only one.
+    if (guarded.has(name)) continue;
+    guarded.add(name);
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (!writable[name]) return;
+      writable[name] = false;
+      const why = `${e.code ?? 'error'} on ${name}`;
+      if (interrupt) interrupt(why);
+      else if (lastState !== undefined) err(`lockstep: ${why} while writing the report; the lock is released; fleet state: ${lastState}`);
+    });
+  }
 }
 
 let logger: Logger | undefined;
@@ -63,27 +103,64 @@ export function parseDuration(value: string | undefined, option: string): number
   return n;
 }
 
+/** The signals that interrupt an operation (SIGHUP: the terminal went away). */
+const INTERRUPT_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 /**
- * Run an operation with Ctrl-C/SIGTERM turned into an abort: the first signal lets the step in
- * progress finish and the rollout roll back and release its lock; a second one exits at once.
+ * Run an operation with Ctrl-C, SIGTERM, SIGHUP and EPIPE on stdout/stderr turned into an
+ * abort: the first one lets the step in progress finish, the rollout roll back what was switched
+ * and release its lock; a second signal exits at once (130). When the operation was interrupted,
+ * one line on stderr (when writable) says what state the fleet is in: `stateOf(result)`.
+ * @param fn the operation; it must honour `signal` and release its lock before returning.
+ * @param stateOf the one sentence saying what the fleet serves after `fn` returned.
  */
-export async function withInterrupts<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withInterrupts<T>(fn: (signal: AbortSignal) => Promise<T>, stateOf?: (result: T) => string): Promise<T> {
   const controller = new AbortController();
+  interruptedBy = undefined;
+  const abort = (why: string): void => {
+    if (controller.signal.aborted) return;
+    interruptedBy = why;
+    controller.abort();
+  };
   const onSignal = (sig: NodeJS.Signals): void => {
-    if (controller.signal.aborted) {
-      err(`lockstep: second ${sig}: exiting now; run \`lockstep status\` and \`lockstep lock status\` to see the state left behind`);
+    if (controller.signal.aborted && interruptedBy?.startsWith('SIG')) {
+      err(`lockstep: second ${sig}: exiting now; the lock may still be held: run \`lockstep status\` and \`lockstep lock status\` to see the state left behind`);
       process.exit(130);
     }
     err(`lockstep: ${sig} received: finishing the step in progress, then rolling back what was switched and releasing the lock (send again to exit at once)`);
-    controller.abort();
+    abort(sig);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  interrupt = abort;
+  for (const s of INTERRUPT_SIGNALS) process.on(s, onSignal);
   try {
-    return await fn(controller.signal);
+    const result = await fn(controller.signal);
+    lastState = stateOf ? stateOf(result) : undefined;
+    if (interruptedBy) err(`lockstep: interrupted (${interruptedBy}); the lock is released; fleet state: ${stateOf ? stateOf(result) : 'see above'}`);
+    return result;
+  } catch (e) {
+    if (interruptedBy) err(`lockstep: interrupted (${interruptedBy}); the lock is released; fleet state: unknown: ${(e as Error).message} (run \`lockstep status\`)`);
+    throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt = undefined;
+    for (const s of INTERRUPT_SIGNALS) process.off(s, onSignal);
+  }
+}
+
+/**
+ * Await `work`, or give up on it when `signal` aborts (it keeps running; its result is dropped).
+ * @returns the result, or undefined when interrupted first.
+ */
+export async function unlessInterrupted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return undefined;
+  let onAbort: () => void = () => {};
+  const aborted = new Promise<undefined>((resolve) => {
+    onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
 }
 

@@ -17,7 +17,8 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
     .option('-r, --release <id>', 'expected release (id, "latest" or manifest path); default: the last one activated')
     .option('-q, --quiet', 'print nothing when there is no drift (for cron)')
     .option('--repair', 'put drifted instances back on the expected release, then verify')
-    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean }, cmd: Command) => {
+    .option('--no-proxy', 'repair without the inventory\'s proxy (e.g. it is down): instances restart WITHOUT draining')
+    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean; proxy: boolean }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
       const scan = await scanDrift(inv, { release: o.release });
@@ -27,8 +28,11 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
         return;
       }
       if (!json && !(o.quiet && scan.report.exitCode === 0)) out(renderDriftText(scan.report));
-      const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet));
-      const r = await withInterrupts((signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }));
+      const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet), { noProxy: !o.proxy });
+      const r = await withInterrupts(
+        (signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }),
+        (x) => `${x.instances.filter((i) => i.state === 'repaired').length} of ${x.instances.length} drifted instances repaired; drift after: exit ${x.after?.exitCode ?? '?'}`,
+      );
       if (json) out(JSON.stringify(r, null, 2));
       else if (scan.report.exitCode !== 0) out(renderRepairText(r, (v) => renderReportTable(v.reports), renderDriftText));
       result.exitCode = r.exitCode;

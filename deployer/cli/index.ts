@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import pino from 'pino';
 import { ConfigError, LockstepError } from '../../config/errors.ts';
 import { setTransportLogger } from '../fleet/fleet.ts';
-import { err, setCliLogger, type CliResult } from './context.ts';
+import { err, installPipeGuards, interruptReason, setCliLogger, type CliResult } from './context.ts';
 import { registerDriftVerb } from './drift.ts';
 import { registerFleetVerbs } from './fleet.ts';
 import { registerLockAndHostVerbs } from './lock.ts';
@@ -49,9 +49,12 @@ export function buildProgram(result: CliResult): Command {
  */
 export async function main(argv: string[]): Promise<number> {
   const result = { exitCode: 0 };
+  installPipeGuards();
   const program = buildProgram(result);
   try {
     await program.parseAsync(argv, { from: 'user' });
+    // Interrupted: work given up on (a verification) must not keep the process alive.
+    if (interruptReason()) setTimeout(() => process.exit(result.exitCode), 0).unref();
     return result.exitCode;
   } catch (e) {
     if (e instanceof CommanderError) {

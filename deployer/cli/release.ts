@@ -9,7 +9,7 @@ import { renderReportJson, renderReportTable } from '../checks/index.ts';
 import { verifyFleet } from '../checks/verify.ts';
 import { deploy, type DeployReport } from '../rollout/deploy.ts';
 import { rollback } from '../rollout/rollback.ts';
-import { err, inventoryFrom, out, parseDuration, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
+import { err, inventoryFrom, out, parseDuration, progressPrinter, unlessInterrupted, wantsJson, withInterrupts, type CliResult } from './context.ts';
 import { renderDeployReportText } from './report-text.ts';
 import { renderTable } from './table.ts';
 
@@ -47,24 +47,38 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
     .option('--no-verify', 'skip the post-deploy parity and session isolation checks')
     .option('--dry-run', 'preflight, then print the plan (batches, uploads, activations); change nothing')
     .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m) instead of failing at once')
-    .action(async (o: { release?: string; message?: string; verify: boolean; dryRun?: boolean; wait?: string }, cmd: Command) => {
+    .option('--no-proxy', 'roll out without the inventory\'s proxy (e.g. it is down): instances restart WITHOUT draining')
+    .action(async (o: { release?: string; message?: string; verify: boolean; dryRun?: boolean; wait?: string; proxy: boolean }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
-      const proxy = o.dryRun ? undefined : await proxyControlFor(inv, progressPrinter());
-      const r = await withInterrupts((signal) =>
-        deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy, signal, dryRun: o.dryRun, lockWaitMs: parseDuration(o.wait, '--wait') }),
+      const lockWaitMs = parseDuration(o.wait, '--wait');
+      // Preflight of the proxy, dry run included: a proxy in the inventory that cannot be reached stops here.
+      const proxy = await proxyControlFor(inv, progressPrinter(), { noProxy: !o.proxy });
+      const done = await withInterrupts(
+        async (signal) => {
+          const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy: o.dryRun ? undefined : proxy, signal, dryRun: o.dryRun, lockWaitMs });
+          if (r.plan) return { r, v: undefined, state: r.state, verifyInterrupted: false };
+          let v: Awaited<ReturnType<typeof verifyFleet>> | undefined;
+          if (r.ok && o.verify && !signal.aborted) {
+            progressPrinter()('verify', 'post-deploy verification: version parity and session isolation');
+            v = await unlessInterrupted(verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }), signal);
+          }
+          const verifyInterrupted = r.ok && o.verify && v === undefined;
+          return { r, v, state: verifyInterrupted ? `${r.state}; the post-deploy verification did not run to the end (run \`lockstep verify\`)` : r.state, verifyInterrupted };
+        },
+        (d) => d.state,
       );
+      const { r, v } = done;
       if (r.plan) {
         out(json ? JSON.stringify(r, null, 2) : renderPlan(r.release, r.plan));
         return;
       }
-      const v = r.ok && o.verify ? await verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }) : undefined;
       if (json) out(JSON.stringify({ ...r, verification: v ?? null }, null, 2));
       else {
         out(renderDeployReportText(r));
         if (v) out(`\n${renderReportTable(v.reports)}`);
       }
-      result.exitCode = !r.ok ? 3 : v && !v.ok ? 1 : 0;
+      result.exitCode = !r.ok || done.verifyInterrupted ? 3 : v && !v.ok ? 1 : 0;
     });
 
   program
@@ -87,11 +101,13 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
     .option('--to <release>', 'release id to roll back to (default: newest earlier good release present everywhere)')
     .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m)')
     .option('-m, --message <text>', 'note recorded with the lock and history')
-    .action(async (o: { to?: string; wait?: string; message?: string }, cmd: Command) => {
+    .option('--no-proxy', 'roll back without the inventory\'s proxy (e.g. it is down): instances restart WITHOUT draining')
+    .action(async (o: { to?: string; wait?: string; proxy: boolean; message?: string }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
-      const proxy = await proxyControlFor(inv, progressPrinter());
-      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs: parseDuration(o.wait, '--wait') }));
+      const lockWaitMs = parseDuration(o.wait, '--wait');
+      const proxy = await proxyControlFor(inv, progressPrinter(), { noProxy: !o.proxy });
+      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs }), (x) => x.state);
       out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r, 'rollback'));
       result.exitCode = r.ok ? 0 : 3;
     });

@@ -129,7 +129,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     const rollbackManifest = rollbackTarget ? (rollbackLocal?.manifest ?? (await trusted(rollbackTarget, rollbackDigest))) : null;
 
     const proxy = await proxyRead;
-    const lockHeld = reachable.some((b) => b.lock !== null);
+    const lockHeld = reachable.some((b) => b.lock !== null && (!options.ownLockId || b.lock.id !== options.ownLockId));
     const ctx = {
       expected,
       manifest,

@@ -102,4 +102,6 @@ export interface DriftOptions {
   factory?: TransportFactory;
   /** Proxy admin client; default from the inventory; null to skip the proxy checks. */
   proxyClient?: ProxyAdminClient | null;
+  /** The `id` of a lock the caller holds (a repair's rescan): that lock is not "a deploy in progress". */
+  ownLockId?: string;
 }

@@ -116,18 +116,27 @@ export async function breakLocks(inventory: Inventory, options: { force: boolean
 
 /**
  * Take the lock on every instance, retrying every second for up to `waitMs` while it is held.
- * @throws LockHeldError when still held at the deadline.
+ * An aborted `signal` (Ctrl-C, SIGTERM) stops the wait at the next retry.
+ * @throws LockHeldError when still held at the deadline or when `signal` was aborted while waiting.
  */
-export async function lockFleetWaiting(fleet: Fleet, holder: Record<string, unknown>, waitMs: number, progress: (i: string, l: string) => void): Promise<void> {
+export async function lockFleetWaiting(fleet: Fleet, holder: Record<string, unknown>, waitMs: number, progress: (i: string, l: string) => void, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + waitMs;
   for (let attempt = 0; ; attempt++) {
     try {
       await lockFleet(fleet, holder);
       return;
     } catch (e) {
-      if (!(e instanceof LockHeldError) || Date.now() + 1000 > deadline) throw e;
+      if (!(e instanceof LockHeldError) || Date.now() + 1000 > deadline || signal?.aborted) throw e;
       if (attempt === 0) progress('lock', `${e.message}; waiting up to ${waitMs} ms`);
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise<void>((r) => {
+        const t = setTimeout(done, 1000);
+        function done(): void {
+          clearTimeout(t);
+          signal?.removeEventListener('abort', done);
+          r();
+        }
+        signal?.addEventListener('abort', done, { once: true });
+      });
     }
   }
 }
@@ -136,6 +145,8 @@ export async function lockFleetWaiting(fleet: Fleet, holder: Record<string, unkn
 export function newLockHolder(release: string, message?: string): Record<string, unknown> {
   return {
     token: randomBytes(16).toString('hex'),
+    // Public (unlike the token): lets a scan under this lock tell its own lock from another's.
+    id: randomBytes(8).toString('hex'),
     user: os.userInfo().username,
     machine: os.hostname(),
     pid: process.pid,

@@ -111,6 +111,12 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       };
     }
   }
+  if (options.signal?.aborted) {
+    return {
+      ok: false, release: manifest.release, digest: manifest.digest, phase: 'preflight', instances: [],
+      failure: 'interrupted (signal) before any change', state: 'no instance was changed', durationMs: Date.now() - started,
+    };
+  }
   const fleet = openFleet(inventory, { factory: options.factory, audit: { operation: 'deploy', message: options.message } });
   for (const o of fleet.ops) o.noteSource(manifest);
   const rows = new Map<string, DeployInstanceReport>(
@@ -143,6 +149,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       return report('preflight', false, 'no instance was changed', `preflight failed on ${preFailed.map(({ o }) => o.name).join(', ')}: ${reasonOf(preFailed[0]!.r)}`);
     }
 
+    if (options.signal?.aborted) return report('preflight', false, 'no instance was changed', 'interrupted (signal) before any change');
     if (options.dryRun) {
       const plan = await planDeploy(fleet, manifest, rows);
       return { ...report('plan', true, 'dry run: nothing was changed'), plan };
@@ -150,12 +157,29 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
 
     const holder = newLockHolder(manifest.release, options.message);
     try {
-      await lockFleetWaiting(fleet, holder, options.lockWaitMs ?? 0, progress);
+      await lockFleetWaiting(fleet, holder, options.lockWaitMs ?? 0, progress, options.signal);
     } catch (e) {
-      if (e instanceof LockHeldError) return report('lock', false, 'no instance was changed', e.message);
+      if (e instanceof LockHeldError) return report('lock', false, 'no instance was changed', options.signal?.aborted ? `interrupted (signal) while waiting for the lock: ${e.message}` : e.message);
       throw e;
     }
     try {
+      // Take the lock, then read: another deploy may have changed the fleet while this one
+      // waited, and a failed batch must go back to what each instance serves now.
+      const reread = await fleet.each(async (o) => {
+        const row = rows.get(o.name)!;
+        const [{ current }, running] = await Promise.all([o.preflight(), o.readVersion().catch(() => null)]);
+        if (current !== row.before) progress(o.name, `changed while waiting for the lock: current ${row.before ?? 'none'} -> ${current ?? 'none'}`);
+        progress(o.name, `under the lock: current ${current ?? 'none'}; process serves ${running?.release ?? 'nothing'}`);
+        row.before = current;
+        row.now = current;
+      });
+      const rereadFailed = reread.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
+      if (rereadFailed.length > 0) {
+        for (const { r, o } of rereadFailed) rows.get(o.name)!.error = reasonOf(r);
+        return report('preflight', false, 'no instance was changed', `reading the fleet under the lock failed on ${rereadFailed.map(({ o }) => o.name).join(', ')}: ${reasonOf(rereadFailed[0]!.r)}`);
+      }
+      if (options.signal?.aborted) return report('lock', false, 'no instance was changed', 'interrupted (signal) before any change');
+
       // Phase 1: everything short of activation, on every instance.
       const p1 = await fleet.each(async (o) => {
         const row = rows.get(o.name)!;
@@ -196,6 +220,10 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
           'no instance was activated: every instance still serves the release it served before',
           `preparing the release failed on ${p1Failed.map(({ o }) => o.name).join(', ')}: ${reasonOf(p1Failed[0]!.r)}`,
         );
+      }
+
+      if (options.signal?.aborted) {
+        return report('prepare', false, 'no instance was activated: every instance still serves the release it served before', 'interrupted (signal) before any activation');
       }
 
       // Phase 2: rollout.

@@ -31,7 +31,8 @@ function describeFleet(infos: InstanceReleases[]): string[] {
 }
 
 /**
- * Roll the fleet back. The default target is the newest release that succeeded before the
+ * Roll the fleet back. The lock is taken first; the releases, the history and the target are
+ * read under it. The default target is the newest release that succeeded before the
  * current one and is present and verified on every instance.
  * @throws LockstepError LOCKSTEP_NO_ROLLBACK_TARGET (exit 3) listing what each instance has when
  *   no such release exists or `--to` is missing or fails verification somewhere.
@@ -41,38 +42,43 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
   const progress = options.progress ?? (() => {});
   const fleet = openFleet(inventory, { factory: options.factory, audit: { operation: 'rollback', message: options.message } });
   try {
-    const { infos, unreachable } = await readFleetReleases(fleet);
-    if (unreachable.length > 0) {
-      throw new LockstepError(
-        'LOCKSTEP_UNREACHABLE',
-        `cannot roll back: ${unreachable.map((u) => `${u.instance} (${u.error})`).join(', ')}; no instance was changed`,
-        3,
-      );
-    }
-    const target = options.to ?? decideRollbackTarget(infos).target;
-    if (!target) {
-      throw new LockstepError('LOCKSTEP_NO_ROLLBACK_TARGET', 'no release that succeeded before the current one is present on every instance; nothing was changed', 3, describeFleet(infos));
-    }
-    progress('rollback', `target ${target}${options.to ? '' : ' (newest earlier release present on every instance)'}`);
-    const verified = await fleet.each((o) => verifyReleaseOnHost(o, target));
-    const bad = verified.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected' || r.value === null);
-    if (bad.length > 0) {
-      throw new LockstepError(
-        'LOCKSTEP_NO_ROLLBACK_TARGET',
-        `release ${target} is missing or fails verification on ${bad.map(({ o }) => o.name).join(', ')}; nothing was changed`,
-        3,
-        describeFleet(infos),
-      );
-    }
-    const manifest = (verified[0] as PromiseFulfilledResult<Manifest>).value;
-    const holder = newLockHolder(target, options.message ?? 'rollback');
+    // Take the lock, then read: the target is decided on the state under the lock, so a deploy
+    // that finished while this one waited is taken into account.
+    const holder = newLockHolder(options.to ?? 'rollback', options.message ?? 'rollback');
     try {
-      await lockFleetWaiting(fleet, holder, options.lockWaitMs ?? 0, progress);
+      await lockFleetWaiting(fleet, holder, options.lockWaitMs ?? 0, progress, options.signal);
     } catch (e) {
       if (e instanceof LockHeldError) throw new LockstepError(e.code, `${e.message}; nothing was changed`, 3);
-      throw e;
+      if (e instanceof LockstepError && e.exitCode === 2) throw e;
+      throw new LockstepError('LOCKSTEP_UNREACHABLE', `cannot roll back: taking the lock failed: ${(e as Error).message}; no instance was changed`, 3);
     }
     try {
+      if (options.signal?.aborted) throw new LockstepError('LOCKSTEP_INTERRUPTED', 'interrupted (signal) before any change; nothing was changed', 3);
+      const { infos, unreachable } = await readFleetReleases(fleet);
+      if (unreachable.length > 0) {
+        throw new LockstepError(
+          'LOCKSTEP_UNREACHABLE',
+          `cannot roll back: ${unreachable.map((u) => `${u.instance} (${u.error})`).join(', ')}; no instance was changed`,
+          3,
+        );
+      }
+      const target = options.to ?? decideRollbackTarget(infos).target;
+      if (!target) {
+        throw new LockstepError('LOCKSTEP_NO_ROLLBACK_TARGET', 'no release that succeeded before the current one is present on every instance; nothing was changed', 3, describeFleet(infos));
+      }
+      holder.release = target;
+      progress('rollback', `target ${target}${options.to ? '' : ' (newest earlier release present on every instance, read under the lock)'}`);
+      const verified = await fleet.each((o) => verifyReleaseOnHost(o, target));
+      const bad = verified.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected' || r.value === null);
+      if (bad.length > 0) {
+        throw new LockstepError(
+          'LOCKSTEP_NO_ROLLBACK_TARGET',
+          `release ${target} is missing or fails verification on ${bad.map(({ o }) => o.name).join(', ')}; nothing was changed`,
+          3,
+          describeFleet(infos),
+        );
+      }
+      const manifest = (verified[0] as PromiseFulfilledResult<Manifest>).value;
       // The target's hashed assets on every instance before any switch (pruned or never published).
       const published = await fleet.each((o) => publishReleaseAssets(o, manifest));
       const unpublished = published.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');

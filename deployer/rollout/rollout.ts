@@ -9,6 +9,11 @@ import type { Inventory } from '../../config/inventory.ts';
 
 /** What the rollout needs from the proxy; the deployer's proxy client implements it. */
 export interface ProxyControl {
+  /**
+   * True when the proxy has this instance, after adding it (admin reload) when it did not;
+   * false when it still does not (then it gets no traffic, and there is nothing to drain).
+   */
+  ensureKnown(name: string): Promise<boolean>;
   /** Stop new work to an instance and wait (up to timeoutMs) for in-flight requests. */
   drain(name: string, timeoutMs: number): Promise<{ drained: boolean }>;
   /** Send work to an instance again, and wait (up to timeoutMs) until the proxy finds it healthy. */
@@ -100,10 +105,13 @@ export function planBatches<T>(items: T[], batchSize: number | string, canary = 
 }
 
 async function activateOne(o: InstanceOps, id: string, digest: string, opts: RolloutOptions): Promise<void> {
-  if (opts.proxy) {
+  const inProxy = opts.proxy ? await opts.proxy.ensureKnown(o.name) : false;
+  if (opts.proxy && inProxy) {
     opts.progress(o.name, 'draining in proxy');
     const { drained } = await opts.proxy.drain(o.name, opts.drainTimeoutMs);
     if (!drained) opts.progress(o.name, `drain timeout (${opts.drainTimeoutMs} ms) passed with requests in flight; switching anyway`);
+  } else if (opts.proxy) {
+    opts.progress(o.name, 'not in the proxy (even after a reload): it gets no traffic there, nothing to drain');
   }
   opts.progress(o.name, `switching current -> ${id} and restarting`);
   const replaced = await o.activate(id);
@@ -113,7 +121,7 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
     opts.progress(o.name, 'running after_activate hook');
     await o.runHook(opts.afterActivate, 'after_activate', { release: id, digest });
   }
-  if (opts.proxy) {
+  if (opts.proxy && inProxy) {
     await opts.proxy.enable(o.name, opts.activationTimeoutMs);
     opts.progress(o.name, 'enabled in proxy');
   }
@@ -131,7 +139,8 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 /**
  * Roll `manifest` out batch by batch. When a batch fails, every instance switched so far
- * (including the failed batch) is put back on its previous release with the same gates.
+ * (including the failed batch) is put back on its previous release with the same gates, in the
+ * same batches, last batch first (see `rollBack`).
  * @returns per-instance outcomes; `ok` only when every instance passed its gates.
  * Never throws for an instance failure: failures are in the outcomes.
  */
@@ -140,7 +149,8 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
   const outcomes = new Map<string, InstanceOutcome>(
     opts.ops.map((o) => [o.name, { instance: o.name, before: opts.previous.get(o.name) ?? null, now: opts.previous.get(o.name) ?? null, state: 'untouched' }]),
   );
-  const touched: InstanceOps[] = [];
+  // Switched instances, by batch: a failure rolls them back in these batches, last batch first.
+  const touched: InstanceOps[][] = [];
   let failure: string | undefined;
   const batches = planBatches(opts.ops, opts.batchSize, opts.canary);
   for (const [index, batch] of batches.entries()) {
@@ -154,6 +164,8 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
       break;
     }
     await opts.beforeBatch?.().catch(() => {});
+    const switched: InstanceOps[] = [];
+    touched.push(switched);
     const results = await Promise.allSettled(
       batch.map(async (o) => {
         const out = outcomes.get(o.name)!;
@@ -163,7 +175,7 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
           opts.progress(o.name, `already serving ${manifest.release}; not restarted`);
           return;
         }
-        touched.push(o);
+        switched.push(o);
         out.state = 'unknown';
         try {
           await activateOne(o, manifest.release, manifest.digest, opts);
@@ -192,28 +204,48 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
   return { ok: !failure, outcomes: [...outcomes.values()], failure };
 }
 
-async function rollBack(touched: InstanceOps[], outcomes: Map<string, InstanceOutcome>, opts: RolloutOptions): Promise<void> {
-  await Promise.allSettled(
-    touched.map(async (o) => {
-      const out = outcomes.get(o.name)!;
-      const target = out.before;
-      if (!target) {
-        out.error = `${out.error ? `${out.error}; ` : ''}no previous release to roll back to`;
-        out.state = out.state === 'activated' ? 'activated' : 'failed';
-        return;
+/**
+ * Put switched instances back on their previous release in the rollout's own batches, last
+ * batch first, with the same gates (drain, switch, restart, health + version, enable and proxy
+ * health), so the fleet never has fewer serving instances than during the rollout itself
+ * (N - batch size). When a batch cannot be rolled back, the earlier batches are left on the new
+ * release, which passed its gates and serves: draining them too would leave fewer instances serving.
+ */
+async function rollBack(touched: InstanceOps[][], outcomes: Map<string, InstanceOutcome>, opts: RolloutOptions): Promise<void> {
+  const batches = touched.filter((b) => b.length > 0).reverse();
+  for (const [index, batch] of batches.entries()) {
+    if (batches.length > 1) opts.progress('rollout', `rolling back batch ${index + 1}/${batches.length}: ${batch.map((o) => o.name).join(', ')}`);
+    const results = await Promise.allSettled(batch.map((o) => rollBackOne(o, outcomes.get(o.name)!, opts)));
+    if (results.some((r) => r.status === 'rejected')) {
+      for (const o of batches.slice(index + 1).flat()) {
+        const out = outcomes.get(o.name)!;
+        out.error = `${out.error ? `${out.error}; ` : ''}not rolled back: rolling back ${batch.map((b) => b.name).join(', ')} failed, and draining this instance too would leave fewer instances serving`;
       }
-      try {
-        opts.progress(o.name, `rolling back to ${target}`);
-        const prev = JSON.parse(await o.transport.readFile(`${o.layout.releases}/${target}/manifest.json`)) as Manifest;
-        await activateOne(o, target, prev.digest, opts);
-        await o.appendHistory({ event: 'rollback', release: target, digest: prev.digest, previous: opts.manifest.release }).catch(() => {});
-        out.now = target;
-        out.state = 'rolled-back';
-      } catch (e) {
-        out.state = 'unknown';
-        out.now = await o.currentRelease().catch(() => null);
-        out.error = `${out.error ? `${out.error}; ` : ''}rollback failed: ${(e as Error).message}`;
-      }
-    }),
-  );
+      return;
+    }
+  }
+}
+
+/** Roll one instance back to `out.before`. @throws when the rollback failed (the outcome says how). */
+async function rollBackOne(o: InstanceOps, out: InstanceOutcome, opts: RolloutOptions): Promise<void> {
+  const target = out.before;
+  if (!target) {
+    out.error = `${out.error ? `${out.error}; ` : ''}no previous release to roll back to`;
+    // It served nothing before this rollout, so leaving it as it is takes no capacity away.
+    out.state = out.state === 'activated' ? 'activated' : 'failed';
+    return;
+  }
+  try {
+    opts.progress(o.name, `rolling back to ${target}`);
+    const prev = JSON.parse(await o.transport.readFile(`${o.layout.releases}/${target}/manifest.json`)) as Manifest;
+    await activateOne(o, target, prev.digest, opts);
+    await o.appendHistory({ event: 'rollback', release: target, digest: prev.digest, previous: opts.manifest.release }).catch(() => {});
+    out.now = target;
+    out.state = 'rolled-back';
+  } catch (e) {
+    out.state = 'unknown';
+    out.now = await o.currentRelease().catch(() => null);
+    out.error = `${out.error ? `${out.error}; ` : ''}rollback failed: ${(e as Error).message}`;
+    throw e;
+  }
 }

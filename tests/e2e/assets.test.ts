@@ -18,7 +18,8 @@ import { deploy } from '../../deployer/rollout/deploy.ts';
 import { proxyControlFor } from '../../deployer/balancer/control.ts';
 import type { ProxyControl } from '../../deployer/rollout/rollout.ts';
 import { repairDrift } from '../../deployer/drift/repair.ts';
-import { renderDriftText, scanDrift } from '../../deployer/drift/scan.ts';
+import { renderDriftText } from '../../deployer/drift/render.ts';
+import { scanDrift } from '../../deployer/drift/scan.ts';
 import { repoRoot, startE2eFleet, versionOf, type E2eFleet } from './support.ts';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -146,6 +147,7 @@ function holdingControl(real: ProxyControl, holdAt: string): { control: ProxyCon
         return real.drain(name, timeoutMs);
       },
       enable: (name, timeoutMs) => real.enable(name, timeoutMs),
+      ensureKnown: (name) => real.ensureKnown(name),
     },
     reached,
     release,

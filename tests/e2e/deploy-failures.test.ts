@@ -14,6 +14,7 @@ let fleet: E2eFleet;
 let release: string;
 
 beforeAll(async () => {
+  // No proxy runs for this fleet (its inventory has a proxy section): CLI deploys say --no-proxy.
   fleet = await startE2eFleet(3, '127.0.0.21', { proxy: false });
   release = (await buildRelease(fleet.inventory)).release;
 });
@@ -30,7 +31,7 @@ describe('deploy failures leave the fleet unchanged', () => {
   it('an unreachable instance fails preflight: exit 3 naming it, no instance changed', async () => {
     await fleet.ssh.stopHost('ssh-2');
     try {
-      const r = cli(['deploy', '--release', release]);
+      const r = cli(['deploy', '--release', release, '--no-proxy']);
       expect(r.status).toBe(3);
       expect(r.stdout).toContain('FAILED in phase preflight');
       expect(r.stdout).toMatch(/ssh-2: [^\n]*unreachable/);
@@ -79,7 +80,7 @@ describe('deploy failures leave the fleet unchanged', () => {
   it('a changed host key is refused before authentication, naming host and both fingerprints', async () => {
     const before = fleet.ssh.host('ssh-1').hostKeyFingerprint;
     const after = await fleet.ssh.replaceHostKey('ssh-1');
-    const r = cli(['deploy', '--release', release]);
+    const r = cli(['deploy', '--release', release, '--no-proxy']);
     expect(r.status).toBe(3);
     expect(r.stdout).toContain('host key for [127.0.0.21]:');
     expect(r.stdout).toContain(before);

@@ -19,6 +19,8 @@ const onDisk = () => fleet.ssh.hosts.map((h) => currentOnDisk(h.deployTo));
 const all = (id: string) => [`releases/${id}`, `releases/${id}`, `releases/${id}`];
 
 beforeAll(async () => {
+  // No proxy runs for this fleet (its inventory has a proxy section): CLI deploys and rollbacks
+  // say --no-proxy, or they would stop in preflight.
   fleet = await startE2eFleet(3, '127.0.0.61', { proxy: false, deploy: { keep_releases: 3, activation_timeout_ms: 6000, pause_ms: 1500 } });
   const ids = await makeReleases(fleet.inventory, ['good', 'good', 'broken', 'broken', 'good']);
   [good1, good2, bad1, bad2, good3] = ids as [string, string, string, string, string];
@@ -41,7 +43,7 @@ describe('locks', () => {
   });
 
   it('a deploy killed with SIGKILL mid-rollout: status shows the mixed fleet and the stale lock; after lock release --force a deploy converges', async () => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'deploy', '--release', good2, '--no-verify', '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'deploy', '--release', good2, '--no-verify', '--no-proxy', '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       let err = '';
       child.stderr.on('data', (d: Buffer) => {
@@ -65,7 +67,7 @@ describe('locks', () => {
 
     const locks = cli(['lock', 'status']);
     expect(locks.stdout).toMatch(/STALE: holder process \d+ on this machine is gone/);
-    const blocked = cli(['deploy', '--release', good2, '--no-verify']);
+    const blocked = cli(['deploy', '--release', good2, '--no-verify', '--no-proxy']);
     expect(blocked.status).toBe(3);
     expect(blocked.stdout).toContain('is locked by');
 
@@ -73,7 +75,7 @@ describe('locks', () => {
     const released = cli(['lock', 'release', '--force']);
     expect(released.status).toBe(0);
     expect(released.stdout).toContain('(broken)');
-    const converge = cli(['deploy', '--release', good2, '--no-verify']);
+    const converge = cli(['deploy', '--release', good2, '--no-verify', '--no-proxy']);
     expect(converge.status).toBe(0);
     expect(onDisk()).toEqual(all(good2));
     expect(cli(['history', '--json']).stdout).toContain('lock-broken');
@@ -117,7 +119,7 @@ describe('retention and rollback targets', () => {
     expect(onDisk()).toEqual(all(good2));
     // The default target skips releases some instance lacks: good1 is gone from ssh-2, so
     // after good2 -> good3 -> good2 nothing earlier is on every instance.
-    const cliRefusal = cli(['rollback']);
+    const cliRefusal = cli(['rollback', '--no-proxy']);
     expect(cliRefusal.status).toBe(3);
     expect(cliRefusal.stderr).toContain('ssh-2: current');
   });
@@ -126,7 +128,7 @@ describe('retention and rollback targets', () => {
 describe('interrupts', () => {
   it('SIGTERM mid-rollout finishes the step, rolls back what was switched, releases the lock and says so', async () => {
     expect(onDisk()).toEqual(all(good2));
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'deploy', '--release', good3, '--no-verify', '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'deploy', '--release', good3, '--no-verify', '--no-proxy', '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
