@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { decideRollbackTarget, mergedHistory, readFleetReleases, releaseState } from '../fleet/releases.ts';
 import { openFleet } from '../fleet/fleet.ts';
 import { fleetStatus, renderProxyView } from '../fleet/status.ts';
+import { outOfRotation, rotationVerdict } from '../fleet/rotation.ts';
 import { err, inventoryFrom, out, reportUnreachable, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
 
@@ -28,7 +29,9 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
     .description('one row per instance: release on disk, release running, health, proxy view, lock')
     .action(async (_o, cmd: Command) => {
       const json = wantsJson(cmd);
-      const rows = await fleetStatus(inventoryFrom(cmd));
+      const inv = inventoryFrom(cmd);
+      const rows = await fleetStatus(inv);
+      const idle = outOfRotation(rows, inv.deploy.lock_ttl_ms);
       if (json) out(JSON.stringify(rows, null, 2));
       else {
         out(
@@ -49,8 +52,12 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
       const proxyError = rows.find((r) => r.proxy?.error)?.proxy?.error;
       if (proxyError && !json) err(`proxy: ${proxyError}`);
       const digests = new Set(rows.map((r) => r.running?.digest ?? null));
-      result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
-      if (!json) out(statusVerdict(rows));
+      result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) && idle.length === 0 ? 0 : 1;
+      if (!json) {
+        // Out of rotation with no live deploy to account for it: never PARITY (issue 12, item 6).
+        const verdict = statusVerdict(rows);
+        out(idle.length === 0 || result.exitCode === 3 ? verdict : verdict.startsWith('PARITY') ? rotationVerdict(idle) : `${verdict}\n${rotationVerdict(idle)}`);
+      }
     });
 
 

@@ -122,6 +122,8 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
     }
   }
 
+  // A stale lock blocks the repair's own lock: breaking it is the operator's explicit step.
+  for (const i of before.instances) for (const item of i.items.filter((x) => x.kind === 'stale-lock')) notRepaired.push(`${i.instance}: ${item.kind}: ${item.message}`);
   const targets = before.instances.filter((i) => i.status === 'drift' && i.items.some((x) => !PROXY_CONFIG_KINDS.includes(x.kind)));
   const outcomes = new Map<string, RepairInstanceOutcome>(targets.map((t) => [t.instance, { instance: t.instance, state: 'repaired', actions: [] }]));
   const fail = (name: string, message: string) => {
@@ -141,6 +143,8 @@ export async function repairDrift(inventory: Inventory, scan: DriftScan, options
     } catch (e) {
       const why = e instanceof LockHeldError ? e.message : (e as Error).message;
       for (const t of targets) fail(t.instance, `not repaired: ${why}; nothing was changed`);
+      // Its SSH connections would otherwise keep the process alive after the report (issue 12, item 6).
+      await fleet.close();
     }
     if (locked) {
       try {
