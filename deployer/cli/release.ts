@@ -11,6 +11,7 @@ import { deploy, type DeployReport } from '../rollout/deploy.ts';
 import { rollback } from '../rollout/rollback.ts';
 import { err, inventoryFrom, out, parseDuration, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
 import { renderDeployReportText } from './report-text.ts';
+import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
 import { renderTable } from './table.ts';
 
 /** The dry-run plan as a table with its batches. */
@@ -51,20 +52,24 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
       const proxy = o.dryRun ? undefined : await proxyControlFor(inv, progressPrinter());
-      const r = await withInterrupts((signal) =>
-        deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy, signal, dryRun: o.dryRun, lockWaitMs: parseDuration(o.wait, '--wait') }),
+      const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
+        withInterrupts((signal) =>
+          deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy, signal, dryRun: o.dryRun, lockWaitMs: parseDuration(o.wait, '--wait') }),
+        ),
       );
       if (r.plan) {
         out(json ? JSON.stringify(r, null, 2) : renderPlan(r.release, r.plan));
         return;
       }
+      if (probe) await recordProbe(inv, probe, 'deploy', r, progressPrinter());
       const v = r.ok && o.verify ? await verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }) : undefined;
-      if (json) out(JSON.stringify({ ...r, verification: v ?? null }, null, 2));
+      if (json) out(JSON.stringify({ ...r, verification: v ?? null, probe }, null, 2));
       else {
         out(renderDeployReportText(r));
+        if (probe) out(renderProbeText(probe, 'deploy'));
         if (v) out(`\n${renderReportTable(v.reports)}`);
       }
-      result.exitCode = !r.ok ? 3 : v && !v.ok ? 1 : 0;
+      result.exitCode = !r.ok ? 3 : (v && !v.ok) || (probe && probeFailed(probe)) ? 1 : 0;
     });
 
   program
@@ -90,8 +95,11 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
       const proxy = await proxyControlFor(inv, progressPrinter());
-      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, progress: progressPrinter(), proxy, signal, lockWaitMs: parseDuration(o.wait, '--wait') }));
-      out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r, 'rollback'));
-      result.exitCode = r.ok ? 0 : 3;
+      const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
+        withInterrupts((signal) => rollback(inv, { to: o.to, progress: progressPrinter(), proxy, signal, lockWaitMs: parseDuration(o.wait, '--wait') })),
+      );
+      if (probe) await recordProbe(inv, probe, 'rollback', r, progressPrinter());
+      out(json ? JSON.stringify({ ...r, probe }, null, 2) : `${renderDeployReportText(r, 'rollback')}${probe ? `\n${renderProbeText(probe, 'rollback')}` : ''}`);
+      result.exitCode = !r.ok ? 3 : probe && probeFailed(probe) ? 1 : 0;
     });
 }

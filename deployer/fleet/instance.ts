@@ -25,7 +25,8 @@ import { succeeded } from '../transport/types.ts';
 /** One line in `.lockstep/history.jsonl`. */
 export interface HistoryEntry {
   time: string;
-  event: 'activate' | 'rollback' | 'failed' | 'lock-broken';
+  /** `probe`: what users saw through the proxy during an operation (see `probe`); it changes no release's state. */
+  event: 'activate' | 'rollback' | 'failed' | 'lock-broken' | 'probe';
   release: string;
   digest: string;
   previous: string | null;
@@ -33,6 +34,8 @@ export interface HistoryEntry {
   user: string;
   machine: string;
   message?: string;
+  /** Figures of the rollout probe (checks/rollout-probe.ts ProbeFigures), on `probe` entries. */
+  probe?: Record<string, unknown>;
 }
 
 /** What `/version` reported. */
