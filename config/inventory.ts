@@ -75,12 +75,12 @@ const ProbeSchema = z
     enabled: z.boolean().default(true).describe('send the rollout probe through the proxy while a deploy, rollback or repair runs'),
     rate_per_s: z.number().min(0.5).max(200).default(20).describe('probe requests per second (page loads, their assets and one session together)'),
     max_requests: z.number().int().min(1).max(1_000_000).default(10_000).describe('the probe stops sending after this many requests'),
-    timeout_ms: z.number().int().min(100).default(10_000).describe('a probe request slower than this counts as failed'),
+    timeout_ms: z.number().int().min(100).default(30_000).describe('a probe request slower than this counts as failed (above proxy.hold_timeout_ms: a request the proxy holds while its instance restarts is slow, not failed)'),
   })
   .strict();
 
 /** The `deploy.probe` section with every default applied. */
-export const PROBE_SECTION_DEFAULTS = { enabled: true, rate_per_s: 20, max_requests: 10_000, timeout_ms: 10_000 };
+export const PROBE_SECTION_DEFAULTS = { enabled: true, rate_per_s: 20, max_requests: 10_000, timeout_ms: 30_000 };
 
 const DeploySchema = z
   .object({

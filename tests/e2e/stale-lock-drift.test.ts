@@ -108,6 +108,6 @@ describe('a stale lock never hides drift', () => {
       await locker.close();
     }
     const fixed = await cli(['drift', '--repair']);
-    expect(fixed.status).toBe(0);
+    expect({ status: fixed.status, stdout: fixed.stdout }).toMatchObject({ status: 0 });
   });
 });
