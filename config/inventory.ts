@@ -89,6 +89,18 @@ const HooksSchema = z
   })
   .strict();
 
+const ProbeSchema = z
+  .object({
+    enabled: z.boolean().default(true).describe('send the rollout probe through the proxy while a deploy, rollback or repair runs'),
+    rate_per_s: z.number().min(0.5).max(200).default(20).describe('probe requests per second (page loads, their assets and one session together)'),
+    max_requests: z.number().int().min(1).max(1_000_000).default(10_000).describe('the probe stops sending after this many requests'),
+    timeout_ms: z.number().int().min(100).default(30_000).describe('a probe request slower than this counts as failed (above proxy.hold_timeout_ms: a request the proxy holds while its instance restarts is slow, not failed)'),
+  })
+  .strict();
+
+/** The `deploy.probe` section with every default applied. */
+export const PROBE_SECTION_DEFAULTS = { enabled: true, rate_per_s: 20, max_requests: 10_000, timeout_ms: 30_000 };
+
 const DeploySchema = z
   .object({
     concurrency: z.number().int().min(1).max(64).default(8).describe('instances worked on at once'),
@@ -110,6 +122,7 @@ const DeploySchema = z
     activation_timeout_ms: z.number().int().min(100).default(30_000).describe('health+version gate, per instance'),
     drain_timeout_ms: z.number().int().min(0).default(10_000),
     connect_timeout_ms: z.number().int().min(100).default(10_000),
+    probe: ProbeSchema.default(PROBE_SECTION_DEFAULTS).describe('what users see during a deploy, rollback or repair (probe through the proxy); a failed probe request makes the exit code 1'),
   })
   .strict();
 
@@ -196,6 +209,7 @@ export const InventorySchema = z
       activation_timeout_ms: 30_000,
       drain_timeout_ms: 10_000,
       connect_timeout_ms: 10_000,
+      probe: PROBE_SECTION_DEFAULTS,
     }),
     ssh: SshSchema.default({ port: 22, known_hosts: '.lockstep/known_hosts' }),
     proxy: ProxySchema.optional(),

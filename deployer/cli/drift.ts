@@ -7,6 +7,7 @@ import { renderReportTable } from '../checks/index.ts';
 import { renderRepairText, repairDrift } from '../drift/repair.ts';
 import { renderDriftText } from '../drift/render.ts';
 import { scanDrift } from '../drift/scan.ts';
+import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
 import { inventoryFrom, out, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
 
 /** Register these verbs on `program`; their actions set `result.exitCode`. */
@@ -29,12 +30,15 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
       }
       if (!json && !(o.quiet && scan.report.exitCode === 0)) out(renderDriftText(scan.report));
       const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet), { noProxy: !o.proxy });
-      const r = await withInterrupts(
-        (signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }),
-        (x) => `${x.instances.filter((i) => i.state === 'repaired').length} of ${x.instances.length} drifted instances repaired; drift after: exit ${x.after?.exitCode ?? '?'}`,
+      const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
+        withInterrupts(
+          (signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }),
+          (x) => `${x.instances.filter((i) => i.state === 'repaired').length} of ${x.instances.length} drifted instances repaired; drift after: exit ${x.after?.exitCode ?? '?'}`,
+        ),
       );
-      if (json) out(JSON.stringify(r, null, 2));
-      else if (scan.report.exitCode !== 0) out(renderRepairText(r, (v) => renderReportTable(v.reports), renderDriftText));
-      result.exitCode = r.exitCode;
+      if (probe) await recordProbe(inv, probe, 'repair', scan.report.expected, progressPrinter(o.quiet));
+      if (json) out(JSON.stringify({ ...r, probe }, null, 2));
+      else if (scan.report.exitCode !== 0) out(`${renderRepairText(r, (v) => renderReportTable(v.reports), renderDriftText)}${probe ? `\n${renderProbeText(probe, 'repair')}` : ''}`);
+      result.exitCode = r.exitCode === 0 && probe && probeFailed(probe) ? 1 : r.exitCode;
     });
 }

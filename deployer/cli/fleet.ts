@@ -6,6 +6,7 @@ import { decideRollbackTarget, mergedHistory, readFleetReleases, releaseState } 
 import { openFleet } from '../fleet/fleet.ts';
 import { historyNote, shortSource } from '../fleet/history.ts';
 import { fleetStatusReport, renderProxyView } from '../fleet/status.ts';
+import { outOfRotation, rotationVerdict } from '../fleet/rotation.ts';
 import { err, inventoryFrom, out, reportUnreachable, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
 
@@ -29,8 +30,10 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
     .description('one row per instance: release on disk, release running, health, proxy view, lock')
     .action(async (_o, cmd: Command) => {
       const json = wantsJson(cmd);
-      const report = await fleetStatusReport(inventoryFrom(cmd));
+      const inv = inventoryFrom(cmd);
+      const report = await fleetStatusReport(inv);
       const rows = report.instances;
+      const idle = outOfRotation(rows, inv.deploy.lock_ttl_ms);
       if (json) out(JSON.stringify(rows, null, 2));
       else {
         out(
@@ -51,9 +54,11 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
       const proxyError = rows.find((r) => r.proxy?.error)?.proxy?.error;
       if (proxyError && !json) err(`proxy: ${proxyError}`);
       const digests = new Set(rows.map((r) => r.running?.digest ?? null));
-      result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) ? 0 : 1;
+      result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) && idle.length === 0 ? 0 : 1;
       if (!json) {
-        out(statusVerdict(rows));
+        // Out of rotation with no live deploy to account for it: never PARITY (issue 12, item 6).
+        const verdict = statusVerdict(rows);
+        out(idle.length === 0 || result.exitCode === 3 ? verdict : verdict.startsWith('PARITY') ? rotationVerdict(idle) : `${verdict}\n${rotationVerdict(idle)}`);
         out(`rollback target: ${report.rollbackTarget ?? (rows.every((r) => r.reachable) ? 'none (`lockstep rollback` would refuse)' : 'unknown (an instance could not be read)')}`);
       }
     });

@@ -11,6 +11,7 @@ import { deploy, type DeployReport } from '../rollout/deploy.ts';
 import { rollback } from '../rollout/rollback.ts';
 import { err, inventoryFrom, out, parseDuration, progressPrinter, unlessInterrupted, wantsJson, withInterrupts, type CliResult } from './context.ts';
 import { renderDeployReportText } from './report-text.ts';
+import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
 import { renderTable } from './table.ts';
 
 /** The dry-run plan as a table with its batches. */
@@ -56,29 +57,34 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
       const proxy = await proxyControlFor(inv, progressPrinter(), { noProxy: !o.proxy });
       const done = await withInterrupts(
         async (signal) => {
-          const r = await deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy: o.dryRun ? undefined : proxy, signal, dryRun: o.dryRun, lockWaitMs });
-          if (r.plan) return { r, v: undefined, state: r.state, verifyInterrupted: false };
+          // The probe watches the rollout itself (not the verification after it).
+          const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined && !o.dryRun, () =>
+            deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy: o.dryRun ? undefined : proxy, signal, dryRun: o.dryRun, lockWaitMs }),
+          );
+          if (r.plan) return { r, v: undefined, probe, state: r.state, verifyInterrupted: false };
+          if (probe) await recordProbe(inv, probe, 'deploy', r, progressPrinter());
           let v: Awaited<ReturnType<typeof verifyFleet>> | undefined;
           if (r.ok && o.verify && !signal.aborted) {
             progressPrinter()('verify', 'post-deploy verification: version parity and session isolation');
             v = await unlessInterrupted(verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }), signal);
           }
           const verifyInterrupted = r.ok && o.verify && v === undefined;
-          return { r, v, state: verifyInterrupted ? `${r.state}; the post-deploy verification did not run to the end (run \`lockstep verify\`)` : r.state, verifyInterrupted };
+          return { r, v, probe, state: verifyInterrupted ? `${r.state}; the post-deploy verification did not run to the end (run \`lockstep verify\`)` : r.state, verifyInterrupted };
         },
         (d) => d.state,
       );
-      const { r, v } = done;
+      const { r, v, probe } = done;
       if (r.plan) {
         out(json ? JSON.stringify(r, null, 2) : renderPlan(r.release, r.plan));
         return;
       }
-      if (json) out(JSON.stringify({ ...r, verification: v ?? null }, null, 2));
+      if (json) out(JSON.stringify({ ...r, verification: v ?? null, probe }, null, 2));
       else {
         out(renderDeployReportText(r));
+        if (probe) out(renderProbeText(probe, 'deploy'));
         if (v) out(`\n${renderReportTable(v.reports)}`);
       }
-      result.exitCode = !r.ok || done.verifyInterrupted ? 3 : v && !v.ok ? 1 : 0;
+      result.exitCode = !r.ok || done.verifyInterrupted ? 3 : (v && !v.ok) || (probe && probeFailed(probe)) ? 1 : 0;
     });
 
   program
@@ -107,8 +113,11 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
       const inv = inventoryFrom(cmd);
       const lockWaitMs = parseDuration(o.wait, '--wait');
       const proxy = await proxyControlFor(inv, progressPrinter(), { noProxy: !o.proxy });
-      const r = await withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs }), (x) => x.state);
-      out(json ? JSON.stringify(r, null, 2) : renderDeployReportText(r, 'rollback'));
-      result.exitCode = r.ok ? 0 : 3;
+      const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
+        withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs }), (x) => x.state),
+      );
+      if (probe) await recordProbe(inv, probe, 'rollback', r, progressPrinter());
+      out(json ? JSON.stringify({ ...r, probe }, null, 2) : `${renderDeployReportText(r, 'rollback')}${probe ? `\n${renderProbeText(probe, 'rollback')}` : ''}`);
+      result.exitCode = !r.ok ? 3 : probe && probeFailed(probe) ? 1 : 0;
     });
 }

@@ -194,7 +194,7 @@ export async function checkInstance(
         items.push({ kind: 'proxy-url', message: `the proxy sends its traffic to ${p.url}, the inventory says ${o.instance.url}`, detail: { proxy_url: p.url, inventory_url: o.instance.url } });
       }
       if (p.state !== 'enabled' && !ctx.lockHeld) {
-        items.push({ kind: 'proxy-state', message: `the proxy has it ${p.state} while no deploy holds the lock: it gets no new traffic`, detail: { state: p.state, inflight: p.inflight } });
+        items.push({ kind: 'proxy-state', message: `the proxy has it ${p.state} while no live deploy holds the lock: it gets no new traffic`, detail: { state: p.state, inflight: p.inflight } });
       }
     }
   }

@@ -178,6 +178,8 @@ async function repairScanned(
     }
   }
 
+  // A stale lock blocks the repair's own lock: breaking it is the operator's explicit step.
+  for (const i of before.instances) for (const item of i.items.filter((x) => x.kind === 'stale-lock')) notRepaired.push(`${i.instance}: ${item.kind}: ${item.message}`);
   const fresh = before.instances.filter((i) => i.status === 'drift' && i.items.some((x) => !PROXY_CONFIG_KINDS.includes(x.kind)));
   for (const i of fresh.filter((x) => !lockNames.includes(x.instance))) {
     notRepaired.push(`${i.instance}: drifted after the first scan, so it was not locked: run \`lockstep drift --repair\` again`);

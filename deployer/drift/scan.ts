@@ -24,6 +24,7 @@ import * as cmd from '../remote/commands.ts';
 import { RELEASE_ID } from '../remote/layout.ts';
 import { parseCurrentLink, parseTreeDigest, splitSections } from '../remote/parse.ts';
 import { checkInstance, type Basics } from './compare.ts';
+import { addStaleLockItems, liveLockHeld } from './stale-lock.ts';
 import { localRelease, manifestFileSha, manifestIsConsistent, readReleaseManifest } from './trust.ts';
 import type { DriftItem, DriftOptions, DriftReport, DriftScan, ExpectedRelease, InstanceDrift } from './types.ts';
 
@@ -129,7 +130,9 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
     const rollbackManifest = rollbackTarget ? (rollbackLocal?.manifest ?? (await trusted(rollbackTarget, rollbackDigest))) : null;
 
     const proxy = await proxyRead;
-    const lockHeld = reachable.some((b) => b.lock !== null && (!options.ownLockId || b.lock.id !== options.ownLockId));
+    // Only a live lock excuses proxy states (a stale one is drift of its own, stale-lock.ts), and
+    // not the caller's own (a repair's rescan under its lock).
+    const lockHeld = liveLockHeld(reachable.map((b) => b.lock).filter((l) => !options.ownLockId || l?.id !== options.ownLockId), inventory.deploy.lock_ttl_ms);
     const ctx = {
       expected,
       manifest,
@@ -162,6 +165,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
             items: [],
           },
     );
+    addStaleLockItems(instances, inventory.deploy.lock_ttl_ms);
     const fleetItems: DriftItem[] = [];
     if (proxy.list) {
       const names = new Set(inventory.instances.map((i) => i.name));

@@ -35,7 +35,9 @@ export type DriftKind =
   /** The proxy has the instance draining or disabled while no deploy holds the lock. */
   | 'proxy-state'
   /** The proxy balances over an upstream the inventory does not list. */
-  | 'proxy-extra';
+  | 'proxy-extra'
+  /** The instance's deploy lock is stale (its holder is dead or past the TTL): see drift/stale-lock.ts. */
+  | 'stale-lock';
 
 /** One named difference. `detail` carries the machine-readable facts (paths, digests, pids). */
 export interface DriftItem {
@@ -77,7 +79,7 @@ export interface DriftReport {
   fleet: DriftItem[];
   /** `ok`, `none` (no proxy in the inventory) or why the admin API could not be read. */
   proxy: { status: 'ok' | 'none' | 'unchecked'; error?: string };
-  /** True when some instance holds the deploy lock (a deploy may be in progress). */
+  /** True when some instance holds a LIVE deploy lock (a deploy may be in progress); stale locks are `stale-lock` items. */
   lockHeld: boolean;
   /** 0 no drift, 1 drift found, 3 an instance (or the proxy) could not be checked. */
   exitCode: 0 | 1 | 3;

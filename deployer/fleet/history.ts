@@ -13,7 +13,8 @@ export type HistoryOperation = 'deploy' | 'rollback' | 'repair' | 'lock';
 export interface HistoryEntry {
   /** ISO time the entry was written. */
   time: string;
-  event: 'activate' | 'rollback' | 'failed' | 'lock-broken';
+  /** `probe`: what users saw through the proxy during an operation (see `probe`); it changes no release's state. */
+  event: 'activate' | 'rollback' | 'failed' | 'lock-broken' | 'probe';
   release: string;
   digest: string;
   /** The release the instance ran before (null: none). */
@@ -35,6 +36,8 @@ export interface HistoryEntry {
   error?: string;
   /** The hook that failed (e.g. `before_activate`), when a hook was the failure. */
   hook?: string;
+  /** Figures of the rollout probe (checks/rollout-probe.ts ProbeFigures), on `probe` entries. */
+  probe?: Record<string, unknown>;
 }
 
 /** What the command writing history says about itself: set once per operation on the fleet. */

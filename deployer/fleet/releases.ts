@@ -35,7 +35,7 @@ export async function readInstanceReleases(o: InstanceOps): Promise<InstanceRele
 export function releaseState(info: InstanceReleases, release: string): ReleaseState {
   if (info.current === release) return 'active';
   if (!info.present.includes(release)) return 'absent';
-  const last = [...info.history].reverse().find((h) => h.release === release && h.event !== 'lock-broken');
+  const last = [...info.history].reverse().find((h) => h.release === release && h.event !== 'lock-broken' && h.event !== 'probe');
   if (last?.event === 'failed') return 'failed';
   const activations = info.history.filter((h) => h.event === 'activate' || h.event === 'rollback');
   const lastActive = activations.at(-1);
