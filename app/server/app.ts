@@ -84,6 +84,13 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
       wildcard: false,
       // Our own Cache-Control below, not @fastify/static's default max-age=0.
       cacheControl: false,
+      // No validators from file stats: every release is unpacked with the same fixed mtime (one
+      // digest, one artifact), so a stat ETag (size + mtime) or Last-Modified would answer 304 to
+      // a browser holding the previous release's index.html when the new one has the same size
+      // (Vite's hashed names keep it the same size). index.html is small and always sent whole;
+      // hashed assets are immutable and never revalidated.
+      etag: false,
+      lastModified: false,
       setHeaders(res, path) {
         // Vite names assets by content hash: a name never changes meaning, so cache it for good.
         if (/[\\/]assets[\\/]/.test(path)) res.setHeader('cache-control', 'public, max-age=31536000, immutable');

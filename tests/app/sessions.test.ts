@@ -189,6 +189,16 @@ describe('GET /api/session', () => {
     expect(res.headers.get('cache-control')).toMatch(/immutable/);
   });
 
+  it('never answers 304 for the page from file stats (releases share one fixed mtime)', async () => {
+    const page = await fetch(`${app.url}/`);
+    expect(page.headers.get('etag')).toBeNull();
+    expect(page.headers.get('last-modified')).toBeNull();
+    // A browser holding an older release's page revalidates: it must get this release's page whole.
+    const again = await fetch(`${app.url}/`, { headers: { 'if-modified-since': new Date(Date.now() + 86_400_000).toUTCString(), 'if-none-match': '*' } });
+    expect(again.status).toBe(200);
+    expect(await again.text()).toBe(await page.text());
+  });
+
   it('pages rows with offset and limit', async () => {
     const { cookie } = await uploadOk(markerCsv('m-page', 10));
     const res = await fetch(`${app.url}/api/session?offset=8&limit=5`, { headers: { cookie } });
