@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
+import { pageAssets } from './load.ts';
 import { packageRelease } from '../../deployer/build/build.ts';
 import { artifactsDir } from '../../deployer/build/release-source.ts';
 import { deploy, type DeployReport } from '../../deployer/rollout/deploy.ts';
@@ -20,7 +21,7 @@ import { repairDrift } from '../../deployer/drift/repair.ts';
 import { loadInventory, type Inventory } from '../../config/inventory.ts';
 import { startProxy } from '../../proxy/index.ts';
 import { proxyConfigFromInventory, upstreamsFromInventory } from '../../proxy/inventory-config.ts';
-import { currentOnDisk, makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
+import { addHashedModule, currentOnDisk, makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
 
 let fleet: E2eFleet;
 let g1: string, g2: string, g3: string, g4: string, g5: string, bad: string, lastFails: string;
@@ -41,6 +42,7 @@ async function releaseFailingOn(instance: string): Promise<string> {
   const base = mkdtempSync(join(tmpdir(), 'lockstep-rel-'));
   const dir = join(base, 'app');
   execFileSync(process.execPath, [join(repoRoot, 'app/build.mjs'), '--out', dir]);
+  addHashedModule(dir, `failing on ${instance}`);
   renameSync(join(dir, 'server', 'index.mjs'), join(dir, 'server', 'real-index.mjs'));
   writeFileSync(
     join(dir, 'server', 'index.mjs'),
@@ -50,23 +52,28 @@ async function releaseFailingOn(instance: string): Promise<string> {
 }
 
 /**
- * Cookie-less clients through the proxy (a CDN, a health probe): each loop loads the page and
- * /version. Bounded: stops when asked (after at least `minRequests`) or after `maxMs`.
+ * Cookie-less clients through the proxy (a CDN, a health probe): each loop loads the page, every
+ * asset it names, and /version. Bounded: stops when asked (after at least `minRequests`) or after `maxMs`.
  */
 function startCookielessLoad(url: string, clients = 8, minRequests = 400, maxMs = 120_000) {
   const agent = new Agent({ connections: clients * 2, keepAliveTimeout: 4000 });
-  const result = { requests: 0, failures: [] as string[] };
+  const result = { requests: 0, assetRequests: 0, failures: [] as string[] };
   const deadline = Date.now() + maxMs;
   let stopping = false;
   const done = () => Date.now() > deadline || result.requests >= 200_000 || (stopping && result.requests >= minRequests);
   async function client(): Promise<void> {
     while (!done()) {
-      for (const path of ['/', '/version']) {
+      // A page, then every asset it names (as a browser without cookies would), then /version.
+      const paths = ['/'];
+      for (let i = 0; i < paths.length; i++) {
+        const path = paths[i]!;
         result.requests++;
         try {
           const res = await request(`${url}${path}`, { dispatcher: agent, headersTimeout: 30_000, bodyTimeout: 30_000 });
-          await res.body.text();
+          const text = await res.body.text();
           if (res.statusCode >= 400) result.failures.push(`${path}: ${res.statusCode}`);
+          if (path === '/' && res.statusCode === 200) paths.push(...pageAssets(text), '/version');
+          if (path.startsWith('/assets/')) result.assetRequests++;
         } catch (e) {
           result.failures.push(`${path}: ${(e as Error).message}`);
         }
@@ -156,6 +163,7 @@ describe('automatic rollback after a failure on the last batch (item 3)', () => 
     expect(order).toEqual(['ssh-3', 'ssh-2', 'ssh-1']);
     expect(loaded.failures).toEqual([]);
     expect(loaded.requests).toBeGreaterThanOrEqual(400);
+    expect(loaded.assetRequests).toBeGreaterThan(0);
     expect(serving.samples).toBeGreaterThan(10);
     expect(serving.min).toBeGreaterThanOrEqual(3 - 1);
     console.log(`item 3: ${loaded.requests} cookie-less requests, ${loaded.failures.length} failed; ${serving.samples} proxy samples, fewest serving ${serving.min} of 3`);

@@ -1,7 +1,10 @@
 /**
  * A bounded load of real users through the proxy: each client uploads a CSV with its own marker
  * (creating a server-made session on some instance), then loops reading its session and
- * /version, uploading again now and then. Every request's outcome is recorded.
+ * /version, uploading again now and then; beside them, cookie-less page loads (a CDN, a health
+ * probe, a user with cookies blocked) GET `/` and then every asset the page names, as a browser
+ * would. Every request's outcome is recorded; an asset the page names that answers 404 is also
+ * counted as an asset 404.
  * Bounded: it stops at `maxRequests` or `maxMs`, whichever comes first, and never before
  * `minRequests` unless `maxMs` passed.
  */
@@ -16,6 +19,17 @@ export interface LoadResult {
   releases: Map<string, number>;
   /** Session reads that did not show the client's own marker. */
   lostSessions: number;
+  /** Cookie-less page loads, asset requests they made, and those answered 404. */
+  pageLoads: number;
+  assetRequests: number;
+  asset404s: number;
+}
+
+/** Same-origin script and stylesheet paths a page names (`src=` and `href=` starting with `/`). */
+export function pageAssets(html: string): string[] {
+  const out = new Set<string>();
+  for (const m of html.matchAll(/<(?:script|link)\b[^>]*?\b(?:src|href)="(\/[^"/][^"]*)"/g)) out.add(m[1]!);
+  return [...out];
 }
 
 export interface LoadHandle {
@@ -24,13 +38,17 @@ export interface LoadHandle {
 }
 
 /** Start `clients` concurrent users against `proxyUrl`. */
-export function startLoad(proxyUrl: string, options: { clients?: number; minRequests?: number; maxRequests?: number; maxMs?: number } = {}): LoadHandle {
+export function startLoad(
+  proxyUrl: string,
+  options: { clients?: number; pageClients?: number; minRequests?: number; maxRequests?: number; maxMs?: number } = {},
+): LoadHandle {
   const clients = options.clients ?? 16;
+  const pageClients = options.pageClients ?? 4;
   const minRequests = options.minRequests ?? 2000;
   const maxRequests = options.maxRequests ?? 50_000;
   const deadline = Date.now() + (options.maxMs ?? 180_000);
-  const agent = new Agent({ connections: clients * 2, keepAliveTimeout: 4000 });
-  const result: LoadResult = { requests: 0, failures: [], releases: new Map(), lostSessions: 0 };
+  const agent = new Agent({ connections: (clients + pageClients) * 2, keepAliveTimeout: 4000 });
+  const result: LoadResult = { requests: 0, failures: [], releases: new Map(), lostSessions: 0, pageLoads: 0, assetRequests: 0, asset404s: 0 };
   let stopping = false;
   const done = () => Date.now() > deadline || result.requests >= maxRequests || (stopping && result.requests >= minRequests);
 
@@ -83,7 +101,22 @@ export function startLoad(proxyUrl: string, options: { clients?: number; minRequ
     }
   }
 
-  const running = Promise.all(Array.from({ length: clients }, (_, n) => client(n)));
+  /** A cookie-less browser: the page, then every asset it names. */
+  async function pageClient(): Promise<void> {
+    const none = new CookieJar();
+    while (!done()) {
+      const page = await call(none, 'GET', '/');
+      if (page?.status !== 200) continue;
+      result.pageLoads++;
+      for (const asset of pageAssets(page.text)) {
+        result.assetRequests++;
+        const a = await call(none, 'GET', asset);
+        if (a?.status === 404) result.asset404s++;
+      }
+    }
+  }
+
+  const running = Promise.all([...Array.from({ length: clients }, (_, n) => client(n)), ...Array.from({ length: pageClients }, () => pageClient())]);
   return {
     async stop() {
       stopping = true;

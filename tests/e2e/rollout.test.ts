@@ -47,6 +47,10 @@ function expectNoFailedRequests(r: LoadResult, allowed: string[]): void {
   expect(r.failures).toEqual([]);
   expect(r.requests).toBeGreaterThanOrEqual(2000);
   expect(r.lostSessions).toBe(0);
+  // Cookie-less page loads fetched every asset of each page: none missing on any instance.
+  expect(r.pageLoads).toBeGreaterThan(0);
+  expect(r.assetRequests).toBeGreaterThan(r.pageLoads);
+  expect(r.asset404s).toBe(0);
   for (const release of r.releases.keys()) expect(allowed).toContain(release);
 }
 

@@ -2,7 +2,8 @@
  * End-to-end fixtures: real sshd hosts running the real app, the real proxy in front, and the
  * deployer driving them exactly as the CLI does.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { loadInventory, type Inventory } from '../../config/inventory.ts';
@@ -94,15 +95,28 @@ export async function versionOf(url: string): Promise<{ release: string; digest:
   return (await res.json()) as { release: string; digest: string; instance: string };
 }
 
-/** A release variant for tests: `good` adds a marker file; `broken` serves 500 on every path. */
+/**
+ * A release variant for tests: `good` adds a marker file and a hashed module of its own that its
+ * index.html references (so two releases' pages need different assets, as real builds do);
+ * `broken` serves 500 on every path.
+ */
 export type ReleaseKind = 'good' | 'broken';
+
+/** Add `public/assets/variant-<sha8>.js` (content `tag`) and reference it from `public/index.html`. */
+export function addHashedModule(dir: string, tag: string): void {
+  const body = `export const variant = ${JSON.stringify(tag)};\n`;
+  const name = `variant-${createHash('sha256').update(body).digest('hex').slice(0, 8)}.js`;
+  writeFileSync(join(dir, 'public', 'assets', name), body);
+  const index = join(dir, 'public', 'index.html');
+  writeFileSync(index, readFileSync(index, 'utf8').replace('</head>', `  <script type="module" crossorigin src="/assets/${name}"></script>\n  </head>`));
+}
 
 /**
  * Build the real app once, then package variants of it into the fleet's artifacts dir, each
  * with its own digest and release id (minute = its index). @returns release ids, in order.
  */
 export async function makeReleases(inventory: Inventory, kinds: ReleaseKind[]): Promise<string[]> {
-  const { cpSync, mkdtempSync, writeFileSync } = await import('node:fs');
+  const { cpSync, mkdtempSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { execFileSync } = await import('node:child_process');
   const { packageRelease } = await import('../../deployer/build/build.ts');
@@ -115,6 +129,7 @@ export async function makeReleases(inventory: Inventory, kinds: ReleaseKind[]): 
     const dir = join(base, `v${n}`);
     cpSync(built, dir, { recursive: true });
     writeFileSync(join(dir, 'public', 'variant.txt'), `variant ${n}\n`);
+    if (kind === 'good') addHashedModule(dir, `variant ${n}`);
     if (kind === 'broken') {
       // Starts and listens, but its health check always fails: it must never take traffic.
       writeFileSync(
