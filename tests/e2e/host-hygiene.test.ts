@@ -113,7 +113,7 @@ describe('service commands, umask and re-deploys (item 8)', () => {
 
 describe('history an auditor can use (item 9)', () => {
   it('records -m, who, where, source commit and outcome; a failed before_activate hook is recorded', async () => {
-    const viaCli = cli(['deploy', '--release', g2, '--no-verify', '-m', 'ticket 42: new charts']);
+    const viaCli = cli(['deploy', '--release', g2, '--no-verify', '--no-proxy', '-m', 'ticket 42: new charts']);
     expect(viaCli.status).toBe(0);
     const hook = await deploy(fleet.inventory, { release: hookBad, message: 'try the migration' });
     expect(hook.ok).toBe(false);
@@ -166,14 +166,14 @@ describe('retention is a fleet decision (item 4)', () => {
     // keep 3: the failed ones (hookBad everywhere, x3 failed on ssh-3) went first, on every host.
     expect(expectSameReleaseSet()).toEqual([g1, g2, g4].sort());
 
-    const back = cli(['rollback', '-m', 'charts broken']);
+    const back = cli(['rollback', '--no-proxy', '-m', 'charts broken']);
     expect(back.status).toBe(0);
     expect(currents()).toEqual(all(g2));
 
     const r5 = await deploy(fleet.inventory, { release: g5 });
     expect(r5.ok).toBe(true);
     expect(expectSameReleaseSet()).toEqual([g2, g4, g5].sort());
-    const back2 = cli(['rollback']);
+    const back2 = cli(['rollback', '--no-proxy']);
     expect(back2.status).toBe(0);
     expect(currents()).toEqual(all(g2));
     expect(expectSameReleaseSet()).toContain(g2);
