@@ -35,6 +35,7 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
           (signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }),
           (x) => `${x.instances.filter((i) => i.state === 'repaired').length} of ${x.instances.length} drifted instances repaired; drift after: exit ${x.after?.exitCode ?? '?'}`,
         ),
+        (l) => progressPrinter(o.quiet)('probe', l),
       );
       if (probe) await recordProbe(inv, probe, 'repair', scan.report.expected, progressPrinter(o.quiet));
       if (json) out(JSON.stringify({ ...r, probe }, null, 2));

@@ -2,6 +2,7 @@
  * `lockstep status`, `releases` and `history`: read-only views of the fleet.
  */
 import type { Command } from 'commander';
+import { ConfigError } from '../../config/errors.ts';
 import { decideRollbackTarget, mergedHistory, readFleetReleases, releaseState } from '../fleet/releases.ts';
 import { openFleet } from '../fleet/fleet.ts';
 import { historyNote, shortSource } from '../fleet/history.ts';
@@ -91,11 +92,13 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
     .description('activations, rollbacks, failures (hooks too) and lock breaks across the fleet, newest first: who, from where, source commit, message, outcome')
     .option('-n, --limit <count>', 'show at most this many entries', '50')
     .action(async (o: { limit: string }, cmd: Command) => {
+      if (!/^[1-9]\d*$/.test(o.limit)) throw new ConfigError(`-n/--limit: "${o.limit}" is not a positive whole number of entries (e.g. -n 20)`, { field: '--limit' });
+      const limit = Number(o.limit);
       const json = wantsJson(cmd);
       const fleet = openFleet(inventoryFrom(cmd));
       try {
         const { infos, unreachable } = await readFleetReleases(fleet);
-        const entries = mergedHistory(infos).slice(0, Number(o.limit) || 50);
+        const entries = mergedHistory(infos).slice(0, limit);
         if (json) out(JSON.stringify(entries, null, 2));
         else {
           out(

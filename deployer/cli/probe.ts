@@ -9,16 +9,42 @@ import { proxyUrlOf } from '../checks/verify.ts';
 import { probeFailed, renderProbeLine, startRolloutProbe, type ProbeFigures } from '../checks/rollout-probe.ts';
 import { openFleet } from '../fleet/fleet.ts';
 
+/** How long the check that the fleet serves a page before the operation may take, ms. */
+const SERVING_CHECK_MS = 3_000;
+
+/** True when `url`/ answers 200 through the proxy within SERVING_CHECK_MS. */
+async function servesPage(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/`, { signal: AbortSignal.timeout(SERVING_CHECK_MS) });
+    await res.body?.cancel();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Run `operation` with the probe going through the proxy.
  * @param proxyUp true when the proxy's admin API answered (proxyControlFor returned a control):
  *   without a running proxy there is nothing users could reach, so nothing is probed.
+ * @param note told why the probe was skipped: a fleet that served no page before the operation
+ *   (a first deploy) has no users to protect, and every request would count as failed.
  * @returns the operation's result and the figures (null when the probe was off or skipped).
  * @throws whatever `operation` throws, after the probe was stopped.
  */
-export async function withRolloutProbe<T>(inventory: Inventory, proxyUp: boolean, operation: () => Promise<T>): Promise<{ result: T; probe: ProbeFigures | null }> {
+export async function withRolloutProbe<T>(
+  inventory: Inventory,
+  proxyUp: boolean,
+  operation: () => Promise<T>,
+  note: (line: string) => void = () => {},
+): Promise<{ result: T; probe: ProbeFigures | null }> {
   const url = proxyUrlOf(inventory);
-  const handle = url && proxyUp && inventory.deploy.probe.enabled ? startRolloutProbe(url, inventory) : null;
+  let wanted = Boolean(url && proxyUp && inventory.deploy.probe.enabled);
+  if (wanted && !(await servesPage(url!))) {
+    note('rollout probe skipped: the fleet served no page through the proxy before this operation (a first deploy has no users to watch)');
+    wanted = false;
+  }
+  const handle = wanted ? startRolloutProbe(url!, inventory) : null;
   try {
     const result = await operation();
     return { result, probe: handle ? await handle.stop() : null };

@@ -60,6 +60,7 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
           // The probe watches the rollout itself (not the verification after it).
           const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined && !o.dryRun, () =>
             deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy: o.dryRun ? undefined : proxy, signal, dryRun: o.dryRun, lockWaitMs }),
+            (l) => progressPrinter()('probe', l),
           );
           if (r.plan) return { r, v: undefined, probe, state: r.state, verifyInterrupted: false };
           if (probe) await recordProbe(inv, probe, 'deploy', r, progressPrinter());
@@ -115,6 +116,7 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
       const proxy = await proxyControlFor(inv, progressPrinter(), { noProxy: !o.proxy });
       const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
         withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs }), (x) => x.state),
+        (l) => progressPrinter()('probe', l),
       );
       if (probe) await recordProbe(inv, probe, 'rollback', r, progressPrinter());
       out(json ? JSON.stringify({ ...r, probe }, null, 2) : `${renderDeployReportText(r, 'rollback')}${probe ? `\n${renderProbeText(probe, 'rollback')}` : ''}`);
