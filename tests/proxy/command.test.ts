@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadInventory } from '../../config/inventory.ts';
 import { runProxyCommand } from '../../proxy/command.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
-import { request, servedBy, startUpstream, waitFor, type TestUpstream } from './helpers.ts';
+import { request, servedBy, startUpstream, waitFor, writeProxyInventory as writeInventory, type TestUpstream } from './helpers.ts';
 
 let upstreams: TestUpstream[] = [];
 
@@ -14,25 +14,6 @@ afterEach(async () => {
   await Promise.all(upstreams.map((u) => u.close()));
   upstreams = [];
 });
-
-function writeInventory(dir: string, ups: TestUpstream[]): string {
-  const file = join(dir, 'inventory.yaml');
-  const instances = ups.map((u) => `  - { name: ${u.name}, transport: local, deploy_to: fleet/${u.name}, app_port: ${new URL(u.url).port} }`).join('\n');
-  writeFileSync(
-    file,
-    `app:
-  build: { command: "true", output: dist }
-  service: { start: "true", stop: "true", restart: "true" }
-proxy:
-  listen: 127.0.0.1:0
-  admin_listen: 127.0.0.1:0
-  health_check: { interval_ms: 50, timeout_ms: 500, rise: 1, fall: 1 }
-instances:
-${instances}
-`,
-  );
-  return file;
-}
 
 describe('lockstep proxy command', () => {
   it('runs from an inventory, reloads its instance list, and stops when asked', async () => {

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { workerEntry } from '../../proxy/worker-entry.ts';
-import { request, servedBy, startUpstream, waitFor, type TestUpstream } from './helpers.ts';
+import { request, servedBy, startUpstream, waitFor, writeProxyInventory, type TestUpstream } from './helpers.ts';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 let upstreams: TestUpstream[] = [];
@@ -44,20 +44,7 @@ describe('compiled lockstep proxy', () => {
   it('runs in worker mode from build/, serves, and stops on SIGTERM with exit 0', async () => {
     upstreams = [await startUpstream('i1')];
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-compiled-proxy-'));
-    const file = join(dir, 'inventory.yaml');
-    writeFileSync(
-      file,
-      `app:
-  build: { command: "true", output: dist }
-  service: { start: "true", stop: "true", restart: "true" }
-proxy:
-  listen: 127.0.0.1:0
-  admin_listen: 127.0.0.1:0
-  health_check: { interval_ms: 50, timeout_ms: 500, rise: 1, fall: 1 }
-instances:
-  - { name: i1, transport: local, deploy_to: fleet/i1, app_port: ${new URL(upstreams[0]!.url).port} }
-`,
-    );
+    const file = writeProxyInventory(dir, upstreams);
     const proc = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), 'proxy', '--inventory', file], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LOCKSTEP_PROXY_WORKERS: '2', LOCKSTEP_LOG: 'error' },

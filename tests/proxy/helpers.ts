@@ -4,6 +4,8 @@
  * started with fast health checks. No mocks.
  */
 import http from 'node:http';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeEach, describe } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import { startProxy, type ProxyConfig, type RunningProxy } from '../../proxy/index.ts';
@@ -175,4 +177,24 @@ export function affinityCookie(reply: Reply, cookieName = 'lockstep_affinity'): 
 /** Instance that answered (default upstream handler). */
 export function servedBy(reply: Reply): string {
   return (JSON.parse(reply.body) as { instance: string }).instance;
+}
+
+/** An inventory for `lockstep proxy` in `dir`: local instances at the upstreams' ports, fast health checks. @returns its path. */
+export function writeProxyInventory(dir: string, ups: TestUpstream[]): string {
+  const file = join(dir, 'inventory.yaml');
+  const instances = ups.map((u) => `  - { name: ${u.name}, transport: local, deploy_to: fleet/${u.name}, app_port: ${new URL(u.url).port} }`).join('\n');
+  writeFileSync(
+    file,
+    `app:
+  build: { command: "true", output: dist }
+  service: { start: "true", stop: "true", restart: "true" }
+proxy:
+  listen: 127.0.0.1:0
+  admin_listen: 127.0.0.1:0
+  health_check: { interval_ms: 50, timeout_ms: 500, rise: 1, fall: 1 }
+instances:
+${instances}
+`,
+  );
+  return file;
 }
