@@ -12,15 +12,22 @@ import { openFleet } from '../fleet/fleet.ts';
 /** How long the check that the fleet serves a page before the operation may take, ms. */
 const SERVING_CHECK_MS = 3_000;
 
-/** True when `url`/ answers 200 through the proxy within SERVING_CHECK_MS. */
-async function servesPage(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${url}/`, { signal: AbortSignal.timeout(SERVING_CHECK_MS) });
-    await res.body?.cancel();
-    return res.status === 200;
-  } catch {
-    return false;
+/**
+ * True when `url`/ answers 200 through the proxy within SERVING_CHECK_MS, on any of `attempts`
+ * cookie-less requests: the balancer spreads them over the instances, so one instance that does
+ * not serve (the very fault the probe is there to report) does not make the fleet look unserved.
+ */
+async function servesPage(url: string, attempts: number): Promise<boolean> {
+  for (let i = 0; i < attempts; i++) {
+    try {
+      const res = await fetch(`${url}/`, { signal: AbortSignal.timeout(SERVING_CHECK_MS) });
+      await res.body?.cancel();
+      if (res.status === 200) return true;
+    } catch {
+      // try the next request: another instance may answer
+    }
   }
+  return false;
 }
 
 /**
@@ -40,7 +47,7 @@ export async function withRolloutProbe<T>(
 ): Promise<{ result: T; probe: ProbeFigures | null }> {
   const url = proxyUrlOf(inventory);
   let wanted = Boolean(url && proxyUp && inventory.deploy.probe.enabled);
-  if (wanted && !(await servesPage(url!))) {
+  if (wanted && !(await servesPage(url!, inventory.instances.length + 1))) {
     note('rollout probe skipped: the fleet served no page through the proxy before this operation (a first deploy has no users to watch)');
     wanted = false;
   }
