@@ -26,6 +26,11 @@ export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, s
   });
 }
 
+/** Tell the browser to forget the session cookie (same name, path and flags, expired). */
+export function clearSessionCookie(request: FastifyRequest, reply: FastifyReply): void {
+  reply.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: 'lax', path: '/', secure: cameOverHttps(request) });
+}
+
 /**
  * The caller's session, from the cookie only.
  * @returns the session id, or null without a cookie or when it names no live session.

@@ -129,6 +129,23 @@ export class SessionStore {
   }
 
   /**
+   * Delete a session and everything it holds (upload, parsed table, boundaries, analysis): sign-out.
+   * @param id a session id; anything that is not a canonical UUIDv4 deletes nothing.
+   * @returns true when a session directory existed and was deleted, false when there was none.
+   * @throws the fs error when the directory exists but cannot be removed.
+   */
+  async destroy(id: string): Promise<boolean> {
+    if (!isUuidV4(id)) return false;
+    const dir = join(this.root, id);
+    const existed = await stat(dir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
+    if (existed) await rm(dir, { recursive: true, force: true });
+    return existed;
+  }
+
+  /**
    * Delete sessions idle longer than the idle time, and temporary directories left by uploads
    * that crashed mid-way.
    * @returns the number of sessions deleted.

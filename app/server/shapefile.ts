@@ -40,10 +40,12 @@ export interface ShapefileSummary {
 export interface JoinReport {
   join_on: 'ward_code' | 'ward_name';
   matched: number;
-  /** CSV wards without a polygon: name, code and file line. */
+  /** CSV wards without a polygon: name, code and file line (the first MAX_LISTED; the count is `unmatched_csv_count`). */
   unmatched_csv: { ward_name: string; ward_code: string | null; line: number }[];
-  /** Polygons without a CSV ward. */
+  unmatched_csv_count: number;
+  /** Polygons without a CSV ward (the first MAX_LISTED; the count is `unmatched_features_count`). */
   unmatched_features: { ward_name: string | null; ward_code: string | null }[];
+  unmatched_features_count: number;
   /** Join keys held by more than one CSV ward or polygon: the map cannot tell those apart. */
   ambiguous: string[];
 }
@@ -177,6 +179,11 @@ export async function readShapefileZip(
   };
 }
 
+/** Unmatched wards listed in an upload answer (each side); the counts are always complete. */
+export const MAX_LISTED = 50;
+/** Unmatched wards named in the warning text. */
+const WARNING_NAMES = 10;
+
 /** The key a ward joins on: its code when joining on codes, else its normalised name. */
 export function joinKey(on: JoinReport['join_on'], name: string | null, code: string | null): string | null {
   if (on === 'ward_code') return code ? code.trim().toUpperCase() : null;
@@ -220,8 +227,63 @@ export function joinWards(
   return {
     join_on: on,
     matched: wards.length - unmatchedCsv.length,
-    unmatched_csv: unmatchedCsv,
-    unmatched_features: unmatchedFeatures,
+    unmatched_csv: unmatchedCsv.slice(0, MAX_LISTED),
+    unmatched_csv_count: unmatchedCsv.length,
+    unmatched_features: unmatchedFeatures.slice(0, MAX_LISTED),
+    unmatched_features_count: unmatchedFeatures.length,
     ambiguous: [...ambiguous].sort(),
   };
+}
+
+/**
+ * Join the CSV wards to the polygons and judge the result: a pair with no ward in common is an
+ * error (the files are of different states, or their keys differ), a partial match is a warning
+ * that names the first unmatched wards and gives the counts. When a code join matches nothing
+ * but names do, the name join is used and a warning says so.
+ * @param files the CSV and zip names, for the messages.
+ * @returns the join report and the warnings for the upload answer.
+ * @throws AppError 422 NO_WARDS_MATCHED naming both files, the key and an example key of each side.
+ */
+export function joinAndCheck(
+  wards: { ward_name: string; ward_code: string | null; line: number }[],
+  features: BoundaryFeature[],
+  codeFieldKnown: boolean,
+  files: { csv: string; shapefile: string },
+): { join: JoinReport; warnings: string[] } {
+  let join = joinWards(wards, features, codeFieldKnown);
+  const warnings: string[] = [];
+  if (join.matched === 0 && join.join_on === 'ward_code') {
+    const byName = joinWards(wards, features, false);
+    if (byName.matched > 0) {
+      join = byName;
+      warnings.push(`no ward code of ${files.csv} is in ${files.shapefile}: the wards were joined on their names instead`);
+    }
+  }
+  const key = join.join_on === 'ward_code' ? 'ward code' : 'ward name';
+  if (join.matched === 0) {
+    const csvExample = wards.find((w) => (join.join_on === 'ward_code' ? w.ward_code : w.ward_name));
+    const shpExample = features.find((f) => (join.join_on === 'ward_code' ? f.properties.ward_code : f.properties.ward_name));
+    const ex = (v: string | null | undefined) => (v ? `"${v}"` : 'none');
+    throw new AppError(
+      422,
+      'NO_WARDS_MATCHED',
+      `${files.csv} and ${files.shapefile} have no ward in common: none of the ${wards.length} wards of the CSV matches any of the ` +
+        `${features.length} polygons by ${key} (e.g. CSV ${ex(join.join_on === 'ward_code' ? csvExample?.ward_code : csvExample?.ward_name)}, ` +
+        `shapefile ${ex(join.join_on === 'ward_code' ? shpExample?.properties.ward_code : shpExample?.properties.ward_name)}). ` +
+        'Are they the same state? Upload the boundaries of the state in the CSV, or the CSV alone',
+      { file: files.shapefile },
+    );
+  }
+  if (join.unmatched_csv_count > 0) {
+    const names = join.unmatched_csv.slice(0, WARNING_NAMES).map((w) => `${w.ward_name}${w.ward_code ? ` (${w.ward_code})` : ''} line ${w.line}`);
+    const more = join.unmatched_csv_count - names.length;
+    warnings.push(
+      `${join.unmatched_csv_count} of ${wards.length} wards have no polygon in ${files.shapefile} (joined on ${key}) and are not on the map: ` +
+        `${names.join(', ')}${more > 0 ? ` and ${more} more` : ''}`,
+    );
+  }
+  if (join.unmatched_features_count > 0) {
+    warnings.push(`${join.unmatched_features_count} of ${features.length} polygons in ${files.shapefile} have no ward in ${files.csv} (shown grey)`);
+  }
+  return { join, warnings };
 }

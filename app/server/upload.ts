@@ -9,7 +9,7 @@ import { AppError } from './errors.ts';
 import { parseWardCsv, type WardTable } from './table.ts';
 import type { SessionFile, SessionStore } from './sessions.ts';
 import { setSessionCookie } from './cookie.ts';
-import { joinWards, readShapefileZip, type JoinReport, type ShapefileSummary } from './shapefile.ts';
+import { joinAndCheck, readShapefileZip, type JoinReport, type ShapefileSummary } from './shapefile.ts';
 import type { AppConfig } from './config.ts';
 import { analysisInputOf } from './analysis/run.ts';
 
@@ -34,6 +34,8 @@ export interface UploadSummary {
   column_details: WardTable['columns'];
   missing_values: Record<string, number>;
   duplicate_ward_names: WardTable['duplicateWardNames'];
+  /** What the analyst should know about the upload (e.g. wards without a polygon); empty when nothing. */
+  warnings: string[];
   /** Present when a shapefile zip came with the CSV. */
   shapefile?: ShapefileSummary & JoinReport;
 }
@@ -93,6 +95,7 @@ export function summarize(table: WardTable): UploadSummary {
     column_details: table.columns,
     missing_values: missing,
     duplicate_ward_names: table.duplicateWardNames,
+    warnings: [],
   };
 }
 
@@ -122,8 +125,12 @@ export async function handleUpload(request: FastifyRequest, reply: FastifyReply,
       ward_code: codeIdx >= 0 ? (row[codeIdx] ?? null) : null,
       line: table.lines[r]!,
     }));
-    const join = joinWards(wards, boundaries.features, boundaries.summary.code_field !== null);
+    const { join, warnings } = joinAndCheck(wards, boundaries.features, boundaries.summary.code_field !== null, {
+      csv: csv.filename,
+      shapefile: shapefile.filename,
+    });
     summary.shapefile = { ...boundaries.summary, ...join };
+    summary.warnings.push(...warnings);
     files.push({ name: 'boundaries.json', content: JSON.stringify({ type: 'FeatureCollection', features: boundaries.features }) });
     (meta.files as Record<string, unknown>).shapefile = { name: shapefile.filename, bytes: shapefile.buf.length };
   }

@@ -115,6 +115,62 @@ describe('PCA analysis of Niger State', () => {
   });
 });
 
+/**
+ * The real Niger table with columns renamed (`rename`: old -> new) and dropped, written back as
+ * CSV (every cell quoted; NA stays NA), as a state file that names its columns differently would be.
+ */
+function nigerVariant(rename: Record<string, string>, drop: string[] = [], keep?: string[]): string {
+  const rows = parse(nigerCsv, { bom: true }) as string[][];
+  const header = rows[0]!;
+  const idx = header.map((_, i) => i).filter((i) => !drop.includes(header[i]!) && (!keep || keep.includes(header[i]!)));
+  const q = (v: string) => `"${v.replace(/"/g, '""')}"`;
+  return rows.map((r, n) => idx.map((i) => q(n === 0 ? (rename[r[i]!] ?? r[i]!) : r[i]!)).join(',')).join('\n') + '\n';
+}
+
+async function uploadText(csv: string): Promise<string> {
+  const res = await upload(app.url, csv, { filename: 'Niger_variant.csv' });
+  expect(res.status, await res.clone().text()).toBe(200);
+  return sessionCookieOf(res)!;
+}
+
+interface Variables {
+  indicators: { column: string; direction: string; source: string; variable: { id: string; kind: string; synonym: string; rule_source: string } | null }[];
+  variables: { burden_measure_found: boolean; burden_measures: string[]; not_used: { column: string; reason: string }[] };
+  warnings: string[];
+}
+
+describe('variables recognised in real files (the synonym table)', () => {
+  it('finds the under-5 test positivity rate of a state file that calls it "tpr_u5", and says which synonym matched', async () => {
+    const c = await uploadText(nigerVariant({ u5_tpr_rdt: 'tpr_u5' }, ['pfpr']));
+    const res = await analyse(undefined, c);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Variables;
+    const tpr = body.indicators.find((i) => i.column === 'tpr_u5');
+    expect(tpr).toMatchObject({ direction: 'positive', source: 'default', variable: { id: 'u5_tpr', kind: 'burden', synonym: 'u5_tpr' } });
+    expect(tpr!.variable!.rule_source).toMatch(/^WHO/);
+    expect(body.variables).toMatchObject({ burden_measure_found: true, burden_measures: ['tpr_u5'] });
+    expect(body.variables.not_used).toContainEqual({ column: 'population', reason: expect.stringMatching(/size measure/) });
+    expect(body.warnings.join(' ')).not.toMatch(/NOT a malaria risk ranking/);
+  });
+
+  it('refuses to rank a real file whose only numeric column is population (422 NO_KNOWN_INDICATORS)', async () => {
+    const c = await uploadText(nigerVariant({}, [], ['WardName', 'WardCode', 'population']));
+    const res = await analyse(undefined, c);
+    expect(res.status).toBe(422);
+    expect(await res.json()).toMatchObject({ code: 'NO_KNOWN_INDICATORS', message: expect.stringContaining('numeric columns: population') });
+  });
+
+  it('warns that a ranking of the real file without its burden measures is not a malaria risk ranking', async () => {
+    const c = await uploadText(nigerVariant({}, ['pfpr', 'u5_tpr_rdt']));
+    const res = await analyse(undefined, c);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Variables;
+    expect(body.variables).toMatchObject({ burden_measure_found: false, burden_measures: [] });
+    expect(body.warnings[0]).toMatch(/No malaria burden measure.*It is NOT a malaria risk ranking/);
+    expect(body.indicators.length).toBeGreaterThan(5);
+  });
+});
+
 describe('analysis routes are per session', () => {
   it('need a session cookie', async () => {
     expect((await analyse(undefined, null)).status).toBe(401);

@@ -77,7 +77,8 @@ describe('upload', () => {
     const zip = new Uint8Array(readFileSync(join(realDataDir, 'Niger_State.zip')));
     const results = await Promise.all(
       [1, 2, 3].map((i) =>
-        uploadOk(markerCsv(`both-${i}`), {
+        // Three real Niger wards (codes from Niger_plus.csv), so the pair shares wards with the zip.
+        uploadOk(`WardName,WardCode,note,pfpr\nAdahe,NISAGR01,both-${i},0.2\nAdono,NISPAK01,both-${i},0.3\n`, {
           path: '/upload_both_files',
           field: 'csv_file',
           files: { shapefile: { name: 'Niger_State.zip', content: zip } },
@@ -288,6 +289,44 @@ describe('limits and restarts', () => {
     } finally {
       await second.stop();
     }
+  });
+});
+
+describe('sign-out: DELETE /api/session', () => {
+  it('deletes the session\'s upload and analysis on the server, clears the cookie, and leaves other sessions alone', async () => {
+    const zip = new Uint8Array(readFileSync(join(realDataDir, 'Niger_State.zip')));
+    const csv = new Uint8Array(readFileSync(join(realDataDir, 'Niger_plus.csv')));
+    const res = await upload(app.url, csv, { filename: 'Niger_plus.csv', files: { shapefile: { name: 'Niger_State.zip', content: zip } } });
+    expect(res.status).toBe(200);
+    const { session_id: id } = (await res.json()) as { session_id: string };
+    const cookie = sessionCookieOf(res)!;
+    const other = await uploadOk(markerCsv('m-stays'));
+    expect((await fetch(`${app.url}/api/analysis`, { method: 'POST', headers: { cookie } })).status).toBe(200);
+    const dir = join(app.dataDir, 'sessions', id);
+    expect(existsSync(join(dir, 'analysis.json'))).toBe(true);
+    expect(existsSync(join(dir, 'upload.csv'))).toBe(true);
+
+    const out = await fetch(`${app.url}/api/session`, { method: 'DELETE', headers: { cookie } });
+    expect(out.status).toBe(200);
+    expect(await out.json()).toEqual({ status: 'success', deleted: true });
+    const cleared = out.headers.getSetCookie().find((c) => c.startsWith('analysis_session='))!;
+    expect(cleared).toMatch(/^analysis_session=;/);
+    expect(cleared).toMatch(/Expires=Thu, 01 Jan 1970|Max-Age=0/);
+    expect(cleared).toMatch(/Path=\//);
+    expect(existsSync(dir)).toBe(false);
+    expect(await sessionDirs()).not.toContain(id);
+    // The old cookie names nothing any more, on every route.
+    expect((await readSession(cookie)).status).toBe(401);
+    expect((await fetch(`${app.url}/api/analysis`, { headers: { cookie } })).status).toBe(401);
+    expect((await fetch(`${app.url}/api/map`, { headers: { cookie } })).status).toBe(401);
+    expect((await fetch(`${app.url}/api/analysis/export.csv`, { headers: { cookie } })).status).toBe(401);
+    // Another user's session is untouched.
+    expect((await readSession(other.cookie)).text).toContain('m-stays');
+    // Signing out again (or without a session) is harmless.
+    const again = await fetch(`${app.url}/api/session`, { method: 'DELETE', headers: { cookie } });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ status: 'success', deleted: false });
+    expect((await readSession(other.cookie)).status).toBe(200);
   });
 });
 

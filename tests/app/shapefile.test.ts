@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readShapefileZip, joinWards } from '../../app/server/shapefile.ts';
 import { AppError } from '../../app/server/errors.ts';
 import { writeShapefileZip, zipEntries, type DbfField, type PolygonRecord } from '../../app/sample-data/shapefile-writer.ts';
-import { buildRelease, realDataDir, sessionCookieOf, startApp, upload, type RunningApp } from './support.ts';
+import { buildRelease, realDataDir, repoRoot, sessionCookieOf, startApp, upload, type RunningApp } from './support.ts';
 
 const nigerCsv = new Uint8Array(readFileSync(join(realDataDir, 'Niger_plus.csv')));
 const nigerZip = new Uint8Array(readFileSync(join(realDataDir, 'Niger_State.zip')));
@@ -193,6 +193,44 @@ describe('upload with a shapefile, through the real server', () => {
     expect(body.shapefile.matched).toBe(274);
     expect(body.shapefile.unmatched_csv).toEqual([expect.objectContaining({ ward_code: 'NOSUCH01', line: 2 })]);
     expect(body.shapefile.unmatched_features).toEqual([expect.objectContaining({ ward_code: 'NISAGR01' })]);
+  });
+
+  it('refuses a CSV uploaded with another state\'s shapefile (no ward in common), saying so, and stores nothing', async () => {
+    // The synthetic state of app/sample-data (codes SS…, no name shared with Niger) with the real Niger boundaries.
+    const otherState = readFileSync(join(repoRoot, 'app', 'sample-data', 'sample_wards.csv'));
+    const before = await readdir(join(app.dataDir, 'sessions'));
+    const res = await upload(app.url, new Uint8Array(otherState), {
+      filename: 'sample_wards.csv',
+      files: { shapefile: { name: 'Niger_State.zip', content: nigerZip } },
+    });
+    const body = (await res.json()) as { code: string; message: string; file: string };
+    expect(res.status).toBe(422);
+    expect(body).toMatchObject({ code: 'NO_WARDS_MATCHED', file: 'Niger_State.zip' });
+    expect(body.message).toMatch(/^sample_wards\.csv and Niger_State\.zip have no ward in common: none of the 60 wards .* 275 polygons by ward code/);
+    expect(sessionCookieOf(res)).toBeNull();
+    expect(await readdir(join(app.dataDir, 'sessions'))).toEqual(before);
+  });
+
+  it('accepts a partial match with a warning that counts and names the unmatched wards (bounded lists)', async () => {
+    // 60 real Niger wards get codes the boundaries do not have.
+    let n = 0;
+    const text = Buffer.from(nigerCsv)
+      .toString('utf8')
+      .replace(/,(NIS[A-Z]{3}\d\d),/g, (m, code: string) => (n++ < 60 ? `,XX${code.slice(2)},` : m));
+    expect(n).toBe(275);
+    const res = await upload(app.url, text, { filename: 'Niger_plus.csv', files: { shapefile: { name: 'Niger_State.zip', content: nigerZip } } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      warnings: string[];
+      shapefile: { matched: number; unmatched_csv: { line: number }[]; unmatched_csv_count: number; unmatched_features: unknown[]; unmatched_features_count: number };
+    };
+    expect(body.shapefile).toMatchObject({ matched: 215, unmatched_csv_count: 60, unmatched_features_count: 60 });
+    expect(body.shapefile.unmatched_csv).toHaveLength(50);
+    expect(body.shapefile.unmatched_features).toHaveLength(50);
+    const warning = body.warnings.find((w) => w.includes('have no polygon'))!;
+    expect(warning).toMatch(/^60 of 275 wards have no polygon in Niger_State\.zip \(joined on ward code\) and are not on the map: Adahe \(XXSAGR01\) line 2, /);
+    expect(warning).toMatch(/ and 50 more$/);
+    expect(body.warnings).toContain('60 of 275 polygons in Niger_State.zip have no ward in Niger_plus.csv (shown grey)');
   });
 
   it('a bad shapefile fails the whole upload and leaves no session behind', async () => {

@@ -3,7 +3,8 @@
  * vectors (missing values imputed with the column mean, and reported, never dropped).
  */
 import { AppError } from '../errors.ts';
-import { normalizeName, type ColumnSummary } from '../table.ts';
+import type { ColumnSummary } from '../table.ts';
+import { matchVariable, type VariableKind } from './variables.ts';
 
 /**
  * How an indicator relates to malaria risk: `positive` when a higher value means higher risk
@@ -18,9 +19,7 @@ export interface IndicatorChoice {
 }
 
 /** An indicator as used in an analysis, with what was done to it. */
-export interface PreparedIndicator extends IndicatorChoice {
-  /** Why this direction: `request` (the caller chose) or `default` (the table below). */
-  source: 'request' | 'default';
+export interface PreparedIndicator extends Choice {
   /** Values per row after imputation (raw units of the column). */
   values: number[];
   missing: number;
@@ -32,73 +31,82 @@ export interface PreparedIndicator extends IndicatorChoice {
   max: number;
 }
 
-/**
- * Known malaria-risk covariates, by normalised column name, with the direction of their
- * relation to risk. Wetness, vegetation, rainfall, humidity, temperature (in the tropical range
- * of these data) and measured infection favour transmission; distance to water, better
- * housing, elevation and urbanisation (urban share, night-time lights, building height) reduce it.
- * Population and area columns are size measures, not risk indicators: never chosen by default.
- */
-const KNOWN_DIRECTIONS: Readonly<Record<string, Direction>> = {
-  pfpr: 'positive',
-  u5tprrdt: 'positive',
-  tpr: 'positive',
-  testpositivityrate: 'positive',
-  meanrainfall: 'positive',
-  rainfall: 'positive',
-  avgrainfall: 'positive',
-  flood: 'positive',
-  ndwi: 'positive',
-  ndmi: 'positive',
-  meansoilwetness: 'positive',
-  soilwetness: 'positive',
-  meanevi: 'positive',
-  evi: 'positive',
-  meanndvi: 'positive',
-  ndvi: 'positive',
-  ndviscore: 'positive',
-  rhmean: 'positive',
-  humidity: 'positive',
-  tempmean: 'positive',
-  temperature: 'positive',
-  disttoclinic: 'positive',
-  distancetoclinic: 'positive',
-  distancetowater: 'negative',
-  disttowater: 'negative',
-  housingquality: 'negative',
-  avghousescore: 'negative',
-  housescore: 'negative',
-  elevation: 'negative',
-  urbanpercentage: 'negative',
-  urbanpercent: 'negative',
-  avgrad: 'negative',
-  nighttimelights: 'negative',
-  buildingheight: 'negative',
-};
+/** What the synonym table made of a chosen column (null fields when it is not in the table). */
+export interface ChoiceVariable {
+  /** Variable id in the synonym table (variables.ts), e.g. `u5_tpr`. */
+  id: string;
+  label: string;
+  kind: VariableKind;
+  /** The synonym the column name matched (why it was recognised). */
+  synonym: string;
+  /** Source of the direction rule. */
+  rule_source: string;
+}
 
-/** The default direction of a column, or null when the column is not a known risk covariate. */
-export function knownDirection(column: string): Direction | null {
-  return KNOWN_DIRECTIONS[normalizeName(column)] ?? null;
+/** A chosen indicator: column, direction, who chose it, and how the synonym table read it. */
+export interface Choice extends IndicatorChoice {
+  source: 'request' | 'default';
+  variable: ChoiceVariable | null;
+}
+
+/** A numeric column left out of a default analysis, and why. */
+export interface NotUsed {
+  column: string;
+  reason: string;
+}
+
+function choiceVariable(column: string): ChoiceVariable | null {
+  const m = matchVariable(column);
+  if (!m) return null;
+  return { id: m.variable.id, label: m.variable.label, kind: m.variable.kind, synonym: m.synonym, rule_source: m.variable.source };
 }
 
 /**
- * Choose the indicators: the request's when given, else every known covariate in the table
- * (else every numeric indicator column, as `positive`).
- * @throws AppError 400 BAD_INDICATORS / UNKNOWN_COLUMN / NOT_NUMERIC (with column) for a bad request.
+ * The default direction of a column from the synonym table, or null when the column is not a
+ * recognised risk variable (unknown, or a size measure such as population).
  */
-export function chooseIndicators(columns: ColumnSummary[], requested: unknown): (IndicatorChoice & { source: 'request' | 'default' })[] {
+export function knownDirection(column: string): Direction | null {
+  return matchVariable(column)?.variable.direction ?? null;
+}
+
+/**
+ * Choose the indicators: the request's when given, else every indicator column the synonym
+ * table recognises as a risk variable (variables.ts), with its direction. Size measures
+ * (population, area) and unrecognised columns are never defaults; they are listed in `notUsed`.
+ * @returns the choices and, for a default choice, the numeric columns left out with the reason.
+ * @throws AppError 400 BAD_INDICATORS / UNKNOWN_COLUMN / NOT_NUMERIC (with column) for a bad request;
+ *   422 NO_KNOWN_INDICATORS when defaults are asked for and no column is a recognised risk variable
+ *   (the app does not guess directions: the analyst chooses the indicators).
+ */
+export function chooseIndicators(columns: ColumnSummary[], requested: unknown): { choices: Choice[]; notUsed: NotUsed[] } {
   const byName = new Map(columns.map((c) => [c.name, c]));
   if (requested === undefined || requested === null) {
-    const candidates = columns.filter((c) => c.role === 'indicator');
-    const known = candidates.filter((c) => knownDirection(c.name) !== null);
-    const chosen = known.length > 0 ? known : candidates;
-    return chosen.map((c) => ({ column: c.name, direction: knownDirection(c.name) ?? 'positive', source: 'default' as const }));
+    const choices: Choice[] = [];
+    const notUsed: NotUsed[] = [];
+    for (const c of columns.filter((col) => col.role === 'indicator')) {
+      const variable = choiceVariable(c.name);
+      const direction = knownDirection(c.name);
+      if (variable && direction) choices.push({ column: c.name, direction, source: 'default', variable });
+      else if (variable) notUsed.push({ column: c.name, reason: `${variable.label} is a size measure, not a risk (never a default)` });
+      else notUsed.push({ column: c.name, reason: 'not in the synonym table (choose it in the request to use it)' });
+    }
+    if (choices.length === 0) {
+      const listed = notUsed.map((n) => n.column).join(', ');
+      throw new AppError(
+        422,
+        'NO_KNOWN_INDICATORS',
+        `no column is a recognised malaria risk variable (numeric columns: ${listed}; population and area are sizes, never risks). ` +
+          'Name the burden measure as in the synonym table (e.g. u5_tpr, tpr, pfpr, incidence; see app/README.md), ' +
+          'or choose the indicators and their directions yourself',
+      );
+    }
+    return { choices, notUsed };
   }
   if (!Array.isArray(requested) || requested.length === 0) {
     throw new AppError(400, 'BAD_INDICATORS', '"indicators" must be a non-empty list of {column, direction}');
   }
   const seen = new Set<string>();
-  return requested.map((item: unknown, i) => {
+  const choices = requested.map((item: unknown, i): Choice => {
     const entry = (typeof item === 'string' ? { column: item } : item) as { column?: unknown; direction?: unknown } | null;
     if (!entry || typeof entry.column !== 'string') {
       throw new AppError(400, 'BAD_INDICATORS', `indicators[${i}] must be a column name or {column, direction}`);
@@ -119,8 +127,9 @@ export function chooseIndicators(columns: ColumnSummary[], requested: unknown): 
         column,
       });
     }
-    return { column, direction, source: 'request' as const };
+    return { column, direction, source: 'request', variable: choiceVariable(column) };
   });
+  return { choices, notUsed: [] };
 }
 
 /**
@@ -131,7 +140,7 @@ export function chooseIndicators(columns: ColumnSummary[], requested: unknown): 
  */
 export function prepareIndicators(
   numeric: Readonly<Record<string, readonly (number | null)[]>>,
-  choices: (IndicatorChoice & { source: 'request' | 'default' })[],
+  choices: Choice[],
 ): PreparedIndicator[] {
   return choices.map((choice) => {
     const raw = numeric[choice.column];

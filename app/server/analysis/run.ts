@@ -6,7 +6,7 @@
 import { AppError } from '../errors.ts';
 import type { ColumnSummary } from '../table.ts';
 import { categoryOfRank, compositeScores, rankDescending, type RiskCategory } from './composite.ts';
-import { chooseIndicators, prepareIndicators, type Direction } from './indicators.ts';
+import { chooseIndicators, prepareIndicators, type ChoiceVariable, type Direction, type NotUsed } from './indicators.ts';
 import { pcaIndex, type Suitability } from './pca.ts';
 
 export type Method = 'composite' | 'pca';
@@ -45,6 +45,8 @@ export interface IndicatorReport {
   column: string;
   direction: Direction;
   source: 'request' | 'default';
+  /** How the synonym table recognised the column (matched synonym, kind, source of the direction rule); null when it did not. */
+  variable: ChoiceVariable | null;
   missing: number;
   imputed_with: number | null;
   min: number;
@@ -61,10 +63,26 @@ export interface AnalysisResult {
   indicators: IndicatorReport[];
   categories: Record<RiskCategory, number>;
   pca?: { explained_variance: number; suitability: Suitability; dropped: string[] };
+  /** Which variables the ranking rests on: whether a malaria burden measure is among them, and what a default choice left out. */
+  variables: VariablesReport;
   warnings: string[];
   /** Sorted by rank (1 first). */
   wards: WardResult[];
 }
+
+export interface VariablesReport {
+  /** True when at least one indicator is a malaria burden measure (test positivity, parasite rate, incidence). */
+  burden_measure_found: boolean;
+  /** The indicators that are burden measures. */
+  burden_measures: string[];
+  /** Numeric columns a default choice left out, with the reason (empty for a requested choice). */
+  not_used: NotUsed[];
+}
+
+/** The warning given when no indicator is a malaria burden measure. */
+export const NO_BURDEN_WARNING =
+  'No malaria burden measure (test positivity rate, parasite rate or incidence; see the synonym table) is among the indicators: ' +
+  'this ranking orders wards by environmental and structural factors only. It is NOT a malaria risk ranking.';
 
 /**
  * What an analysis reads: the table reduced to ward identity and numeric columns. Built once at
@@ -133,7 +151,7 @@ export function parseAnalysisRequest(body: unknown): { method: Method; indicator
  * @throws AppError 400 for a bad indicator choice, 422 when the data cannot be analysed.
  */
 export function runAnalysis(input: AnalysisInput, method: Method, requestedIndicators: unknown, now = new Date()): AnalysisResult {
-  const choices = chooseIndicators(input.columns, requestedIndicators);
+  const { choices, notUsed } = chooseIndicators(input.columns, requestedIndicators);
   if (choices.length === 0) throw new AppError(422, 'NO_INDICATORS', 'the table has no numeric indicator to analyse');
   const prepared = prepareIndicators(input.numeric, choices);
   const n = input.wardNames.length;
@@ -180,6 +198,13 @@ export function runAnalysis(input: AnalysisInput, method: Method, requestedIndic
     return ward;
   });
   wards.sort((a, b) => a.rank - b.rank);
+  const burdenMeasures = prepared.filter((ind) => ind.variable?.kind === 'burden').map((ind) => ind.column);
+  const sizes = prepared.filter((ind) => ind.variable?.kind === 'size').map((ind) => ind.column);
+  warnings = [
+    ...(burdenMeasures.length === 0 ? [NO_BURDEN_WARNING] : []),
+    ...(sizes.length > 0 ? [`${sizes.join(', ')}: a size measure, not a risk; ranking on it ranks wards by size`] : []),
+    ...warnings,
+  ];
   const categories = { high: 0, medium: 0, low: 0 };
   for (const w of wards) categories[w.category] += 1;
   return {
@@ -192,6 +217,7 @@ export function runAnalysis(input: AnalysisInput, method: Method, requestedIndic
       column: ind.column,
       direction: ind.direction,
       source: ind.source,
+      variable: ind.variable,
       missing: ind.missing,
       imputed_with: ind.imputedWith,
       min: ind.min,
@@ -200,6 +226,7 @@ export function runAnalysis(input: AnalysisInput, method: Method, requestedIndic
     })),
     categories,
     ...(pcaReport ? { pca: pcaReport } : {}),
+    variables: { burden_measure_found: burdenMeasures.length > 0, burden_measures: burdenMeasures, not_used: notUsed },
     warnings,
     wards,
   };

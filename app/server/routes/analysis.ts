@@ -20,7 +20,11 @@ export function registerAnalysisRoutes(app: FastifyInstance, store: SessionStore
     const input = await store.readJson<AnalysisInput>(id, 'analysis-input.json');
     if (!input) throw new AppError(401, 'NO_SESSION', 'the session holds no data');
     const result = runAnalysis(input, method, indicators);
-    await store.writeFile(id, 'analysis.json', JSON.stringify(result));
+    await store.writeFile(id, 'analysis.json', JSON.stringify(result)).catch((e: NodeJS.ErrnoException) => {
+      // Signed out (DELETE /api/session) while the analysis ran: the session directory is gone.
+      if (e.code === 'ENOENT') throw new AppError(401, 'NO_SESSION', 'the session was deleted (signed out) during the analysis');
+      throw e;
+    });
     return { status: 'success', session_id: id, ...publicAnalysis(result) };
   });
 

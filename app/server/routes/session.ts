@@ -1,7 +1,7 @@
 /** Reading the caller's own session. The session is named by the cookie and nothing else. */
 import type { FastifyInstance } from 'fastify';
 import type { SessionStore } from '../sessions.ts';
-import { requireSession, sessionOf } from '../cookie.ts';
+import { clearSessionCookie, requireSession, sessionOf } from '../cookie.ts';
 import type { StoredTable, UploadSummary } from '../upload.ts';
 import { AppError } from '../errors.ts';
 
@@ -18,7 +18,7 @@ function pageParam(raw: unknown, name: string, fallback: number, max: number): n
   return n;
 }
 
-/** Register `GET /api/session` and the incident app's `GET /api/session/status`. */
+/** Register `GET /api/session`, `DELETE /api/session` (sign-out) and the incident app's `GET /api/session/status`. */
 export function registerSessionRoutes(app: FastifyInstance, store: SessionStore): void {
   /**
    * The caller's session: summary, header and a page of rows (`?offset=&limit=`).
@@ -45,6 +45,19 @@ export function registerSessionRoutes(app: FastifyInstance, store: SessionStore)
       limit,
       data: table.rows.slice(offset, offset + limit),
     };
+  });
+
+  /**
+   * Sign out: delete the caller's session on the server (the upload, the parsed table, the
+   * boundaries, every analysis) and clear the cookie. Idempotent: 200 with `deleted: false`
+   * when the cookie names no live session; the cookie is cleared either way.
+   */
+  app.delete('/api/session', async (request, reply) => {
+    const id = await sessionOf(request, store);
+    const deleted = id ? await store.destroy(id) : false;
+    clearSessionCookie(request, reply);
+    if (id) request.log.info({ session: id }, 'session deleted (sign-out)');
+    return { status: 'success', deleted };
   });
 
   /** Whether the caller has a session (never 401: the incident app's clients poll it). */
