@@ -1,7 +1,9 @@
 /**
  * The frontend in a real browser (playwright-core driving Debian's chromium) against the real
  * built server: concurrent users stay isolated, a reload keeps the session, nothing
- * session-related lands in web storage, and the chart and map render.
+ * session-related lands in web storage, the chart and map render, a new upload never shows the
+ * previous dataset's results (delayed and failed analysis answers), a ranking without a malaria
+ * burden measure says so, and sign-out empties the page and the server.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -182,6 +184,97 @@ describe('the app in a browser', () => {
       await page.getByTestId('risk-map').waitFor();
       expect(await page.locator('[data-testid=ward-shape]').count()).toBe(60);
       await page.screenshot({ path: join(artifacts, 'sample.png'), fullPage: true });
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('a new upload clears the previous ranking, chart and map at once; a delayed or failed analysis never shows them again', async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 1400 } });
+    try {
+      const page = await openApp(ctx);
+      await uploadIn(page, join(realDataDir, 'Niger_plus.csv'), join(realDataDir, 'Niger_State.zip'));
+      await page.getByTestId('risk-map').waitFor();
+      await page.screenshot({ path: join(artifacts, 'switch-1-first-dataset.png'), fullPage: true });
+      const dir = await tempDir('browser');
+      const second = join(dir, 'second.csv');
+      const third = join(dir, 'third.csv');
+      await writeFile(second, 'WardName,pfpr,rain\nSecond-File-A,0.3,100\nSecond-File-B,0.1,50\n');
+      await writeFile(third, 'WardName,pfpr\nThird-File-A,0.2\nThird-File-B,0.4\n');
+
+      // 1. The new file's analysis is held back: its summary is up, nothing of Niger is.
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let held = 0;
+      await page.route('**/api/analysis', async (route) => {
+        if (route.request().method() !== 'POST') return route.continue();
+        held += 1;
+        await gate;
+        await route.continue();
+      });
+      await page.getByTestId('csv-input').setInputFiles(second);
+      await page.getByTestId('shapefile-input').setInputFiles([]);
+      await page.getByTestId('upload-button').click();
+      await page.getByTestId('summary').locator('h2', { hasText: 'second.csv' }).waitFor();
+      await expect.poll(() => held, { timeout: 30_000 }).toBe(1);
+      for (const id of ['results', 'ranked-table', 'top-chart', 'risk-map']) expect(await page.getByTestId(id).count(), id).toBe(0);
+      await page.screenshot({ path: join(artifacts, 'switch-2-analysis-delayed.png'), fullPage: true });
+      release();
+      await page.getByTestId('ranked-table').waitFor();
+      expect((await wardNames(page)).sort()).toEqual(['Second-File-A', 'Second-File-B']);
+      expect(await page.getByTestId('risk-map').count()).toBe(0);
+      await page.unroute('**/api/analysis');
+
+      // 2. The next file's analysis fails: the view stays empty with the error.
+      await page.route('**/api/analysis', (route) =>
+        route.request().method() !== 'POST'
+          ? route.continue()
+          : route.fulfill({ status: 500, contentType: 'application/json', body: '{"status":"error","code":"INTERNAL","message":"analysis failed (test)"}' }),
+      );
+      await page.getByTestId('csv-input').setInputFiles(third);
+      await page.getByTestId('upload-button').click();
+      await page.getByTestId('error').filter({ hasText: 'analysis failed (test)' }).waitFor();
+      await page.getByTestId('summary').locator('h2', { hasText: 'third.csv' }).waitFor();
+      for (const id of ['results', 'ranked-table', 'top-chart', 'risk-map']) expect(await page.getByTestId(id).count(), id).toBe(0);
+      expect(await page.locator('body').textContent()).not.toContain('Second-File');
+      await page.screenshot({ path: join(artifacts, 'switch-3-analysis-failed.png'), fullPage: true });
+      await page.unroute('**/api/analysis');
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('flags a ranking without a malaria burden measure; sign-out deletes the session and empties the page', async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 1100 } });
+    try {
+      const page = await openApp(ctx);
+      const csv = join(await tempDir('browser'), 'environment.csv');
+      await writeFile(csv, 'WardName,mean_rainfall,elevation,population\nRain-Ward-A,100,200,5000\nRain-Ward-B,80,500,9000\nRain-Ward-C,90,300,1000\n');
+      await uploadIn(page, csv);
+      expect(await page.getByTestId('no-burden-warning').textContent()).toMatch(/^Not a malaria risk ranking: no malaria burden measure/);
+      const report = page.getByTestId('indicator-report');
+      await report.locator('summary').click();
+      expect(await page.getByTestId('recognised-as').allTextContents()).toEqual([
+        'rainfall (covariate; name matched “mean_rainfall”)',
+        'elevation (covariate; name matched “elevation”)',
+      ]);
+      expect(await page.getByTestId('not-used').textContent()).toMatch(/population \(a size measure \(population\), not a risk: never a default\)/);
+      await page.screenshot({ path: join(artifacts, 'no-burden-measure.png'), fullPage: true });
+
+      const [cookie] = await ctx.cookies();
+      expect(cookie?.name).toBe('analysis_session');
+      await page.getByTestId('sign-out').click();
+      await expect.poll(async () => (await ctx.cookies()).length, { timeout: 30_000 }).toBe(0);
+      for (const id of ['summary', 'results', 'ranked-table', 'sign-out']) expect(await page.getByTestId(id).count(), id).toBe(0);
+      // The server forgot it: the old cookie names nothing, and a reload shows an empty page.
+      expect(await page.evaluate(async () => (await fetch('/api/session/status')).json())).toMatchObject({ active: false });
+      const direct = await fetch(`${app.url}/api/session`, { headers: { cookie: `analysis_session=${cookie!.value}` } });
+      expect(direct.status).toBe(401);
+      await page.reload();
+      await page.getByTestId('release').filter({ hasText: '20261130T0900Z-feedbeef' }).waitFor();
+      expect(await page.getByTestId('summary').count()).toBe(0);
+      await page.screenshot({ path: join(artifacts, 'signed-out.png'), fullPage: true });
+      expect(consoleErrors.get(page)).toEqual([]);
     } finally {
       await ctx.close();
     }

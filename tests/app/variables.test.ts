@@ -55,7 +55,7 @@ describe('the synonym table', () => {
   it('never ranks on population by default, and says why it was left out', () => {
     const result = runAnalysis(table(['ward', 'population', 'tpr', 'elevation'], rows), 'composite', undefined);
     expect(result.indicators.map((i) => i.column)).toEqual(['tpr', 'elevation']);
-    expect(result.variables.not_used).toEqual([{ column: 'population', reason: expect.stringMatching(/size measure, not a risk/) }]);
+    expect(result.variables.not_used).toEqual([{ column: 'population', reason: expect.stringMatching(/^a size measure \(population\), not a risk: never a default$/) }]);
   });
 
   it('refuses a default ranking of a file whose only numeric column is population (422 NO_KNOWN_INDICATORS)', () => {

@@ -87,7 +87,7 @@ export function chooseIndicators(columns: ColumnSummary[], requested: unknown): 
       const variable = choiceVariable(c.name);
       const direction = knownDirection(c.name);
       if (variable && direction) choices.push({ column: c.name, direction, source: 'default', variable });
-      else if (variable) notUsed.push({ column: c.name, reason: `${variable.label} is a size measure, not a risk (never a default)` });
+      else if (variable) notUsed.push({ column: c.name, reason: `a size measure (${variable.label}), not a risk: never a default` });
       else notUsed.push({ column: c.name, reason: 'not in the synonym table (choose it in the request to use it)' });
     }
     if (choices.length === 0) {

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import {
   ApiError,
   fetchAnalysis,
@@ -6,6 +6,7 @@ import {
   fetchSession,
   fetchVersion,
   runAnalysis,
+  signOut,
   uploadFiles,
   type AnalysisResult,
   type Direction,
@@ -50,25 +51,48 @@ export function App() {
   const [progress, setProgress] = useState<number | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  // Which dataset the view shows: bumped on every upload and sign-out. An answer that arrives
+  // for an older generation is dropped, so one tab never shows two datasets at once.
+  const generation = useRef(0);
+
+  /** Forget everything shown (summary, ranking, chart, map) and start a new generation. */
+  function clearView(): number {
+    generation.current += 1;
+    setSession(null);
+    setAnalysis(null);
+    setMap(null);
+    return generation.current;
+  }
 
   async function refreshResults(s: SessionData | null) {
     if (!s) return;
-    setAnalysis(await fetchAnalysis());
-    setMap(s.shapefile ? await fetchMap() : null);
+    const gen = generation.current;
+    const a = await fetchAnalysis();
+    const m = s.shapefile ? await fetchMap() : null;
+    if (gen !== generation.current) return;
+    setAnalysis(a);
+    setMap(m);
   }
 
   useEffect(() => {
     fetchVersion().then(setVersion, () => setVersion(null));
     // A reload keeps the session: the browser still holds the HttpOnly cookie.
+    const gen = generation.current;
     fetchSession()
       .then(async (s) => {
+        if (gen !== generation.current) return;
         setSession(s);
         await refreshResults(s);
       })
-      .catch((err: unknown) => setError(describeError(err)));
+      .catch((err: unknown) => {
+        if (gen === generation.current) setError(describeError(err));
+      });
   }, []);
 
   async function onUpload(csv: File, shapefile: File | null) {
+    // The previous dataset's results go at once, before anything of the new one arrives; if a
+    // later step fails, the view stays empty with the error.
+    const gen = clearView();
     setError(null);
     setBusy(true);
     setProgress(0);
@@ -76,11 +100,16 @@ export function App() {
       await uploadFiles(csv, shapefile, setProgress);
       setProgress(null);
       const s = await fetchSession();
+      if (gen !== generation.current) return;
       setSession(s);
-      setAnalysis(await runAnalysis('composite'));
-      setMap(s?.shapefile ? await fetchMap() : null);
+      const a = await runAnalysis('composite');
+      if (gen !== generation.current) return;
+      setAnalysis(a);
+      const m = s?.shapefile ? await fetchMap() : null;
+      if (gen !== generation.current) return;
+      setMap(m);
     } catch (err) {
-      setError(describeError(err));
+      if (gen === generation.current) setError(describeError(err));
     } finally {
       setBusy(false);
       setProgress(null);
@@ -88,15 +117,30 @@ export function App() {
   }
 
   async function onRun(method: Method, indicators: { column: string; direction: Direction }[]) {
+    const gen = generation.current;
     setError(null);
     setBusy(true);
     try {
-      setAnalysis(await runAnalysis(method, indicators));
-      if (session?.shapefile) setMap(await fetchMap());
+      const a = await runAnalysis(method, indicators);
+      if (gen !== generation.current) return;
+      setAnalysis(a);
+      const m = session?.shapefile ? await fetchMap() : null;
+      if (gen !== generation.current) return;
+      if (session?.shapefile) setMap(m);
     } catch (err) {
-      setError(describeError(err));
+      if (gen === generation.current) setError(describeError(err));
     } finally {
       setBusy(false);
+    }
+  }
+
+  async function onSignOut() {
+    clearView();
+    setError(null);
+    try {
+      await signOut();
+    } catch (err) {
+      setError(`Sign-out failed: ${describeError(err)}`);
     }
   }
 
@@ -104,6 +148,11 @@ export function App() {
     <div className="page">
       <header>
         <h1>Ward malaria risk analysis</h1>
+        {session && (
+          <button type="button" className="sign-out" data-testid="sign-out" onClick={onSignOut} disabled={busy}>
+            Sign out
+          </button>
+        )}
       </header>
       <main>
         <UploadForm busy={busy} progress={progress} onUpload={onUpload} />
@@ -127,12 +176,20 @@ export function App() {
                   analysis.pca.suitability.kmo?.toFixed(2) ?? 'n/a'
                 }, Bartlett p ${formatP(analysis.pca.suitability.bartlett.p_value)}${analysis.pca.suitability.suitable ? '' : ' (not suited to PCA)'}.`}
             </p>
-            <IndicatorReport analysis={analysis} />
-            {analysis.warnings.map((w) => (
-              <p key={w} className="warning">
-                {w}
+            {analysis.variables && !analysis.variables.burden_measure_found && (
+              <p className="warning no-burden" role="alert" data-testid="no-burden-warning">
+                Not a malaria risk ranking: no malaria burden measure (test positivity rate, parasite rate or incidence) was found among
+                the indicators, so wards are ordered by environmental and structural factors only.
               </p>
-            ))}
+            )}
+            <IndicatorReport analysis={analysis} />
+            {analysis.warnings
+              .filter((w) => !(analysis.variables && !analysis.variables.burden_measure_found && w.startsWith('No malaria burden measure')))
+              .map((w) => (
+                <p key={w} className="warning" data-testid="analysis-warning">
+                  {w}
+                </p>
+              ))}
             <a className="download" href="/api/analysis/export.csv" download data-testid="download-csv">
               Download the ranked table (CSV)
             </a>

@@ -4,7 +4,7 @@
  */
 import type { Geometry } from 'geojson';
 // The server's own type of this part of the answer (type-only: nothing of the server is bundled).
-import type { IndicatorReport } from '../../server/analysis/run.ts';
+import type { IndicatorReport, VariablesReport } from '../../server/analysis/run.ts';
 
 export interface ColumnDetail {
   name: string;
@@ -26,6 +26,8 @@ export interface UploadResult {
   column_details: ColumnDetail[];
   missing_values: Record<string, number>;
   duplicate_ward_names: { name: string; count: number; rows: number[] }[];
+  /** Absent in sessions stored by releases before it existed. */
+  warnings?: string[];
   shapefile?: ShapefileReport;
 }
 
@@ -39,6 +41,8 @@ export interface ShapefileReport {
   matched: number;
   unmatched_csv: { ward_name: string; ward_code: string | null; line: number }[];
   unmatched_features: { ward_name: string | null; ward_code: string | null }[];
+  unmatched_csv_count?: number;
+  unmatched_features_count?: number;
   ambiguous: string[];
 }
 
@@ -69,6 +73,8 @@ export interface AnalysisResult {
     suitability: { kmo: number | null; bartlett: { chi2: number | null; df: number; p_value: number | null }; suitable: boolean };
     dropped: string[];
   };
+  /** Absent in analyses stored by releases before it existed. */
+  variables?: VariablesReport;
   warnings: string[];
   wards: WardResult[];
 }
@@ -183,6 +189,11 @@ export async function fetchMap(): Promise<MapData | null> {
   const res = await fetch('/api/map', { credentials: 'same-origin' });
   if (res.status === 404 || res.status === 401) return null;
   return parseAnswer<MapData>(res);
+}
+
+/** Sign out: the server deletes the session's data and clears the cookie. */
+export async function signOut(): Promise<void> {
+  await parseAnswer<{ deleted: boolean }>(await fetch('/api/session', { method: 'DELETE', credentials: 'same-origin' }));
 }
 
 /** The running release (for the footer). */

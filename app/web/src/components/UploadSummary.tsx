@@ -27,11 +27,14 @@ export function UploadSummary({ session }: { session: SessionData }) {
         <p data-testid="shapefile-summary">
           Boundaries {shp.file}: {shp.feature_count} polygons{shp.crs.reprojected ? ' (reprojected to longitude/latitude)' : ''}; joined on{' '}
           {shp.join_on === 'ward_code' ? 'ward code' : 'ward name'}: {shp.matched} of {session.rows} wards matched
-          {shp.unmatched_csv.length > 0 && `; no polygon for ${shp.unmatched_csv.slice(0, 10).map((w) => w.ward_name).join(', ')}`}
-          {shp.unmatched_features.length > 0 && `; ${shp.unmatched_features.length} polygons have no ward in the table`}
           {shp.ambiguous.length > 0 && `; the map cannot tell apart wards sharing the key ${shp.ambiguous.slice(0, 5).join(', ')}`}.
         </p>
       )}
+      {(session.warnings ?? []).map((w) => (
+        <p key={w} className="warning" data-testid="upload-warning">
+          {w}
+        </p>
+      ))}
     </section>
   );
 }
