@@ -6,9 +6,10 @@
 import type { InstanceOps } from '../fleet/instance.ts';
 import type { Manifest } from '../build/manifest.ts';
 import type { Inventory } from '../../config/inventory.ts';
+import { startAnnouncement, type RolloutAnnouncer } from './announce.ts';
 
 /** What the rollout needs from the proxy; the deployer's proxy client implements it. */
-export interface ProxyControl {
+export interface ProxyControl extends Partial<RolloutAnnouncer> {
   /**
    * True when the proxy has this instance, after adding it (admin reload) when it did not;
    * false when it still does not (then it gets no traffic, and there is nothing to drain).
@@ -78,6 +79,9 @@ export interface RolloutOptions extends RolloutSettings {
   progress: (instance: string, line: string) => void;
   /** History event recorded for a successful activation. */
   event?: 'activate' | 'rollback';
+  /** Who holds the lock (`user@host pid N`) and the operation (`deploy`, `rollback`, `repair`): announced to the proxy. */
+  holder?: string;
+  operation?: string;
 }
 
 /**
@@ -144,11 +148,37 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * @returns per-instance outcomes; `ok` only when every instance passed its gates.
  * Never throws for an instance failure: failures are in the outcomes.
  */
-export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
-  const { manifest } = opts;
+export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
+  const { manifest } = options;
   const outcomes = new Map<string, InstanceOutcome>(
-    opts.ops.map((o) => [o.name, { instance: o.name, before: opts.previous.get(o.name) ?? null, now: opts.previous.get(o.name) ?? null, state: 'untouched' }]),
+    options.ops.map((o) => [o.name, { instance: o.name, before: options.previous.get(o.name) ?? null, now: options.previous.get(o.name) ?? null, state: 'untouched' }]),
   );
+  const serving = (): number => [...outcomes.values()].filter((o) => o.now === manifest.release && o.state !== 'unknown' && o.state !== 'failed').length;
+  const announcer = options.proxy?.announce ? (options.proxy as RolloutAnnouncer) : undefined;
+  const announcement = startAnnouncement(announcer, {
+    release: manifest.release,
+    holder: options.holder ?? 'unknown holder',
+    operation: options.operation,
+    done: options.ops.filter((o) => options.previous.get(o.name) === manifest.release).length,
+    total: options.ops.length,
+  });
+  // Every progress line also refreshes the announcement: the dashboard shows the phase.
+  const opts: RolloutOptions = {
+    ...options,
+    progress: (instance, line) => {
+      options.progress(instance, line);
+      announcement.update({ done: serving(), phase: `${instance}: ${line}` });
+    },
+  };
+  try {
+    return await rolloutAnnounced(opts, outcomes);
+  } finally {
+    await announcement.end();
+  }
+}
+
+async function rolloutAnnounced(opts: RolloutOptions, outcomes: Map<string, InstanceOutcome>): Promise<RolloutResult> {
+  const { manifest } = opts;
   // Switched instances, by batch: a failure rolls them back in these batches, last batch first.
   const touched: InstanceOps[][] = [];
   let failure: string | undefined;

@@ -6,6 +6,7 @@
 import type { Fleet } from '../fleet/fleet.ts';
 import type { InstanceOps } from '../fleet/instance.ts';
 import { lockHeartbeat } from '../fleet/lock.ts';
+import { holderLabel } from '../fleet/status-verdict.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { rollout, rolloutSettings, type InstanceOutcome, type ProxyControl, type RolloutResult } from './rollout.ts';
 
@@ -47,6 +48,8 @@ export async function runFleetRollout(o: FleetRolloutOptions): Promise<FleetRoll
     proxy: o.proxy,
     progress: o.progress,
     event: o.event,
+    holder: holderLabel(o.holder),
+    operation: o.fleet.ops[0]?.audit?.operation ?? (o.event === 'rollback' ? 'rollback' : 'deploy'),
   });
   return { ...result, state: describeFleetState(result.outcomes, result.ok) };
 }
