@@ -8,7 +8,7 @@ import { renderRepairText, repairDrift } from '../drift/repair.ts';
 import { renderDriftText } from '../drift/render.ts';
 import { scanDrift } from '../drift/scan.ts';
 import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
-import { inventoryFrom, out, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
+import { inventoryFrom, out, printPhaseSummary, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
 
 /** Register these verbs on `program`; their actions set `result.exitCode`. */
 export function registerDriftVerb(program: Command, result: CliResult): void {
@@ -38,6 +38,7 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
         (l) => progressPrinter(o.quiet)('probe', l),
       );
       if (probe) await recordProbe(inv, probe, 'repair', scan.report.expected, progressPrinter(o.quiet));
+      printPhaseSummary(o.quiet);
       if (json) out(JSON.stringify({ ...r, probe }, null, 2));
       else if (scan.report.exitCode !== 0) out(`${renderRepairText(r, (v) => renderReportTable(v.reports), renderDriftText)}${probe ? `\n${renderProbeText(probe, 'repair')}` : ''}`);
       result.exitCode = r.exitCode === 0 && probe && probeFailed(probe) ? 1 : r.exitCode;

@@ -49,7 +49,7 @@ export interface RepairOptions {
   scanOptions?: DriftOptions;
   /** Drain/enable through the proxy; undefined when there is none running. */
   proxy?: ProxyControl;
-  progress?: (instance: string, line: string) => void;
+  progress?: (instance: string, line: string, phase?: string) => void;
   /** Run the post-deploy checks after the repair (default true). */
   verify?: boolean;
   /** Aborted (Ctrl-C): the rollout stops after the batch in progress; the lock is still released. */

@@ -21,7 +21,7 @@ export interface FleetRolloutOptions {
   /** Release each instance ran before, by instance name: where a failed batch goes back to. */
   previous: Map<string, string | null>;
   proxy?: ProxyControl;
-  progress: (instance: string, line: string) => void;
+  progress: (instance: string, line: string, phase?: string) => void;
   signal?: AbortSignal;
   /** History event recorded for a successful activation (default `activate`). */
   event?: 'activate' | 'rollback';
