@@ -194,7 +194,7 @@ export const DASHBOARD_JS = `'use strict';
       rows.appendChild(tr);
     });
     tbody.replaceChildren(rows);
-    document.getElementById('updated').textContent = 'Updated ' + new Date(snap.at).toLocaleTimeString() + '.';
+    document.getElementById('updated').textContent = 'Updated ' + hhmmss(new Date(snap.at)) + '.';
     document.getElementById('window').textContent = snap.rateWindowS > 0 ? 'Req/s over the last ' + Math.round(snap.rateWindowS) + ' s.' : '';
     document.title = v.state.toUpperCase() + ' \\u2013 Lockstep fleet';
   }
