@@ -30,10 +30,10 @@ export class PhaseClock {
     this.totals.set(instance, t);
   }
 
-  /** End every open phase at `nowMs`. @returns instance -> phase -> ms, instances in first-seen order. */
+  /** End every open phase at `nowMs`. @returns a copy: instance -> phase -> ms, instances in first-seen order. */
   finish(nowMs = Date.now()): Map<string, Map<string, number>> {
     for (const i of [...this.open.keys()]) this.stop(i, nowMs);
-    return this.totals;
+    return new Map([...this.totals].map(([i, t]) => [i, new Map(t)]));
   }
 
   /** True when no phase was ever marked. */
