@@ -6,6 +6,9 @@
  *   POST /admin/instances/<name>/drain[?wait=1&timeout_ms=N] -> {name, state, drained, inflight}
  *   POST /admin/instances/<name>/enable | /disable           -> {name, url, state, healthy, inflight}
  *   POST /admin/reload                                     -> {added, removed, instances} (when a reloader is set)
+ *   GET  /admin/rollout                                    -> {rollout: {release, holder, done, total, operation?, phase?, at, expires} | null}
+ *   POST /admin/rollout  JSON {release, holder, done, total, operation?, phase?, ttl_ms?} -> {rollout}
+ *   DELETE /admin/rollout                                  -> {rollout: null}   (the rollout ended)
  *   GET  /metrics                                          -> Prometheus text
  *
  * The fleet dashboard (`/`, `/dashboard/...`, see dashboard.ts) shares the listener: its paths go to
@@ -18,6 +21,7 @@ import Fastify from 'fastify';
 import type { Logger } from 'pino';
 import { createDashboard } from './dashboard.ts';
 import type { AdminControl } from './control.ts';
+import { MAX_ROLLOUT_BODY, RolloutBoard, parseRolloutBody } from './rollout-board.ts';
 
 /** Default and upper bound of `timeout_ms` for `drain?wait=1`, ms. */
 export const DEFAULT_DRAIN_WAIT_MS = 30_000;
@@ -81,8 +85,10 @@ function parseWait(params: URLSearchParams): { wait: boolean; timeoutMs: number 
 export function createAdminServer(options: AdminOptions): http.Server {
   const { control, logger } = options;
   const tokenDigest = digest(options.token);
+  const board = new RolloutBoard();
   const dashboard = createDashboard({
     control,
+    rollout: () => board.current(),
     tokenDigest,
     bearerOk: (req) => bearerMatches(req.headers.authorization, tokenDigest),
     logger,
@@ -107,8 +113,8 @@ export function createAdminServer(options: AdminOptions): http.Server {
           ready.then(() => dashboardHandler(req, res), (err: unknown) => fail(res, err));
           return;
         }
-        // Admin requests carry no body we need; drain it so keep-alive stays usable.
-        req.resume();
+        // Admin requests carry no body we need (but POST /admin/rollout's); drain it so keep-alive stays usable.
+        if (url.pathname !== '/admin/rollout') req.resume();
         route(req, res, url).catch((err: unknown) => fail(res, err));
       }),
     clientErrorHandler: (_err, socket) => socket.destroy(),
@@ -120,6 +126,7 @@ export function createAdminServer(options: AdminOptions): http.Server {
   async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
     if (!bearerMatches(req.headers.authorization, tokenDigest)) {
+      req.resume();
       logger.warn({ method: req.method, path: req.url?.split('?')[0], from: req.socket.remoteAddress }, 'admin request refused: bad or missing token');
       sendJson(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <admin token>' }, { 'www-authenticate': 'Bearer' });
       return;
@@ -141,6 +148,7 @@ export function createAdminServer(options: AdminOptions): http.Server {
       const changes = await control.reload();
       return sendJson(res, 200, { ...changes, instances: await control.instances() });
     }
+    if (path === '/admin/rollout') return rolloutRoute(req, res);
     const m = /^\/admin\/instances\/([^/]+)\/(drain|enable|disable)$/.exec(path);
     if (!m) return sendJson(res, 404, { error: 'not_found', message: `no admin route ${path}` });
     if (req.method !== 'POST') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
@@ -158,6 +166,40 @@ export function createAdminServer(options: AdminOptions): http.Server {
     const status = await control.setState(name, action === 'enable' ? 'enabled' : 'disabled');
     if (!status) return unknown();
     return sendJson(res, 200, status);
+  }
+
+  /** GET, POST (announce) and DELETE (clear) the rollout in progress; see rollout-board.ts. */
+  async function rolloutRoute(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (req.method === 'GET') return sendJson(res, 200, { rollout: board.current() });
+    if (req.method === 'DELETE') {
+      req.resume();
+      board.clear();
+      logger.info('rollout ended (announcement cleared)');
+      return sendJson(res, 200, { rollout: null });
+    }
+    if (req.method !== 'POST') {
+      req.resume();
+      return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, POST, DELETE' });
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req as AsyncIterable<Buffer>) {
+      size += c.length;
+      if (size > MAX_ROLLOUT_BODY) return sendJson(res, 413, { error: 'too_large', message: `at most ${MAX_ROLLOUT_BODY} bytes` }, { connection: 'close' });
+      chunks.push(c);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      return sendJson(res, 400, { error: 'bad_request', message: 'the body is not JSON' });
+    }
+    const parsed = parseRolloutBody(body);
+    if (typeof parsed === 'string') return sendJson(res, 400, { error: 'bad_request', message: parsed });
+    const first = board.current() === null;
+    board.announce(parsed.rollout, parsed.ttlMs);
+    if (first) logger.info({ rollout: parsed.rollout }, 'rollout announced');
+    return sendJson(res, 200, { rollout: board.current() });
   }
 
   const server = app.server;

@@ -1,7 +1,7 @@
 /**
  * What the fleet dashboard shows, as data: every instance's proxy status (from the AdminControl, so
  * single-process and worker mode read the same thing), the release and digest it reports on its
- * `/version`, its recent request rate, and whether the fleet is in version parity.
+ * `/version`, its recent request rate, the rollout the deployer announced, and the fleet's verdict.
  *
  * Nothing here runs on the request path. The request rate comes from the proxy's own
  * `lockstep_proxy_requests_total` counters (summed across workers by `control.metrics()`), sampled
@@ -10,6 +10,8 @@
 import http from 'node:http';
 import type { AdminControl } from './control.ts';
 import type { InstanceState } from './upstream.ts';
+import type { RolloutAnnouncement } from './rollout-board.ts';
+import { fleetVerdict, type FleetVerdict } from '../verdict/fleet-verdict.ts';
 
 /** What one instance's `/version` said, or why it said nothing usable. */
 export interface InstanceVersion {
@@ -33,27 +35,18 @@ export interface FleetInstance {
   version: InstanceVersion;
 }
 
-/**
- * Version parity over the healthy instances: `parity` when they all report the same digest,
- * `drift` when they report different ones, `unknown` when none is healthy or a healthy one did not
- * say which digest it runs.
- */
-export interface FleetParity {
-  status: 'parity' | 'drift' | 'unknown';
-  /** The common release and digest (parity only). */
-  release: string | null;
-  digest: string | null;
-  /** One line for people, e.g. `PARITY: <release>` or `DRIFT: <release 1> on a, c; <release 2> on b`. */
-  summary: string;
-}
-
 /** The whole picture at one moment. */
 export interface FleetSnapshot {
   /** ISO time the snapshot was taken. */
   at: string;
   /** Length of the window the rates are computed over, s (0 before the second sample). */
   rateWindowS: number;
-  parity: FleetParity;
+  /** The fleet's verdict, by the same function as `lockstep status` and `drift` (verdict/fleet-verdict.ts). */
+  verdict: FleetVerdict;
+  /** The rollout the deployer announced, or null. */
+  rollout: RolloutAnnouncement | null;
+  /** When this proxy process started (ISO): a page that sees it change knows the proxy restarted. */
+  proxyStartedAt: string;
   instances: FleetInstance[];
 }
 
@@ -126,32 +119,23 @@ export function requestTotalsFromMetrics(text: string): Map<string, number> {
   return totals;
 }
 
-const short = (digest: string | null): string => (digest === null ? '?' : digest.slice(0, 8));
-
-/** Decide parity from the rows (see FleetParity). */
-export function parityOf(instances: readonly Pick<FleetInstance, 'name' | 'healthy' | 'version'>[]): FleetParity {
-  const healthy = instances.filter((i) => i.healthy);
-  if (healthy.length === 0) return { status: 'unknown', release: null, digest: null, summary: 'NO HEALTHY INSTANCE' };
-  const silent = healthy.filter((i) => i.version.digest === null);
-  const digests = new Set(healthy.map((i) => i.version.digest).filter((d): d is string => d !== null));
-  if (digests.size > 1) {
-    // Grouped by digest, most common first: readable with twenty instances, not only three.
-    const groups = new Map<string, { label: string; names: string[] }>();
-    for (const i of healthy) {
-      const key = i.version.digest ?? '';
-      const label = i.version.digest === null ? 'no version' : (i.version.release ?? short(i.version.digest));
-      const g = groups.get(key) ?? { label, names: [] };
-      g.names.push(i.name);
-      groups.set(key, g);
-    }
-    const parts = [...groups.values()].sort((a, b) => b.names.length - a.names.length).map((g) => `${g.label} on ${g.names.join(', ')}`);
-    return { status: 'drift', release: null, digest: null, summary: `DRIFT: ${parts.join('; ')}` };
-  }
-  if (silent.length > 0) {
-    return { status: 'unknown', release: null, digest: null, summary: `UNKNOWN: no version from ${silent.map((i) => i.name).join(', ')}` };
-  }
-  const first = healthy[0]!.version;
-  return { status: 'parity', release: first.release, digest: first.digest, summary: `PARITY: ${first.release ?? short(first.digest)}` };
+/**
+ * The fleet verdict of the dashboard's rows (verdict/fleet-verdict.ts): each instance's /version,
+ * the proxy's state and health checks (an ejected instance is unhealthy), and the announced rollout.
+ */
+export function verdictOf(instances: readonly Pick<FleetInstance, 'name' | 'healthy' | 'ejected' | 'state' | 'version'>[], rollout: RolloutAnnouncement | null = null): FleetVerdict {
+  return fleetVerdict({
+    instances: instances.map((i) => ({
+      name: i.name,
+      release: i.version.release,
+      digest: i.version.digest,
+      healthy: null,
+      versionError: i.version.error ?? null,
+      proxyState: i.state,
+      proxyHealthy: i.healthy && !i.ejected,
+    })),
+    rollout: rollout === null ? null : { release: rollout.release, holder: rollout.holder, done: rollout.done, total: rollout.total, operation: rollout.operation, phase: rollout.phase },
+  });
 }
 
 /** Two counter samples closer than this are not both kept, ms. */
@@ -173,7 +157,10 @@ export interface FleetSamplerOptions {
   versionCacheMs?: number;
   /** Samples kept for the rate: the window is (samples - 1) x the sampling interval. Default 11 (~10 s at 1 Hz). */
   rateSamples?: number;
+  /** The rollout the deployer announced, or null. Default: none. */
+  rollout?: () => RolloutAnnouncement | null;
 }
+
 
 /**
  * Builds FleetSnapshots. `snapshot()` reads the control, the `/version` of every instance (cached
@@ -186,6 +173,9 @@ export class FleetSampler {
   private readonly versionTimeoutMs: number;
   private readonly versionCacheMs: number;
   private readonly rateSamples: number;
+  private readonly rollout: () => RolloutAnnouncement | null;
+  /** When this proxy's admin listener (and so this sampler) started, ISO: a page that sees it change knows the proxy restarted. */
+  readonly startedAt = new Date().toISOString();
   private readonly versions = new Map<string, { atMs: number; url: string; value: Promise<InstanceVersion> }>();
   private samples: Sample[] = [];
   private inProgress: Promise<FleetSnapshot> | null = null;
@@ -196,6 +186,7 @@ export class FleetSampler {
     this.versionTimeoutMs = options.versionTimeoutMs ?? 800;
     this.versionCacheMs = options.versionCacheMs ?? 1000;
     this.rateSamples = Math.max(2, options.rateSamples ?? 11);
+    this.rollout = options.rollout ?? (() => null);
   }
 
   /** Take a snapshot now (or join the one being taken). Errors of the control propagate. */
@@ -247,6 +238,7 @@ export class FleetSampler {
         version: versions[i]!,
       };
     });
-    return { at: new Date(nowMs).toISOString(), rateWindowS: windowS, parity: parityOf(instances), instances };
+    const rollout = this.rollout();
+    return { at: new Date(nowMs).toISOString(), rateWindowS: windowS, verdict: verdictOf(instances, rollout), rollout, proxyStartedAt: this.startedAt, instances };
   }
 }

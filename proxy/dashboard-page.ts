@@ -59,6 +59,7 @@ export function fleetPage(): string {
 <form method="post" action="/dashboard/sign-out"><button type="submit" id="sign-out">Sign out</button></form>
 </header>
 <main>
+<div id="connection" class="connection" role="alert" hidden></div>
 <div id="parity" class="parity unknown" role="status" aria-live="polite">waiting for the first update</div>
 <p id="parity-detail" class="meta"></p>
 <table id="fleet">
@@ -84,8 +85,15 @@ main { padding: 1.5rem; max-width: 1400px; margin: 0 auto; }
 .live.on { background: var(--ok); }
 .parity { font-size: 1.8rem; font-weight: 700; padding: .9rem 1.25rem; border-radius: .5rem; margin-bottom: .4rem; color: #fff; word-break: break-word; }
 .parity.parity { background: var(--ok); }
-.parity.drift { background: var(--bad); }
+.parity.not-in-parity { background: var(--bad); }
+.parity.degraded { background: #c2410c; }
+.parity.rolling-out { background: #1d4ed8; }
 .parity.unknown { background: var(--warn); }
+.parity.stale { background: #6b7280; }
+.connection { font-weight: 600; padding: .6rem 1rem; border-radius: .4rem; margin-bottom: .6rem; background: #fef3c7; color: #78350f; border: 1px solid #f59e0b; }
+.connection a { color: inherit; }
+main.stale table, main.stale #parity-detail { opacity: .55; }
+.live.lost { background: var(--bad); }
 table { width: 100%; border-collapse: collapse; background: #fff; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 th, td { text-align: left; padding: .6rem .9rem; border-bottom: 1px solid #e5e7eb; }
 th { font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); }
@@ -149,13 +157,15 @@ export const DASHBOARD_JS = `'use strict';
     return best;
   }
   function render(snap) {
-    banner.className = 'parity ' + snap.parity.status;
-    banner.textContent = snap.parity.summary;
-    var healthy = snap.instances.filter(function (i) { return i.healthy; }).length;
-    var detail = healthy + ' of ' + snap.instances.length + ' instances healthy';
-    if (snap.parity.status === 'parity' && snap.parity.digest) detail = 'digest ' + snap.parity.digest + ' \u00b7 ' + detail;
+    var v = snap.verdict;
+    banner.className = 'parity ' + v.state;
+    banner.textContent = v.headline;
+    var detail = v.serving + ' of ' + v.total + ' instances serving';
+    if (v.digest) detail = 'digest ' + v.digest + ' \u00b7 ' + detail;
+    if (snap.rollout && snap.rollout.phase) detail += ' \u00b7 now: ' + snap.rollout.phase;
+    if (v.notes.length) detail += ' \u00b7 ' + v.notes.join('; ');
     document.getElementById('parity-detail').textContent = detail;
-    var common = snap.parity.status === 'drift' ? commonDigest(snap.instances) : null;
+    var common = v.state === 'not-in-parity' || v.state === 'rolling-out' ? commonDigest(snap.instances) : null;
     var rows = document.createDocumentFragment();
     snap.instances.forEach(function (i) {
       var tr = document.createElement('tr');
@@ -184,28 +194,85 @@ export const DASHBOARD_JS = `'use strict';
       rows.appendChild(tr);
     });
     tbody.replaceChildren(rows);
-    document.getElementById('updated').textContent = 'Updated ' + new Date(snap.at).toLocaleTimeString() + '.';
+    document.getElementById('updated').textContent = 'Updated ' + hhmmss(new Date(snap.at)) + '.';
     document.getElementById('window').textContent = snap.rateWindowS > 0 ? 'Req/s over the last ' + Math.round(snap.rateWindowS) + ' s.' : '';
-    document.title = (snap.parity.status === 'parity' ? 'PARITY' : snap.parity.status.toUpperCase()) + ' \\u2013 Lockstep fleet';
+    document.title = v.state.toUpperCase() + ' \\u2013 Lockstep fleet';
   }
   function setLive(on, text) {
     live.className = 'live ' + (on ? 'on' : 'off');
     live.textContent = text;
   }
 
+  // Truthful about the connection: data that stopped arriving is marked STALE with the time it is
+  // from; a lost proxy is named with the time it was lost; a proxy restart is said, not hidden
+  // behind a silent jump to the sign-in form.
+  var main = document.querySelector('main');
+  var notice = document.getElementById('connection');
+  var last = null;
+  var lastAt = 0;
+  var lostAt = null;
+  var STALE_AFTER_MS = 5000;
+  function hhmmss(d) { return d.toLocaleTimeString([], { hour12: false }); }
+  function showNotice(text, link) {
+    notice.hidden = false;
+    notice.textContent = text;
+    if (link) {
+      var a = document.createElement('a');
+      a.href = '/dashboard';
+      a.id = 'sign-in-again';
+      a.textContent = link;
+      notice.appendChild(document.createTextNode(' '));
+      notice.appendChild(a);
+    }
+  }
+  function markStale(why) {
+    main.classList.add('stale');
+    banner.className = 'parity stale';
+    var from = last ? hhmmss(new Date(last.at)) : 'never';
+    banner.textContent = 'STALE: ' + why + '; data below is from ' + from + (last ? ' (it said: ' + last.verdict.headline + ')' : '');
+    document.title = 'STALE \u2013 Lockstep fleet';
+  }
+  setInterval(function () {
+    if (lostAt === null && last !== null && Date.now() - lastAt > STALE_AFTER_MS) {
+      setLive(false, 'stale');
+      markStale('no update for ' + Math.round((Date.now() - lastAt) / 1000) + ' s');
+    }
+  }, 1000);
+
   var events = new EventSource('/dashboard/events');
   events.addEventListener('fleet', function (e) {
+    var snap = JSON.parse(e.data);
+    if (last && snap.proxyStartedAt !== last.proxyStartedAt) {
+      showNotice('The proxy restarted at ' + hhmmss(new Date(snap.proxyStartedAt)) + '.');
+    } else if (lostAt !== null) {
+      notice.hidden = true;
+    }
+    lostAt = null;
+    last = snap;
+    lastAt = Date.now();
+    main.classList.remove('stale');
     setLive(true, 'live');
-    render(JSON.parse(e.data));
+    render(snap);
   });
   events.onerror = function () {
-    setLive(false, 'reconnecting');
-    // A stream refused because the session expired never recovers: go back to the sign-in form.
+    if (lostAt === null) lostAt = new Date();
+    setLive(false, 'lost');
+    live.className = 'live lost';
+    showNotice('Lost the proxy at ' + hhmmss(lostAt) + '; data below is from then. Reconnecting\u2026');
+    markStale('lost the proxy at ' + hhmmss(lostAt));
     fetch('/dashboard/fleet.json', { credentials: 'same-origin', cache: 'no-store' }).then(function (r) {
-      if (r.status === 401) {
+      if (r.status !== 401) return;
+      return r.json().then(function (body) {
         events.close();
-        location.replace('/dashboard');
-      }
+        if (last && body.proxy_started_at && body.proxy_started_at !== last.proxyStartedAt) {
+          // Sessions live in the proxy's memory: a restart ends them. Say so; do not vanish.
+          showNotice('The proxy restarted at ' + hhmmss(new Date(body.proxy_started_at)) + ' (lost it at ' + hhmmss(lostAt) + '); its sessions ended with it. Data below is from before the restart.', 'Sign in again');
+          setLive(false, 'proxy restarted');
+        } else {
+          showNotice('Your dashboard session ended (expired or signed out elsewhere).', 'Sign in again');
+          setLive(false, 'signed out');
+        }
+      });
     }, function () {});
   };
 })();

@@ -26,6 +26,7 @@ import type { AdminControl } from './control.ts';
 import { CsrfTokens, DEFAULT_SESSION_TTL_MS, SessionStore, originOf, sameOrigin, tokenMatches } from './dashboard-auth.ts';
 import { FleetEvents, MAX_STREAMS } from './dashboard-events.ts';
 import { FleetSampler } from './dashboard-fleet.ts';
+import type { RolloutAnnouncement } from './rollout-board.ts';
 import { DASHBOARD_CSS, DASHBOARD_JS, fleetPage, signInPage } from './dashboard-page.ts';
 
 export { DEFAULT_SESSION_TTL_MS } from './dashboard-auth.ts';
@@ -44,6 +45,8 @@ const ROUTES = new Set([...PAGES, '/dashboard/events', '/dashboard/fleet.json', 
 /** What the dashboard reads the fleet from and checks the token against. */
 export interface DashboardOptions {
   control: AdminControl;
+  /** The rollout the deployer announced (POST /admin/rollout), or null. Default: none. */
+  rollout?: () => RolloutAnnouncement | null;
   /** sha256 of the admin token (the same digest the bearer check compares against). */
   tokenDigest: Buffer;
   /** True when the request carries the right admin bearer token (scripts may read fleet.json too). */
@@ -103,7 +106,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   const { control, logger, tokenDigest } = options;
   const sessions = new SessionStore(options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
   const csrf = new CsrfTokens();
-  const sampler = new FleetSampler({ control, versionPath: options.versionPath });
+  const sampler = new FleetSampler({ control, versionPath: options.versionPath, rollout: options.rollout });
   const events = new FleetEvents({ sampler, logger, sessionValid: (key) => sessions.valid(key) });
 
   const from = (req: FastifyRequest): string | undefined => req.raw.socket.remoteAddress;
@@ -152,7 +155,8 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   function dataAccess(req: FastifyRequest, reply: FastifyReply): string | null | undefined {
     const session = sessionOf(req);
     if (session !== null || options.bearerOk(req.raw)) return session;
-    sendJson(reply, 401, { error: 'unauthorized', message: 'sign in at /dashboard, or send Authorization: Bearer <admin token>' });
+    // proxy_started_at lets an open page tell "the proxy restarted" (sessions live in memory) from an expired session.
+    sendJson(reply, 401, { error: 'unauthorized', message: 'sign in at /dashboard, or send Authorization: Bearer <admin token>', proxy_started_at: sampler.startedAt });
     return undefined;
   }
 

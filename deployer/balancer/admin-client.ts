@@ -5,6 +5,7 @@
 import { LockstepError } from '../../config/errors.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import { adminTokenFromInventory, parseHostPort, proxySection } from '../../config/proxy-section.ts';
+import type { RolloutInProgress } from '../../verdict/fleet-verdict.ts';
 
 /** One instance as the proxy sees it. */
 export interface ProxyInstanceStatus {
@@ -100,18 +101,37 @@ export class ProxyAdminClient {
     return (await this.call('POST', '/admin/reload')) as { added: string[]; removed: string[] };
   }
 
+  /** The rollout announced to the proxy (GET /admin/rollout), or null. @throws ProxyAdminError. */
+  async rollout(): Promise<RolloutInProgress | null> {
+    return ((await this.call('GET', '/admin/rollout')) as { rollout: RolloutInProgress | null }).rollout;
+  }
+
+  /**
+   * Announce (or refresh) the rollout in progress, so the dashboard shows "ROLLING OUT".
+   * @param ttlMs the proxy forgets it after this long without a refresh, ms. @throws ProxyAdminError.
+   */
+  async announceRollout(rollout: RolloutInProgress, ttlMs: number): Promise<void> {
+    await this.call('POST', '/admin/rollout', 0, false, JSON.stringify({ ...rollout, ttl_ms: ttlMs }));
+  }
+
+  /** The rollout ended: clear the announcement. @throws ProxyAdminError. */
+  async clearRollout(): Promise<void> {
+    await this.call('DELETE', '/admin/rollout');
+  }
+
   /** Prometheus text from `/metrics`. @throws ProxyAdminError. */
   async metrics(): Promise<string> {
     return (await this.call('GET', '/metrics', 0, true)) as string;
   }
 
-  private async call(method: string, path: string, extraTimeoutMs = 0, text = false): Promise<unknown> {
+  private async call(method: string, path: string, extraTimeoutMs = 0, text = false, body?: string): Promise<unknown> {
     const url = `${this.adminUrl}${path}`;
     let res: Response;
     try {
       res = await fetch(url, {
         method,
-        headers: { authorization: `Bearer ${this.token}` },
+        headers: body === undefined ? { authorization: `Bearer ${this.token}` } : { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+        body,
         signal: AbortSignal.timeout(this.timeoutMs + extraTimeoutMs),
       });
     } catch (e) {
@@ -119,7 +139,7 @@ export class ProxyAdminClient {
       const why = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs + extraTimeoutMs} ms` : (err.cause?.code ?? err.message);
       throw new ProxyAdminError(this.adminUrl, `proxy admin API at ${this.adminUrl} is unreachable (${method} ${path}: ${why}). Is \`lockstep proxy\` running?`);
     }
-    const body = await res.text().catch(() => '');
+    const answer = await res.text().catch(() => '');
     if (res.status === 401) {
       throw new ProxyAdminError(
         this.adminUrl,
@@ -128,17 +148,17 @@ export class ProxyAdminClient {
       );
     }
     if (!res.ok) {
-      let message = body.slice(0, 200);
+      let message = answer.slice(0, 200);
       try {
-        message = (JSON.parse(body) as { message?: string }).message ?? message;
+        message = (JSON.parse(answer) as { message?: string }).message ?? message;
       } catch {
         // not JSON: keep the text
       }
       throw new ProxyAdminError(this.adminUrl, `proxy admin API at ${this.adminUrl}: ${method} ${path} answered ${res.status}: ${message}`, res.status);
     }
-    if (text) return body;
+    if (text) return answer;
     try {
-      return JSON.parse(body) as unknown;
+      return JSON.parse(answer) as unknown;
     } catch {
       throw new ProxyAdminError(this.adminUrl, `proxy admin API at ${this.adminUrl}: ${method} ${path} answered invalid JSON`, res.status);
     }

@@ -53,6 +53,10 @@ export async function proxyControlFor(
   const unknown = inventory.instances.filter((i) => !known.has(i.name)).map((i) => i.name);
   if (unknown.length) progress('proxy', `the proxy does not know ${unknown.join(', ')} yet: each is added (admin reload) before its activation`);
   return {
+    async announce(rollout, ttlMs) {
+      if (rollout) await client.announceRollout(rollout, ttlMs);
+      else await client.clearRollout();
+    },
     async ensureKnown(name) {
       if (known.has(name)) return true;
       try {

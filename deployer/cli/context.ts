@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import ms, { type StringValue } from 'ms';
 import { ConfigError } from '../../config/errors.ts';
 import { loadInventory, type Inventory } from '../../config/inventory.ts';
+import { PhaseClock, renderPhaseSummary } from './phases.ts';
 
 /** The exit code a verb sets (0 ok, 1 a check found a problem, 2 usage or configuration, 3 failed part-way). */
 export interface CliResult {
@@ -18,6 +19,7 @@ export interface CliResult {
 export interface GlobalOptions {
   inventory: string;
   json?: boolean;
+  jsonEvents?: boolean;
 }
 
 /** False once a write to stdout/stderr failed (EPIPE: the reader went away); nothing more is written there. */
@@ -27,8 +29,25 @@ export function out(line: string): void {
   if (writable.stdout) process.stdout.write(`${line}\n`);
 }
 
+/** Set by --json-events: everything on stderr is one JSON object per line (see `emitEvent`). */
+let jsonEvents = false;
+
+/** Turn --json-events on or off (the CLI's preAction hook). */
+export function setJsonEvents(on: boolean): void {
+  jsonEvents = on;
+}
+
+/**
+ * Write one event line on stderr: `{"time": ISO, "type": ..., ...fields}`. Used for every
+ * stderr line when --json-events is on, so CI systems read one JSON object per line.
+ */
+export function emitEvent(type: string, fields: Record<string, unknown>): void {
+  if (writable.stderr) process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), type, ...fields })}\n`);
+}
+
 export function err(line: string): void {
-  if (writable.stderr) process.stderr.write(`${line}\n`);
+  if (jsonEvents) emitEvent('message', { message: line });
+  else if (writable.stderr) process.stderr.write(`${line}\n`);
 }
 
 /** What an interrupt (signal, or EPIPE) aborts: set while `withInterrupts` runs. */
@@ -75,15 +94,41 @@ export function setCliLogger(l: Logger): void {
   logger = l;
 }
 
+/** Phase durations of the operation in progress (progress lines that name a phase). */
+const phases = new PhaseClock();
+
+/** `21:40:12` local time of day, for progress lines. */
+function clock(d = new Date()): string {
+  return d.toTimeString().slice(0, 8);
+}
+
 /**
- * Per-instance progress on stderr, so stdout stays clean for --json and tables. With
- * --log-level (or LOCKSTEP_LOG) the same events are pino JSON lines instead.
+ * Per-instance progress on stderr, so stdout stays clean for --json and tables: `HH:MM:SS
+ * [instance] line`. With --json-events each line is a JSON event `{time, type: "progress",
+ * instance, message, phase?}`; with --log-level (or LOCKSTEP_LOG) a pino JSON line. A third
+ * argument names the phase the instance enters (`upload`, `drain`, `gates`... or `-` for none):
+ * it is timed for the summary table (`printPhaseSummary`).
  */
-export function progressPrinter(quiet = false): (instance: string, line: string) => void {
-  return (instance, line) => {
-    if (logger) logger.info({ instance }, line);
-    else if (!quiet) err(`[${instance}] ${line}`);
+export function progressPrinter(quiet = false): (instance: string, line: string, phase?: string) => void {
+  return (instance, line, phase) => {
+    if (phase !== undefined) phases.mark(instance, phase);
+    if (logger) logger.info({ instance, phase }, line);
+    else if (jsonEvents) emitEvent('progress', phase !== undefined && phase !== '-' ? { instance, message: line, phase } : { instance, message: line });
+    else if (!quiet) err(`${clock()} [${instance}] ${line}`);
   };
+}
+
+/**
+ * At the end of a deploy, rollback or repair: the per-instance phase durations as a table on
+ * stderr (or one `summary` event with --json-events, durations in ms), then forget them.
+ * Prints nothing when no phase was marked.
+ */
+export function printPhaseSummary(quiet = false): void {
+  if (phases.empty()) return;
+  const totals = phases.finish();
+  phases.reset();
+  if (jsonEvents) emitEvent('summary', { phases_ms: Object.fromEntries([...totals].map(([i, t]) => [i, Object.fromEntries(t)])) });
+  else if (!quiet && !logger) err(`phase durations per instance:\n${renderPhaseSummary(totals)}`);
 }
 
 /** The inventory named by --inventory (default ./inventory.yaml). @throws ConfigError naming file, line and field. */

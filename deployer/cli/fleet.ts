@@ -6,23 +6,11 @@ import { ConfigError } from '../../config/errors.ts';
 import { decideRollbackTarget, mergedHistory, readFleetReleases, releaseState } from '../fleet/releases.ts';
 import { openFleet } from '../fleet/fleet.ts';
 import { historyNote, shortSource } from '../fleet/history.ts';
-import { fleetStatusReport, renderProxyView } from '../fleet/status.ts';
-import { outOfRotation, rotationVerdict } from '../fleet/rotation.ts';
+import { fleetStatusReport } from '../fleet/status.ts';
+import { announcedRollout, renderStatusTable } from './status-render.ts';
+import { statusVerdict } from '../fleet/status-verdict.ts';
 import { err, inventoryFrom, out, reportUnreachable, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
-
-/** One line saying whether the fleet is in parity, and why not (the reason for exit 1 or 3). */
-function statusVerdict(rows: { instance: string; reachable: boolean; running: { release: string | null; digest: string | null } | null }[]): string {
-  const unreachable = rows.filter((r) => !r.reachable).map((r) => r.instance);
-  if (unreachable.length) return `UNKNOWN: cannot reach ${unreachable.join(', ')} (exit 3)`;
-  const down = rows.filter((r) => !r.running?.digest).map((r) => r.instance);
-  const releases = new Set(rows.map((r) => r.running?.release ?? null));
-  if (down.length === 0 && releases.size === 1) return `PARITY: all ${rows.length} instances run ${[...releases][0]}`;
-  const parts: string[] = [];
-  if (down.length) parts.push(`no app answering on ${down.join(', ')}`);
-  if (new Set(rows.filter((r) => r.running?.digest).map((r) => r.running!.digest)).size > 1) parts.push('instances run different releases');
-  return `NOT IN PARITY: ${parts.join('; ')} (exit 1; \`lockstep drift\` names every difference)`;
-}
 
 /** Register these verbs on `program`; their actions set `result.exitCode`. */
 export function registerFleetVerbs(program: Command, result: CliResult): void {
@@ -34,34 +22,19 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
       const inv = inventoryFrom(cmd);
       const report = await fleetStatusReport(inv);
       const rows = report.instances;
-      const idle = outOfRotation(rows, inv.deploy.lock_ttl_ms);
-      if (json) out(JSON.stringify(rows, null, 2));
+      // One verdict, by the same function as `drift` and the dashboard (verdict/fleet-verdict.ts).
+      const verdict = statusVerdict(rows, inv.deploy.lock_ttl_ms, await announcedRollout(inv));
+      const rollbackTarget = report.rollbackTarget ?? (rows.every((r) => r.reachable) ? null : undefined);
+      if (json) out(JSON.stringify({ verdict, instances: rows, rollback_target: rollbackTarget ?? null }, null, 2));
       else {
-        out(
-          renderTable(
-            ['instance', 'reachable', 'current (disk)', 'running (/version)', 'health', 'proxy', 'lock'],
-            rows.map((r) => [
-              r.instance,
-              r.reachable ? 'yes' : `NO${r.error ? `: ${r.error}` : ''}`,
-              r.current ? `${r.current.release}` : '-',
-              r.running ? `${r.running.release ?? '?'}${r.current && r.running.digest !== r.current.digest ? ' (DIFFERS)' : ''}` : 'not running',
-              r.healthy ? 'ok' : 'DOWN',
-              renderProxyView(r.proxy),
-              r.lock ? `held by ${String(r.lock.user)}@${String(r.lock.machine)} since ${String(r.lock.time)}` : '-',
-            ]),
-          ),
-        );
+        out(renderStatusTable(rows));
+        const proxyError = rows.find((r) => r.proxy?.error)?.proxy?.error;
+        if (proxyError) err(`proxy: ${proxyError}`);
+        out(`${verdict.headline} (exit ${verdict.exitCode})`);
+        for (const n of verdict.notes) out(`  note: ${n}`);
+        out(`rollback target: ${rollbackTarget ?? (rollbackTarget === null ? 'none (`lockstep rollback` would refuse)' : 'unknown (an instance could not be read)')}`);
       }
-      const proxyError = rows.find((r) => r.proxy?.error)?.proxy?.error;
-      if (proxyError && !json) err(`proxy: ${proxyError}`);
-      const digests = new Set(rows.map((r) => r.running?.digest ?? null));
-      result.exitCode = rows.some((r) => !r.reachable) ? 3 : digests.size === 1 && !digests.has(null) && idle.length === 0 ? 0 : 1;
-      if (!json) {
-        // Out of rotation with no live deploy to account for it: never PARITY (issue 12, item 6).
-        const verdict = statusVerdict(rows);
-        out(idle.length === 0 || result.exitCode === 3 ? verdict : verdict.startsWith('PARITY') ? rotationVerdict(idle) : `${verdict}\n${rotationVerdict(idle)}`);
-        out(`rollback target: ${report.rollbackTarget ?? (rows.every((r) => r.reachable) ? 'none (`lockstep rollback` would refuse)' : 'unknown (an instance could not be read)')}`);
-      }
+      result.exitCode = verdict.exitCode;
     });
 
 

@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import pino from 'pino';
 import { ConfigError, LockstepError } from '../../config/errors.ts';
 import { setTransportLogger } from '../fleet/fleet.ts';
-import { err, installPipeGuards, interruptReason, setCliLogger, type CliResult } from './context.ts';
+import { err, installPipeGuards, interruptReason, setCliLogger, setJsonEvents, type CliResult } from './context.ts';
 import { registerDriftVerb } from './drift.ts';
 import { registerFleetVerbs } from './fleet.ts';
 import { registerLockAndHostVerbs } from './lock.ts';
@@ -22,10 +22,12 @@ export function buildProgram(result: CliResult): Command {
     .description('Build once, deploy the identical artifact everywhere, prove version parity and session isolation.')
     .option('-i, --inventory <file>', 'inventory file', 'inventory.yaml')
     .option('--json', 'machine-readable output')
+    .option('--json-events', 'progress on stderr as JSON events, one object per line (for CI): progress, heartbeats, the phase summary')
     .addOption(new Option('--log-level <level>', 'JSON logs (pino) on stderr instead of progress lines').choices(['trace', 'debug', 'info', 'warn', 'error']).env('LOCKSTEP_LOG'))
     .exitOverride()
     .configureHelp({ showGlobalOptions: true })
     .hook('preAction', (cmd) => {
+      setJsonEvents(Boolean((cmd.opts() as { jsonEvents?: boolean }).jsonEvents));
       const level = (cmd.opts() as { logLevel?: string }).logLevel;
       if (level) {
         const logger = pino({ level, base: { app: 'lockstep' } }, pino.destination(2));

@@ -9,7 +9,7 @@ import { renderReportJson, renderReportTable } from '../checks/index.ts';
 import { verifyFleet } from '../checks/verify.ts';
 import { deploy, type DeployReport } from '../rollout/deploy.ts';
 import { rollback } from '../rollout/rollback.ts';
-import { err, inventoryFrom, out, parseDuration, progressPrinter, unlessInterrupted, wantsJson, withInterrupts, type CliResult } from './context.ts';
+import { err, inventoryFrom, out, parseDuration, printPhaseSummary, progressPrinter, unlessInterrupted, wantsJson, withInterrupts, type CliResult } from './context.ts';
 import { renderDeployReportText } from './report-text.ts';
 import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
 import { renderTable } from './table.ts';
@@ -75,6 +75,7 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
         (d) => d.state,
       );
       const { r, v, probe } = done;
+      printPhaseSummary();
       if (r.plan) {
         out(json ? JSON.stringify(r, null, 2) : renderPlan(r.release, r.plan));
         return;
@@ -119,6 +120,7 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
         (l) => progressPrinter()('probe', l),
       );
       if (probe) await recordProbe(inv, probe, 'rollback', r, progressPrinter());
+      printPhaseSummary();
       out(json ? JSON.stringify({ ...r, probe }, null, 2) : `${renderDeployReportText(r, 'rollback')}${probe ? `\n${renderProbeText(probe, 'rollback')}` : ''}`);
       result.exitCode = !r.ok ? 3 : probe && probeFailed(probe) ? 1 : 0;
     });

@@ -49,11 +49,13 @@ export interface RepairOptions {
   scanOptions?: DriftOptions;
   /** Drain/enable through the proxy; undefined when there is none running. */
   proxy?: ProxyControl;
-  progress?: (instance: string, line: string) => void;
+  progress?: (instance: string, line: string, phase?: string) => void;
   /** Run the post-deploy checks after the repair (default true). */
   verify?: boolean;
   /** Aborted (Ctrl-C): the rollout stops after the batch in progress; the lock is still released. */
   signal?: AbortSignal;
+  /** The operator's note (`-m`), recorded with the lock and in the history. */
+  message?: string;
 }
 
 function has(row: InstanceDrift, kinds: DriftKind[]): boolean {
@@ -110,8 +112,8 @@ export async function repairDrift(inventory: Inventory, firstScan: DriftScan, op
   // Take the lock, then read: lock the instances the first scan found drifted, scan again under
   // that lock, and repair only what the fresh scan shows (a deploy may have finished meanwhile).
   const lockNames = drifted(firstScan.report);
-  const fleet = lockNames.length > 0 ? openFleet(inventory, { factory: options.scanOptions?.factory, instanceNames: lockNames, audit: { operation: 'repair' } }) : null;
-  const holder = newLockHolder(firstScan.report.expected.release, 'drift repair');
+  const fleet = lockNames.length > 0 ? openFleet(inventory, { factory: options.scanOptions?.factory, instanceNames: lockNames, audit: { operation: 'repair', message: options.message } }) : null;
+  const holder = newLockHolder(firstScan.report.expected.release, options.message ?? 'drift repair');
   let locked = false;
   let lockFailure: string | undefined;
   let scan = firstScan;

@@ -15,6 +15,7 @@ import { resolve } from 'node:path';
 import { ConfigError, LockstepError } from '../../config/errors.ts';
 import { openFleet, reasonOf } from '../fleet/fleet.ts';
 import { parseHistory, parseLockHolder, releaseIdFromLink } from '../fleet/instance.ts';
+import { driftVerdict } from './verdict.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { proxyClientFromInventory, type ProxyAdminClient, type ProxyInstanceStatus } from '../balancer/admin-client.ts';
@@ -186,6 +187,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
       exitCode: unchecked ? 3 : drifted ? 1 : 0,
       durationMs: Date.now() - started,
     };
+    report.verdict = driftVerdict(report, inventory.deploy.lock_ttl_ms);
     return { report, manifest, localArtifact: local?.artifact ?? null, rollbackManifest, rollbackArtifact: rollbackLocal?.artifact ?? null };
   } finally {
     await fleet.close();

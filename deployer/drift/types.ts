@@ -8,6 +8,7 @@
 import type { TransportFactory } from '../fleet/fleet.ts';
 import type { Manifest } from '../build/manifest.ts';
 import type { ProxyAdminClient, ProxyInstanceStatus } from '../balancer/admin-client.ts';
+import type { FleetVerdict } from '../../verdict/fleet-verdict.ts';
 
 export type DriftKind =
   /** `current` does not exist. */
@@ -84,6 +85,8 @@ export interface DriftReport {
   /** 0 no drift, 1 drift found, 3 an instance (or the proxy) could not be checked. */
   exitCode: 0 | 1 | 3;
   durationMs: number;
+  /** What the fleet serves, by the one verdict function `status` and the dashboard use (drift/verdict.ts). */
+  verdict?: FleetVerdict;
 }
 
 /** What a drift scan found plus what a repair needs: the trusted manifest of the expected release. */

@@ -129,13 +129,16 @@ export class InstanceOps {
    * @returns whether bytes were sent, and how many.
    * @throws ChecksumMismatchError naming the host and both hashes after the second mismatch.
    */
-  async uploadArtifact(localArtifact: string, manifest: Manifest): Promise<{ uploaded: boolean; bytes: number }> {
+  async uploadArtifact(localArtifact: string, manifest: Manifest, onPhase: (phase: 'upload' | 'verify') => void = () => {}): Promise<{ uploaded: boolean; bytes: number }> {
     const expected = manifest.artifact.sha256;
+    onPhase('verify');
     const present = (await this.run(cmd.artifactHash(this.layout, manifest.digest))).trim();
     if (present === expected) return { uploaded: false, bytes: 0 };
     let actual = '';
     for (let attempt = 1; attempt <= 2; attempt++) {
+      onPhase('upload');
       await this.transport.putFile(localArtifact, cmd.artifactUploadPath(this.layout, manifest.digest));
+      onPhase('verify');
       actual = (await this.run(cmd.uploadedHash(this.layout, manifest.digest))).trim();
       if (actual === expected) {
         await this.run(cmd.commitUpload(this.layout, manifest.digest));
@@ -159,15 +162,18 @@ export class InstanceOps {
    * renamed into place. @returns whether an existing release was reused.
    * @throws ChecksumMismatchError when the unpacked files do not match (staging is removed).
    */
-  async unpackRelease(manifest: Manifest): Promise<{ reused: boolean }> {
+  async unpackRelease(manifest: Manifest, onPhase: (phase: 'unpack' | 'verify') => void = () => {}): Promise<{ reused: boolean }> {
     const dir = releaseDir(this.layout, manifest.release);
+    onPhase('verify');
     const exists = succeeded(await this.transport.exec(cmd.releaseExists(this.layout, manifest.release)));
     if (exists && isCleanDiff(await this.verifyTree(dir, manifest))) {
       await this.writeManifest(dir, manifest);
       return { reused: true };
     }
+    onPhase('unpack');
     await this.run(cmd.unpackToStaging(this.layout, manifest.release, manifest.digest));
     const staging = cmd.stagingDir(this.layout, manifest.release);
+    onPhase('verify');
     const diff = await this.verifyTree(staging, manifest);
     if (!isCleanDiff(diff)) {
       await this.transport.exec(cmd.discardStaging(this.layout, manifest.release));
@@ -212,9 +218,11 @@ export class InstanceOps {
    * @returns what /version said before the restart (null when nothing answered), so the gate
    *   can insist on a NEW process: an old one still holding the port must not pass for it.
    */
-  async activate(id: string): Promise<VersionInfo | null> {
+  async activate(id: string, onPhase: (phase: 'switch' | 'restart') => void = () => {}): Promise<VersionInfo | null> {
+    onPhase('switch');
     const before = await this.readVersion();
     await this.run(cmd.switchCurrent(this.layout, id));
+    onPhase('restart');
     await this.run(
       cmd.serviceCommand(this.layout, this.inventory.app.service.restart, serviceEnv(this.instance, this.layout)),
       this.inventory.deploy.activation_timeout_ms,

@@ -20,15 +20,20 @@ export interface ProxyView {
 
 export interface InstanceStatus {
   instance: string;
+  /** SSH reached the host (disk, lock and releases were read); see `ssh` for why not. */
   reachable: boolean;
+  /** The SSH source: reachable, or unreachable and why. */
+  ssh: { reachable: boolean; error?: string };
   /** Release `current` points at (from its on-disk manifest). */
   current: { release: string; digest: string } | null;
   /** What the running process reports on /version. */
   running: { release: string | null; digest: string | null; pid: number | null } | null;
+  /** The app's health path answered 200 (over HTTP, whether or not SSH reached the host). */
   healthy: boolean;
   lock: Record<string, unknown> | null;
   /** The proxy's view; null when the inventory has no proxy. */
   proxy: ProxyView | null;
+  /** Why SSH (or reading the host over it) failed; the HTTP and proxy results above still stand. */
   error?: string;
 }
 
@@ -102,26 +107,42 @@ export async function fleetStatusReport(
   try {
     const views = proxyViews(inventory, options.proxyClient);
     const results = await fleet.each(async (o) => {
-      const row: InstanceStatus = { instance: o.name, reachable: false, current: null, running: null, healthy: false, lock: null, proxy: null };
+      const row: InstanceStatus = { instance: o.name, reachable: false, ssh: { reachable: false }, current: null, running: null, healthy: false, lock: null, proxy: null };
+      // Each source for what it is: the HTTP answers stand even when SSH to the host fails.
       const [version, healthy] = await Promise.all([o.readVersion(), o.isHealthy()]);
       row.healthy = healthy;
       if (version) row.running = { release: version.release ?? null, digest: version.digest ?? null, pid: version.pid ?? null };
-      await o.transport.connect();
-      row.reachable = true;
-      if (await o.currentRelease()) {
-        const m = await o.readCurrentManifest().catch(() => null);
-        row.current = m ? { release: m.release, digest: m.digest } : null;
+      try {
+        await o.transport.connect();
+      } catch (e) {
+        row.error = (e as Error).message;
+        row.ssh = { reachable: false, error: row.error };
+        return row;
       }
-      row.lock = await o.readLockHolder(); // without the owner token: a capability, never printed
-      const info = await readInstanceReleases(o).catch(() => null);
-      if (info) infos.set(o.name, info);
+      row.reachable = true;
+      row.ssh = { reachable: true };
+      try {
+        if (await o.currentRelease()) {
+          const m = await o.readCurrentManifest().catch(() => null);
+          row.current = m ? { release: m.release, digest: m.digest } : null;
+        }
+        row.lock = await o.readLockHolder(); // without the owner token: a capability, never printed
+        const info = await readInstanceReleases(o).catch(() => null);
+        if (info) infos.set(o.name, info);
+      } catch (e) {
+        row.reachable = false;
+        row.error = `reading the host over ssh failed: ${(e as Error).message}`;
+        row.ssh = { reachable: true, error: row.error };
+      }
       return row;
     });
     const proxy = await views;
     const instances = results.map((r, i) => {
       const name = fleet.ops[i]!.name;
       const row: InstanceStatus =
-        r.status === 'fulfilled' ? r.value : { instance: name, reachable: false, current: null, running: null, healthy: false, lock: null, proxy: null, error: reasonOf(r) };
+        r.status === 'fulfilled'
+          ? r.value
+          : { instance: name, reachable: false, ssh: { reachable: false, error: reasonOf(r) }, current: null, running: null, healthy: false, lock: null, proxy: null, error: reasonOf(r) };
       row.proxy = proxy?.get(name) ?? null;
       return row;
     });

@@ -22,6 +22,7 @@ import type { Manifest } from '../build/manifest.ts';
 import { runLocalHook } from './hooks.ts';
 import { planBatches, type InstanceOutcome, type ProxyControl } from './rollout.ts';
 import { runFleetRollout } from './run.ts';
+import { withHeartbeat } from './heartbeat.ts';
 
 export interface DeployInstanceReport extends InstanceOutcome {
   /** Bytes uploaded (0 when the host already had the artifact). */
@@ -56,7 +57,7 @@ export interface DeployOptions {
   release?: string;
   factory?: TransportFactory;
   proxy?: ProxyControl;
-  progress?: (instance: string, line: string) => void;
+  progress?: (instance: string, line: string, phase?: string) => void;
   /** Abort (Ctrl-C/SIGTERM): the step in progress finishes, switched instances roll back, the lock is released. */
   signal?: AbortSignal;
   message?: string;
@@ -186,12 +187,13 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         const leftovers = await o.prepare();
         if (leftovers.length) progress(o.name, `removed leftovers of killed deploys: ${leftovers.join(', ')}`);
         progress(o.name, `uploading artifact (${manifest.artifact.bytes} bytes) unless present`);
-        const up = await o.uploadArtifact(release.artifact, manifest);
+        const up = await withHeartbeat((l) => progress(o.name, l), 'the artifact upload and its sha256 check on the host', o.uploadArtifact(release.artifact, manifest, (phase) => progress(o.name, phase === 'upload' ? 'uploading' : 'checking sha256 on the host', phase)));
         row.uploadedBytes = up.bytes;
         progress(o.name, up.uploaded ? `uploaded ${up.bytes} bytes, sha256 verified on host` : 'artifact already on host (sha256 verified), upload skipped');
-        const { reused } = await o.unpackRelease(manifest);
+        const { reused } = await withHeartbeat((l) => progress(o.name, l), 'unpack and file verification', o.unpackRelease(manifest, (phase) => progress(o.name, phase === 'unpack' ? 'unpacking' : 'verifying files on the host', phase)));
         row.reused = reused;
         progress(o.name, reused ? `releases/${manifest.release} present and verified` : `unpacked releases/${manifest.release}, ${manifest.files.length} files verified on host`);
+        progress(o.name, 'linking shared dirs, publishing hashed assets', 'assets');
         await o.linkShared(manifest.release);
         // Before any activation, every instance can serve the new release's hashed assets (and
         // those of what the fleet runs now): a page from either release loads from any instance.
@@ -200,13 +202,14 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         const running = [...new Set([...rows.values()].map((r) => r.before))].filter((id): id is string => !!id && id !== manifest.release);
         for (const w of await publishPresentReleases(o, running)) progress(o.name, `WARNING: ${w}`);
         if (hooks.before_activate) {
-          progress(o.name, 'running before_activate hook');
+          progress(o.name, 'running before_activate hook', 'hook');
           await o.runHook(hooks.before_activate, 'before_activate', manifest, `${o.layout.releases}/${manifest.release}`).catch(async (e: Error) => {
             await o.appendHistory({ event: 'failed', release: manifest.release, digest: manifest.digest, previous: row.before, hook: 'before_activate', error: e.message }).catch(() => {});
             throw e;
           });
         }
       });
+      for (const [i, o] of fleet.ops.entries()) if (p1[i]!.status === 'fulfilled') progress(o.name, 'prepared; waiting for its batch', '-');
       const p1Failed = p1.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
       if (p1Failed.length > 0) {
         for (const { r, o } of p1Failed) {

@@ -17,7 +17,7 @@ export interface RollbackOptions {
   to?: string;
   factory?: TransportFactory;
   proxy?: ProxyControl;
-  progress?: (instance: string, line: string) => void;
+  progress?: (instance: string, line: string, phase?: string) => void;
   lockWaitMs?: number;
   /** The operator's note (`-m`), recorded with the lock and in the history. */
   message?: string;

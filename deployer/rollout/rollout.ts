@@ -6,9 +6,11 @@
 import type { InstanceOps } from '../fleet/instance.ts';
 import type { Manifest } from '../build/manifest.ts';
 import type { Inventory } from '../../config/inventory.ts';
+import { startAnnouncement, type RolloutAnnouncer } from './announce.ts';
+import { withHeartbeat } from './heartbeat.ts';
 
 /** What the rollout needs from the proxy; the deployer's proxy client implements it. */
-export interface ProxyControl {
+export interface ProxyControl extends Partial<RolloutAnnouncer> {
   /**
    * True when the proxy has this instance, after adding it (admin reload) when it did not;
    * false when it still does not (then it gets no traffic, and there is nothing to drain).
@@ -75,9 +77,12 @@ export interface RolloutOptions extends RolloutSettings {
   /** Called before every batch (the deploy refreshes its lock's heartbeat there). Failures are ignored. */
   beforeBatch?: () => Promise<void>;
   proxy?: ProxyControl;
-  progress: (instance: string, line: string) => void;
+  progress: (instance: string, line: string, phase?: string) => void;
   /** History event recorded for a successful activation. */
   event?: 'activate' | 'rollback';
+  /** Who holds the lock (`user@host pid N`) and the operation (`deploy`, `rollback`, `repair`): announced to the proxy. */
+  holder?: string;
+  operation?: string;
 }
 
 /**
@@ -105,26 +110,28 @@ export function planBatches<T>(items: T[], batchSize: number | string, canary = 
 }
 
 async function activateOne(o: InstanceOps, id: string, digest: string, opts: RolloutOptions): Promise<void> {
+  // Every long wait prints a heartbeat line at least every 5 s; each step names its phase.
+  const beat = (line: string): void => opts.progress(o.name, line);
   const inProxy = opts.proxy ? await opts.proxy.ensureKnown(o.name) : false;
   if (opts.proxy && inProxy) {
-    opts.progress(o.name, 'draining in proxy');
-    const { drained } = await opts.proxy.drain(o.name, opts.drainTimeoutMs);
+    opts.progress(o.name, 'draining in proxy', 'drain');
+    const { drained } = await withHeartbeat(beat, 'requests in flight to finish (drain)', opts.proxy.drain(o.name, opts.drainTimeoutMs), opts.drainTimeoutMs);
     if (!drained) opts.progress(o.name, `drain timeout (${opts.drainTimeoutMs} ms) passed with requests in flight; switching anyway`);
   } else if (opts.proxy) {
     opts.progress(o.name, 'not in the proxy (even after a reload): it gets no traffic there, nothing to drain');
   }
-  opts.progress(o.name, `switching current -> ${id} and restarting`);
-  const replaced = await o.activate(id);
-  opts.progress(o.name, 'waiting for health and version gates');
-  await o.waitForGates(digest, opts.activationTimeoutMs, replaced);
+  const replaced = await withHeartbeat(beat, 'the restart command', o.activate(id, (phase) => opts.progress(o.name, phase === 'switch' ? `switching current -> ${id}` : 'restarting (service restart command)', phase)), opts.activationTimeoutMs);
+  opts.progress(o.name, 'waiting for health and version gates', 'gates');
+  await withHeartbeat(beat, `${o.inventory.app.health_path} and ${o.inventory.app.version_path} (health and version gates)`, o.waitForGates(digest, opts.activationTimeoutMs, replaced), opts.activationTimeoutMs);
   if (opts.afterActivate) {
-    opts.progress(o.name, 'running after_activate hook');
-    await o.runHook(opts.afterActivate, 'after_activate', { release: id, digest });
+    opts.progress(o.name, 'running after_activate hook', 'hook');
+    await withHeartbeat(beat, 'the after_activate hook', o.runHook(opts.afterActivate, 'after_activate', { release: id, digest }), opts.activationTimeoutMs);
   }
   if (opts.proxy && inProxy) {
-    await opts.proxy.enable(o.name, opts.activationTimeoutMs);
-    opts.progress(o.name, 'enabled in proxy');
-  }
+    opts.progress(o.name, 'enabling in proxy, waiting for its health checks', 'enable');
+    await withHeartbeat(beat, 'the proxy to find it healthy', opts.proxy.enable(o.name, opts.activationTimeoutMs), opts.activationTimeoutMs);
+    opts.progress(o.name, 'enabled in proxy', '-');
+  } else opts.progress(o.name, 'gates passed', '-');
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -144,11 +151,37 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * @returns per-instance outcomes; `ok` only when every instance passed its gates.
  * Never throws for an instance failure: failures are in the outcomes.
  */
-export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
-  const { manifest } = opts;
+export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
+  const { manifest } = options;
   const outcomes = new Map<string, InstanceOutcome>(
-    opts.ops.map((o) => [o.name, { instance: o.name, before: opts.previous.get(o.name) ?? null, now: opts.previous.get(o.name) ?? null, state: 'untouched' }]),
+    options.ops.map((o) => [o.name, { instance: o.name, before: options.previous.get(o.name) ?? null, now: options.previous.get(o.name) ?? null, state: 'untouched' }]),
   );
+  const serving = (): number => [...outcomes.values()].filter((o) => o.now === manifest.release && o.state !== 'unknown' && o.state !== 'failed').length;
+  const announcer = options.proxy?.announce ? (options.proxy as RolloutAnnouncer) : undefined;
+  const announcement = startAnnouncement(announcer, {
+    release: manifest.release,
+    holder: options.holder ?? 'unknown holder',
+    operation: options.operation,
+    done: options.ops.filter((o) => options.previous.get(o.name) === manifest.release).length,
+    total: options.ops.length,
+  });
+  // Every progress line also refreshes the announcement: the dashboard shows the phase.
+  const opts: RolloutOptions = {
+    ...options,
+    progress: (instance, line, phase) => {
+      options.progress(instance, line, phase);
+      announcement.update({ done: serving(), phase: `${instance}: ${line}` });
+    },
+  };
+  try {
+    return await rolloutAnnounced(opts, outcomes);
+  } finally {
+    await announcement.end();
+  }
+}
+
+async function rolloutAnnounced(opts: RolloutOptions, outcomes: Map<string, InstanceOutcome>): Promise<RolloutResult> {
+  const { manifest } = opts;
   // Switched instances, by batch: a failure rolls them back in these batches, last batch first.
   const touched: InstanceOps[][] = [];
   let failure: string | undefined;

@@ -6,6 +6,7 @@
 import type { Fleet } from '../fleet/fleet.ts';
 import type { InstanceOps } from '../fleet/instance.ts';
 import { lockHeartbeat } from '../fleet/lock.ts';
+import { holderLabel } from '../fleet/status-verdict.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { rollout, rolloutSettings, type InstanceOutcome, type ProxyControl, type RolloutResult } from './rollout.ts';
 
@@ -20,7 +21,7 @@ export interface FleetRolloutOptions {
   /** Release each instance ran before, by instance name: where a failed batch goes back to. */
   previous: Map<string, string | null>;
   proxy?: ProxyControl;
-  progress: (instance: string, line: string) => void;
+  progress: (instance: string, line: string, phase?: string) => void;
   signal?: AbortSignal;
   /** History event recorded for a successful activation (default `activate`). */
   event?: 'activate' | 'rollback';
@@ -47,6 +48,8 @@ export async function runFleetRollout(o: FleetRolloutOptions): Promise<FleetRoll
     proxy: o.proxy,
     progress: o.progress,
     event: o.event,
+    holder: holderLabel(o.holder),
+    operation: o.fleet.ops[0]?.audit?.operation ?? (o.event === 'rollback' ? 'rollback' : 'deploy'),
   });
   return { ...result, state: describeFleetState(result.outcomes, result.ok) };
 }

@@ -15,7 +15,7 @@ import pino from 'pino';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CSRF_COOKIE, SESSION_COOKIE } from '../../proxy/dashboard.ts';
-import { parityOf, requestTotalsFromMetrics, type FleetSnapshot } from '../../proxy/dashboard-fleet.ts';
+import { requestTotalsFromMetrics, verdictOf, type FleetSnapshot } from '../../proxy/dashboard-fleet.ts';
 import type { RunningProxy } from '../../proxy/index.ts';
 import { ADMIN_TOKEN, admin, request, startTestProxy, startUpstream, waitFor, type Reply, type TestUpstream, closeAll } from './helpers.ts';
 
@@ -241,7 +241,7 @@ describe('fleet dashboard: data', () => {
     proxy = await startTestProxy(upstreams);
     const cookie = await sessionCookie(proxy);
     const first = await fleetJson(proxy, cookie);
-    expect(first.parity).toMatchObject({ status: 'parity', release: RELEASE_A, digest: DIGEST_A, summary: `PARITY: ${RELEASE_A}` });
+    expect(first.verdict).toMatchObject({ state: 'parity', release: RELEASE_A, digest: DIGEST_A, headline: `PARITY: all 3 instances serve ${RELEASE_A}` });
     expect(first.instances).toEqual(
       upstreams.map((u) =>
         expect.objectContaining({ name: u.name, url: u.url, state: 'enabled', healthy: true, inflight: 0, version: { release: RELEASE_A, digest: DIGEST_A } }),
@@ -252,7 +252,7 @@ describe('fleet dashboard: data', () => {
     expect(busy.rateWindowS).toBeGreaterThan(0);
   });
 
-  it('shows DRIFT naming each instance when digests differ; an unhealthy instance does not count', async () => {
+  it('shows NOT IN PARITY naming each instance when digests differ; an unhealthy instance makes it DEGRADED, never PARITY', async () => {
     upstreams = await fleet([
       [RELEASE_A, DIGEST_A],
       [RELEASE_B, DIGEST_B],
@@ -261,11 +261,12 @@ describe('fleet dashboard: data', () => {
     proxy = await startTestProxy(upstreams);
     const cookie = await sessionCookie(proxy);
     const drift = await fleetJson(proxy, cookie);
-    expect(drift.parity.status).toBe('drift');
-    expect(drift.parity.summary).toBe(`DRIFT: ${RELEASE_A} on web-1, web-3; ${RELEASE_B} on web-2`);
+    expect(drift.verdict.state).toBe('not-in-parity');
+    expect(drift.verdict.headline).toBe(`NOT IN PARITY: ${RELEASE_A} on web-1, web-3; ${RELEASE_B} on web-2`);
     upstreams[1]!.healthy = false;
     const back = await waitForFleet(proxy, cookie, 'web-2 unhealthy', (s) => s.instances[1]!.healthy === false);
-    expect(back.parity).toMatchObject({ status: 'parity', release: RELEASE_A });
+    // Still two digests answering /version: not in parity, and web-2 named as not serving.
+    expect(back.verdict).toMatchObject({ state: 'not-in-parity', headline: expect.stringContaining('not serving: web-2 (the proxy finds it unhealthy)') });
   });
 
   it('streams fleet events over SSE with the session cookie', async () => {
@@ -304,7 +305,7 @@ describe('fleet dashboard: data', () => {
     proxy = await startTestProxy(upstreams, {}, { workers: 2 });
     const cookie = await sessionCookie(proxy);
     const data = await fleetJson(proxy, cookie);
-    expect(data.parity.summary).toBe(`PARITY: ${RELEASE_A}`);
+    expect(data.verdict.headline).toBe(`PARITY: all 3 instances serve ${RELEASE_A}`);
     expect(data.instances.map((i) => [i.name, i.state, i.healthy])).toEqual([
       ['web-1', 'enabled', true],
       ['web-2', 'enabled', true],
@@ -331,14 +332,15 @@ describe('fleet dashboard: helpers', () => {
     expect(requestTotalsFromMetrics(text)).toEqual(new Map([['a', 7], ['b', 1]]));
   });
 
-  it('parity: unknown without a healthy instance or when a healthy one reports no digest', () => {
+  it('verdict: DEGRADED when an instance is unhealthy or silent, NOT IN PARITY for two digests (the shared fleetVerdict)', () => {
     const v = (digest: string | null) => ({ release: digest && `rel-${digest.slice(0, 2)}`, digest });
-    expect(parityOf([{ name: 'a', healthy: false, version: v(DIGEST_A) }]).status).toBe('unknown');
-    expect(parityOf([{ name: 'a', healthy: true, version: v(DIGEST_A) }, { name: 'b', healthy: true, version: { ...v(null), error: 'ECONNREFUSED' } }])).toMatchObject({
-      status: 'unknown',
-      summary: 'UNKNOWN: no version from b',
+    const row = (name: string, healthy: boolean, version: { release: string | null; digest: string | null; error?: string }) => ({ name, healthy, ejected: false, state: 'enabled' as const, version });
+    expect(verdictOf([row('a', false, v(DIGEST_A))]).state).toBe('degraded');
+    expect(verdictOf([row('a', true, v(DIGEST_A)), row('b', true, { ...v(null), error: 'ECONNREFUSED' })])).toMatchObject({
+      state: 'degraded',
+      headline: 'DEGRADED: 1 of 2 instances serving rel-a1; not serving: b (/version: ECONNREFUSED)',
     });
-    expect(parityOf([{ name: 'a', healthy: true, version: v(DIGEST_A) }, { name: 'b', healthy: true, version: v(DIGEST_B) }]).status).toBe('drift');
+    expect(verdictOf([row('a', true, v(DIGEST_A)), row('b', true, v(DIGEST_B))]).state).toBe('not-in-parity');
   });
 });
 
@@ -368,7 +370,7 @@ describe('fleet dashboard in a browser', () => {
       errors.length = 0;
       await page.locator('#token').fill(ADMIN_TOKEN);
       await page.locator('#sign-in').click();
-      await page.locator('#parity.parity').filter({ hasText: `PARITY: ${RELEASE_A}` }).waitFor({ timeout: 15_000 });
+      await page.locator('#parity.parity').filter({ hasText: `PARITY: all 3 instances serve ${RELEASE_A}` }).waitFor({ timeout: 15_000 });
       expect(page.url()).toBe(`${proxy.adminUrl}/dashboard`);
       const rows = page.locator('#fleet tbody tr');
       await waitFor('three rows', async () => (await rows.count()) === 3, 100, 100);
@@ -397,7 +399,7 @@ describe('fleet dashboard in a browser', () => {
     }
   });
 
-  it('shows DRIFT in red and marks the odd instance', async () => {
+  it('shows NOT IN PARITY in red and marks the odd instance', async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM_PATH)`);
     upstreams = await fleet([
       [RELEASE_A, DIGEST_A],
@@ -415,7 +417,7 @@ describe('fleet dashboard in a browser', () => {
       await page.goto(`${proxy.adminUrl}/dashboard`);
       await page.locator('#token').fill(ADMIN_TOKEN);
       await page.locator('#sign-in').click();
-      await page.locator('#parity.drift').filter({ hasText: 'DRIFT:' }).waitFor({ timeout: 15_000 });
+      await page.locator('#parity.not-in-parity').filter({ hasText: 'NOT IN PARITY:' }).waitFor({ timeout: 15_000 });
       expect(await page.locator('#fleet tr.odd-digest td.name').allTextContents()).toEqual(['web-2']);
       await mkdir(artifacts, { recursive: true });
       await page.screenshot({ path: join(artifacts, 'drift.png'), fullPage: true });

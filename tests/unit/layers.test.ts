@@ -1,6 +1,6 @@
 /**
  * The import rules of docs/ARCHITECTURE.md, checked on the source so they stay true:
- * `config/` is the bottom layer (imports neither program), `proxy/` never imports `deployer/`,
+ * `config/` and `verdict/` are the bottom layer (import neither program), `proxy/` never imports `deployer/`,
  * `deployer/` reaches the proxy program only through its entry point `proxy/command.ts`, and
  * there is no import cycle among the three (type-only imports included).
  */
@@ -9,7 +9,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '../..');
-const ROOMS = ['config', 'deployer', 'proxy'];
+const ROOMS = ['config', 'verdict', 'deployer', 'proxy'];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) =>
@@ -39,6 +39,12 @@ describe('layers', () => {
   it('config/ imports neither deployer/ nor proxy/ nor app/', () => {
     const bad = [...graph].flatMap(([f, deps]) => (f.startsWith('config/') ? deps.filter((d) => !d.startsWith('config/')).map((d) => `${f} -> ${d}`) : []));
     expect(bad).toEqual([]);
+  });
+
+  it('verdict/ (the fleet verdict both programs share) imports nothing outside itself', () => {
+    const bad = [...graph].flatMap(([f, deps]) => (f.startsWith('verdict/') ? deps.filter((d) => !d.startsWith('verdict/')).map((d) => `${f} -> ${d}`) : []));
+    expect(bad).toEqual([]);
+    expect(files.some((f) => f.startsWith('verdict/'))).toBe(true);
   });
 
   it('proxy/ never imports deployer/', () => {
