@@ -98,6 +98,11 @@ export function renderHaproxyConfig(plan: HaproxyPlan, luaFile?: string): string
     'defaults',
     '    mode http',
     '    load-server-state-from-file global',
+    // As Lockstep's engine does (headers.ts): the app sees the client's address.
+    '    option forwardfor',
+    // Idle server connections serve any client: the app ties no state to a connection (the
+    // Lockstep engine pools them the same way), and it keeps HAProxy at plain-HAProxy speed.
+    '    http-reuse always',
     `    timeout connect ${ms(plan.timeouts.connectMs)}`,
     `    timeout server ${ms(plan.timeouts.responseMs)}`,
     `    timeout client ${ms(plan.timeouts.idleMs)}`,
