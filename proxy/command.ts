@@ -38,7 +38,7 @@ export interface RunProxyOptions {
  * `options.signal`), then stop gracefully, with the engine of `proxy.engine` (engine.ts: Lockstep's own
  * proxy, or a supervised HAProxy). SIGHUP re-reads `inventory.file` and replaces the
  * instance list without dropping connections (an invalid file is logged and ignored).
- * @returns the exit code: 0 after a graceful stop.
+ * @returns the exit code: 0 after a graceful stop; 1 when the engine died on its own (HAProxy exited).
  * @throws ConfigError (exit 2) for an invalid proxy configuration or a listen address in use.
  */
 export async function runProxyCommand(inventory: Inventory, options: RunProxyOptions = {}): Promise<number> {
@@ -104,6 +104,11 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
   const lines = await proxy.describe();
   print(`lockstep proxy listening on ${proxy.url} (admin API ${proxy.adminUrl}${mode}), ${lines.length} instance(s):`);
   for (const l of lines) print(l);
+  let died: string | null = null;
+  void proxy.died?.then((why) => {
+    died = why;
+    requestStop(why);
+  });
   if (proxy.proxy) options.onStarted?.(proxy.proxy);
   options.onEngineStarted?.(proxy);
 
@@ -112,5 +117,5 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
   print(`lockstep proxy stopping (${stopWhy ?? 'stop requested'}): letting in-flight requests finish`);
   await proxy.close();
   print('lockstep proxy stopped');
-  return 0;
+  return died === null ? 0 : 1;
 }

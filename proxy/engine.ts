@@ -25,6 +25,8 @@ export interface RunningEngine {
   readonly proxy?: RunningProxy;
   /** Re-read the inventory file's instances (SIGHUP). @throws for an invalid inventory; nothing changes then. */
   reloadFromInventory(): Promise<{ added: string[]; removed: string[] }>;
+  /** Resolves (with why) when the engine stopped on its own (HAProxy exited); absent for lockstep. */
+  readonly died?: Promise<string>;
   /** One line per instance for the start message. */
   describe(): Promise<string[]>;
   /** Graceful stop. Idempotent. */
@@ -50,6 +52,7 @@ export async function startEngine(inventory: Inventory, options: { env: NodeJS.P
       engine: 'haproxy',
       url: h.url,
       adminUrl: h.adminUrl,
+      died: h.died,
       reloadFromInventory: () => h.reload(),
       describe: async () => (await h.control.instances()).map((i) => line(i.name, i.url, i.healthy, i.state)),
       close: () => h.close(),

@@ -34,6 +34,8 @@ export interface RunningHaproxy {
   readonly control: AdminControl;
   /** The rendered config file. */
   readonly configFile: string;
+  /** Resolves (with why) if HAProxy's master exits without `close()`: the engine is gone. */
+  readonly died: Promise<string>;
   /** Re-read the inventory file, re-render, validate, dump server state and reload. */
   reload(): Promise<{ added: string[]; removed: string[] }>;
   /** Dump server state, stop HAProxy gracefully (in-flight requests finish) and the admin API. Idempotent. */
@@ -119,10 +121,15 @@ export async function startHaproxyEngine(inventory: Inventory, options: { env?: 
   const stderr: string[] = [];
   const child: ChildProcess = spawn(bin, ['-W', '-f', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   let exited: string | null = null;
+  let died: (why: string) => void = () => undefined;
+  const diedPromise = new Promise<string>((r) => (died = r));
   child.on('error', (err) => (exited = `cannot run ${bin}: ${err.message}`));
   child.on('exit', (code, sig) => {
     exited = `haproxy exited (${sig ?? `code ${code}`}): ${stderr.slice(-6).join(' | ')}`;
-    if (!closing) logger.error({ code, signal: sig }, 'haproxy exited on its own');
+    if (!closing) {
+      logger.error({ code, signal: sig }, 'haproxy exited on its own');
+      died(exited);
+    }
   });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     for (const line of d.split('\n').filter(Boolean)) {
@@ -198,6 +205,7 @@ export async function startHaproxyEngine(inventory: Inventory, options: { env?: 
     url,
     adminUrl,
     pid: child.pid!,
+    died: diedPromise,
     control,
     configFile,
     reload,

@@ -4,7 +4,7 @@
 // (not failed, not moved), and drain/disable survive an admin reload (with a new instance) and a
 // stop + start of the engine (server-state-file).
 import http from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProxyAdminClient } from '../../deployer/balancer/admin-client.ts';
 import { loadInventory } from '../../config/inventory.ts';
 import { startEngine, type RunningEngine } from '../../proxy/engine.ts';
+import { runProxyCommand } from '../../proxy/command.ts';
 
 const HOST = '127.0.10.2';
 const PORTS = [4111, 4112, 4113, 4114];
@@ -127,5 +128,19 @@ describe('HAProxy engine through the admin API', () => {
     for (let n = 0; n < 8; n++) seen.add(await (await request(`${e.url}/`)).body.text());
     expect([...seen].sort()).toEqual(['i2', 'i4']);
     expect(await admin.metrics()).toMatch(/lockstep_proxy_requests_total\{instance="i2",status_class="2xx"\} [1-9]/);
+  });
+
+  it('lockstep proxy with engine haproxy: prints the servers, and exits 1 when HAProxy dies under it', async () => {
+    await engine?.close();
+    engine = undefined;
+    writeInventory(2);
+    const lines: string[] = [];
+    let started: RunningEngine | undefined;
+    const done = runProxyCommand(loadInventory(file), { env, logLevel: 'silent', print: (l) => lines.push(l), onEngineStarted: (e) => (started = e) });
+    await until('started', async () => started !== undefined);
+    expect(lines[0]).toContain(`listening on http://${HOST}:4110 (admin API http://${HOST}:4109, engine haproxy), 2 instance(s):`);
+    expect(lines.slice(1).map((l) => l.trim().split(/\s+/)[0])).toEqual(['i1', 'i2']);
+    process.kill(Number(readFileSync(join(dir, '.lockstep/haproxy/haproxy.pid'), 'utf8')), 'SIGKILL');
+    expect(await done).toBe(1);
   });
 });
