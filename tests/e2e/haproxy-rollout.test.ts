@@ -34,6 +34,9 @@ beforeAll(async () => {
   fleet = await startE2eFleet(3, '127.0.10.11', {
     engine: 'haproxy',
     proxyAddress: '127.0.10.10',
+    // A held request waits for its restarting instance; on a loaded 2-core machine a failed canary
+    // plus its rollback can take longer than the default 15 s (the load's own timeout is 30 s).
+    proxySection: { hold_timeout_ms: 25_000 },
     deploy: { drain_timeout_ms: 5000, activation_timeout_ms: 8000, keep_releases: 3 },
   });
   [good1, good2, bad] = (await makeReleases(fleet.inventory, ['good', 'good', 'broken'])) as [string, string, string];

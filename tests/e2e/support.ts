@@ -56,6 +56,8 @@ export async function startE2eFleet(
     engine?: 'lockstep' | 'haproxy';
     /** Address of the proxy and admin listeners. Default 127.0.0.1. */
     proxyAddress?: string;
+    /** Overrides of the inventory's proxy section. */
+    proxySection?: Record<string, unknown>;
   } = {},
 ): Promise<E2eFleet> {
   const ssh = await startSshHosts(count, { baseAddress, umask: options.umask });
@@ -71,6 +73,7 @@ export async function startE2eFleet(
       admin_listen: `${proxyAddress}:${adminPort}`,
       health_check: { interval_ms: 200, timeout_ms: 1000, rise: 1, fall: 2 },
       ...(haproxy ? { engine: 'haproxy', haproxy: { run_dir: join(ssh.dir, 'haproxy') } } : {}),
+      ...options.proxySection,
     },
   });
   const inventory = loadInventory(file);
