@@ -11,7 +11,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../config/errors.ts';
 
@@ -176,7 +176,7 @@ end, 0)
  * beside their final names, the config is checked with `validate` (see validateHaproxyConfig), and
  * only then are both renamed into place, so a rejected config never replaces the running one.
  * @returns the config file's path.
- * @throws whatever `validate` throws (the final files are then unchanged).
+ * @throws whatever `validate` throws (the final files are then unchanged; the candidates are removed).
  */
 export function writeHaproxyConfig(plan: HaproxyPlan, validate: (file: string) => void = () => undefined): string {
   const p = haproxyPaths(plan.runDir);
@@ -185,7 +185,13 @@ export function writeHaproxyConfig(plan: HaproxyPlan, validate: (file: string) =
   const candidate = { ...plan, luaFile: `${p.lua}.new` };
   writeFileSync(candidate.luaFile, renderHoldLua(plan), { mode: 0o600 });
   writeFileSync(`${p.config}.new`, renderHaproxyConfig(plan, candidate.luaFile), { mode: 0o600 });
-  validate(`${p.config}.new`);
+  try {
+    validate(`${p.config}.new`);
+  } catch (e) {
+    rmSync(candidate.luaFile, { force: true });
+    rmSync(`${p.config}.new`, { force: true });
+    throw e;
+  }
   renameSync(candidate.luaFile, p.lua);
   writeFileSync(`${p.config}.new`, renderHaproxyConfig(plan), { mode: 0o600 });
   renameSync(`${p.config}.new`, p.config);

@@ -78,6 +78,7 @@ describe('HAProxy config from the inventory', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).exitCode).toBe(2);
     expect((err as Error).message).toContain(`${good}.new is not a valid HAProxy configuration`);
+    expect(existsSync(`${good}.new`)).toBe(false);
     expect((err as Error).message).toMatch(/web-1/);
     expect(readFileSync(good, 'utf8')).toBe(before);
     expect(renderHaproxyConfig(broken)).not.toBe(before);
