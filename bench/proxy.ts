@@ -1,6 +1,7 @@
 /**
  * Proxy benchmark: wrk against three upstreams on loopback, in one run, through
- *   direct (one upstream), the Lockstep proxy, nginx and HAProxy (both with upstream keep-alive).
+ *   direct (one upstream), the Lockstep proxy, nginx, HAProxy (both with upstream keep-alive) and
+ *   Lockstep-managed HAProxy (`proxy.engine: haproxy`: the config Lockstep renders, supervised).
  * Prints requests/s, p50 and p99 per target and the Lockstep/nginx ratio; then the proxy's RSS
  * before and after RSS_REQUESTS requests (default 1,000,000; 0 skips that phase).
  *
@@ -53,6 +54,27 @@ async function runLockstep(port: number, workers: number, upstreamPorts: number[
   );
   process.send?.('ready');
   process.on('SIGTERM', () => void proxy.close().then(() => process.exit(0)));
+}
+
+/**
+ * Lockstep-managed HAProxy: the HAProxy engine (proxy/engine.ts) for an inventory of the three
+ * upstreams, i.e. the rendered config with health checks, cookie stickiness, stats socket and
+ * server-state file, supervised by this process (its CPU counts with HAProxy's).
+ */
+async function runManagedHaproxy(port: number, upstreamPorts: number[]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-hx-'));
+  const file = join(dir, 'inventory.yaml');
+  const instances = upstreamPorts.map((p, i) => `  - {name: u${i + 1}, transport: local, deploy_to: u${i + 1}, app_port: ${p}}`).join('\n');
+  writeFileSync(
+    file,
+    `app:\n  build: {command: "true", output: out}\n  service: {start: a, stop: b, restart: c}\nproxy:\n  engine: haproxy\n  listen: 127.0.0.1:${port}\n  admin_listen: 127.0.0.1:0\ninstances:\n${instances}\n`,
+  );
+  const { loadInventory } = await import('../config/inventory.ts');
+  const { startEngine } = await import('../proxy/engine.ts');
+  const pino = (await import('pino')).default;
+  const engine = await startEngine(loadInventory(file), { env: {}, logger: pino({ level: 'warn' }), workers: 1 });
+  process.send?.('ready');
+  process.on('SIGTERM', () => void engine.close().then(() => process.exit(0)));
 }
 
 // --- orchestration ---------------------------------------------------------------------------
@@ -236,6 +258,9 @@ async function main(): Promise<void> {
     const port = await freePort();
     const hp = startDaemon('haproxy', ['-f', haproxyConfig(dir, port, upstreamPorts), '-db']);
     targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}/`, pid: hp.pid });
+    const mport = await freePort();
+    const managed = await startNode(['managed-haproxy', String(mport), ...upstreamPorts.map(String)]);
+    targets.push({ name: 'Lockstep-managed HAProxy', url: `http://127.0.0.1:${mport}/`, pid: managed.pid });
   }
   for (const t of targets) await waitForHttp(t.url);
 
@@ -250,6 +275,9 @@ async function main(): Promise<void> {
     console.log(`${t.name}: ${r.rps.toFixed(0)} req/s, ${cpuUs.toFixed(0)} us CPU/request`);
   }
   const nginx = results.get('nginx')?.rps;
+  const plainHaproxy = results.get('haproxy')?.rps;
+  const managedHaproxy = results.get('Lockstep-managed HAProxy')?.rps;
+  if (plainHaproxy && managedHaproxy) console.log(`\nLockstep-managed HAProxy / plain HAProxy: ${(managedHaproxy / plainHaproxy).toFixed(2)} (goal >= 0.95)`);
   console.log(`\nwrk -t2 -c${connections} -d${seconds}s, 3 upstreams (node:http), ${new Date().toISOString()}\n`);
   console.log('| target | req/s | p50 | p99 | vs nginx | CPU us/request | errors |');
   console.log('|---|---:|---:|---:|---:|---:|---|');
@@ -279,6 +307,7 @@ async function stopAll(): Promise<void> {
 
 const [mode, ...rest] = process.argv.slice(2);
 if (mode === 'upstream') await runUpstream(Number(rest[0]));
+else if (mode === 'managed-haproxy') await runManagedHaproxy(Number(rest[0]), rest.slice(1).map(Number));
 else if (mode === 'lockstep') await runLockstep(Number(rest[0]), Number(rest[1]), rest.slice(2).map(Number));
 else {
   try {

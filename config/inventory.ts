@@ -154,7 +154,19 @@ const ProxySchema = z
     health_check: HealthCheckSchema.default({ interval_ms: 1000, timeout_ms: 1000, rise: 2, fall: 2 }),
     workers: z.number().int().min(1).max(64).default(1).describe('proxy processes sharing the port (node:cluster); env LOCKSTEP_PROXY_WORKERS overrides'),
     balance: z.enum(['round_robin', 'least_connections']).default('round_robin'),
-    engine: z.enum(['undici', 'http-proxy-3']).default('undici'),
+    engine: z
+      .enum(['lockstep', 'haproxy', 'undici', 'http-proxy-3'])
+      .default('lockstep')
+      .describe('the balancer `lockstep proxy` runs: `lockstep` (its own Node proxy) or `haproxy` (supervised HAProxy, same admin API); `undici` / `http-proxy-3` are the older spelling of `lockstep` with that forwarder'),
+    forwarder: z.enum(['undici', 'http-proxy-3']).default('undici').describe('engine lockstep: how requests are forwarded'),
+    haproxy: z
+      .object({
+        bin: z.string().min(1).default('/usr/sbin/haproxy').describe('the haproxy program'),
+        run_dir: z.string().min(1).default('.lockstep/haproxy').describe('haproxy.cfg, stats socket, pid and server-state file (relative: to the inventory)'),
+      })
+      .strict()
+      .default({ bin: '/usr/sbin/haproxy', run_dir: '.lockstep/haproxy' })
+      .describe('engine haproxy: the program and its working directory'),
     connect_timeout_ms: z.number().int().min(1).default(5_000),
     response_timeout_ms: z.number().int().min(1).default(60_000).describe('no response headers this long: 504'),
     idle_timeout_ms: z.number().int().min(1).default(120_000).describe('a response body stalled this long is cut'),

@@ -4,12 +4,12 @@
  */
 import pino, { type Logger } from 'pino';
 import { ConfigError } from '../config/errors.ts';
-import { loadInventory, type Inventory } from '../config/inventory.ts';
+import type { Inventory } from '../config/inventory.ts';
 import { ProxyConfigError } from './config.ts';
-import { startProxy, type RunningProxy } from './index.ts';
+import { startEngine, type RunningEngine } from './engine.ts';
+import type { RunningProxy } from './index.ts';
 
-export type { RunningProxy };
-import { proxyConfigFromInventory, upstreamsFromInventory } from './inventory-config.ts';
+export type { RunningProxy, RunningEngine };
 
 export interface RunProxyOptions {
   /** pino level for the JSON log on stderr (state changes only). Default: env LOCKSTEP_LOG, else `info`. */
@@ -21,8 +21,10 @@ export interface RunProxyOptions {
   print?: (line: string) => void;
   /** Stops the proxy like SIGTERM does (for embedding, e.g. `lockstep demo`). */
   signal?: AbortSignal;
-  /** Called once the proxy listens. */
+  /** Called once the proxy listens (engine lockstep only). */
   onStarted?: (proxy: RunningProxy) => void;
+  /** Called once the engine listens, whichever it is. */
+  onEngineStarted?: (engine: RunningEngine) => void;
   /**
    * Worker processes sharing the port (worker mode, proxy/cluster.ts). Default: env
    * LOCKSTEP_PROXY_WORKERS, else 1. On a machine that also runs the app instances, 1 leaves them the
@@ -33,17 +35,16 @@ export interface RunProxyOptions {
 
 /**
  * Start the proxy for `inventory`, print where it listens, and run until SIGTERM/SIGINT (or
- * `options.signal`), then stop gracefully. SIGHUP re-reads `inventory.file` and replaces the
+ * `options.signal`), then stop gracefully, with the engine of `proxy.engine` (engine.ts: Lockstep's own
+ * proxy, or a supervised HAProxy). SIGHUP re-reads `inventory.file` and replaces the
  * instance list without dropping connections (an invalid file is logged and ignored).
- * @returns the exit code: 0 after a graceful stop.
+ * @returns the exit code: 0 after a graceful stop; 1 when the engine died on its own (HAProxy exited).
  * @throws ConfigError (exit 2) for an invalid proxy configuration or a listen address in use.
  */
 export async function runProxyCommand(inventory: Inventory, options: RunProxyOptions = {}): Promise<number> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? pino({ level: options.logLevel ?? env.LOCKSTEP_LOG ?? 'info' }, pino.destination(2));
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const config = proxyConfigFromInventory(inventory, env, logger);
-  const reloadSource = () => upstreamsFromInventory(loadInventory(inventory.file));
 
   const workers = options.workers ?? Number(env.LOCKSTEP_PROXY_WORKERS ?? inventory.proxy?.workers ?? 1);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
@@ -51,7 +52,7 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
   }
   // Signal handlers go in before anything else: a SIGHUP or SIGTERM that arrives while the proxy
   // starts must not kill it with the default action (and a stop request is honoured once started).
-  let proxy: RunningProxy | null = null;
+  let proxy: RunningEngine | null = null;
   let stopWhy: string | null = null;
   let wake: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (wake = resolve));
@@ -66,7 +67,7 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
   const onHup = (): void => {
     if (proxy === null) return logger.warn('SIGHUP while starting: ignored');
     try {
-      void proxy.reload(reloadSource()).then(
+      void proxy.reloadFromInventory().then(
         (c) => logger.info(c, 'reloaded the instance list from the inventory (SIGHUP)'),
         (err: unknown) => logger.error({ err }, 'reload failed; keeping the current instances'),
       );
@@ -87,7 +88,7 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
   };
 
   try {
-    proxy = await startProxy(config, { reloadSource, workers });
+    proxy = await startEngine(inventory, { env, logger, workers });
   } catch (e) {
     removeHandlers();
     const err = e as NodeJS.ErrnoException;
@@ -99,15 +100,22 @@ export async function runProxyCommand(inventory: Inventory, options: RunProxyOpt
     }
     throw e;
   }
-  const mode = workers > 1 ? `, ${workers} workers` : '';
-  print(`lockstep proxy listening on ${proxy.url} (admin API ${proxy.adminUrl}${mode}), ${config.upstreams.length} instance(s):`);
-  for (const i of proxy.instances()) print(`  ${i.name.padEnd(16)} ${i.url.padEnd(28)} ${i.healthy ? 'healthy' : 'NOT healthy (waiting for checks)'}`);
-  options.onStarted?.(proxy);
+  const mode = proxy.engine === 'haproxy' ? ', engine haproxy' : workers > 1 ? `, ${workers} workers` : '';
+  const lines = await proxy.describe();
+  print(`lockstep proxy listening on ${proxy.url} (admin API ${proxy.adminUrl}${mode}), ${lines.length} instance(s):`);
+  for (const l of lines) print(l);
+  let died: string | null = null;
+  void proxy.died?.then((why) => {
+    died = why;
+    requestStop(why);
+  });
+  if (proxy.proxy) options.onStarted?.(proxy.proxy);
+  options.onEngineStarted?.(proxy);
 
   await stopped;
   removeHandlers();
   print(`lockstep proxy stopping (${stopWhy ?? 'stop requested'}): letting in-flight requests finish`);
   await proxy.close();
   print('lockstep proxy stopped');
-  return 0;
+  return died === null ? 0 : 1;
 }

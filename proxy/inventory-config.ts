@@ -41,7 +41,8 @@ export function proxyConfigFromInventory(inventory: Inventory, env: NodeJS.Proce
     healthCheck: { intervalMs: hc.interval_ms, timeoutMs: hc.timeout_ms, rise: hc.rise, fall: hc.fall },
     uploadPaths: inventory.app.checks.upload_paths,
     balance: section.balance,
-    engine: section.engine,
+    // `engine: undici | http-proxy-3` is the older spelling of `engine: lockstep` with that forwarder.
+    engine: section.engine === 'undici' || section.engine === 'http-proxy-3' ? section.engine : section.forwarder,
     timeouts: {
       connectMs: section.connect_timeout_ms,
       responseMs: section.response_timeout_ms,

@@ -11,7 +11,7 @@ import { ConfigError } from '../../config/errors.ts';
 import { proxyControlFor } from '../balancer/control.ts';
 import { verifyFleet } from '../checks/verify.ts';
 import { runProxyCommand } from '../../proxy/command.ts';
-import type { RunningProxy } from '../../proxy/command.ts';
+import type { RunningEngine } from '../../proxy/command.ts';
 import { renderDeployReportText } from './report-text.ts';
 
 export interface DemoOptions {
@@ -42,11 +42,11 @@ export async function runDemo(inventory: Inventory, options: DemoOptions): Promi
   await stopApps(inventory).catch(() => {});
 
   const stopProxy = new AbortController();
-  let started!: (p: RunningProxy) => void;
-  const proxyUp = new Promise<RunningProxy>((resolve) => (started = resolve));
+  let started!: (p: RunningEngine) => void;
+  const proxyUp = new Promise<RunningEngine>((resolve) => (started = resolve));
   const proxyDone = runProxyCommand(inventory, {
     signal: stopProxy.signal,
-    onStarted: (p) => started(p),
+    onEngineStarted: (p) => started(p),
     print: (l) => print(`[proxy] ${l}`),
     logLevel: process.env.LOCKSTEP_LOG ?? 'warn',
   });

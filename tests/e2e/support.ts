@@ -8,6 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { loadInventory, type Inventory } from '../../config/inventory.ts';
 import { openFleet } from '../../deployer/fleet/fleet.ts';
+import pino from 'pino';
+import { startEngine, type RunningEngine } from '../../proxy/engine.ts';
 import { startProxy, type RunningProxy } from '../../proxy/index.ts';
 import { proxyConfigFromInventory, upstreamsFromInventory } from '../../proxy/inventory-config.ts';
 import { freePort, startSshHosts, type SshFleet } from '../helpers/sshd.ts';
@@ -19,6 +21,10 @@ export interface E2eFleet {
   ssh: SshFleet;
   inventory: Inventory;
   proxy?: RunningProxy;
+  /** With `engine: 'haproxy'`: the supervised HAProxy (then `proxy` is undefined). */
+  engine?: RunningEngine;
+  /** Where users connect, whichever engine runs. */
+  proxyUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -41,29 +47,53 @@ export function realAppSection(buildDir: string): Record<string, unknown> {
 export async function startE2eFleet(
   count: number,
   baseAddress: string,
-  options: { proxy?: boolean; deploy?: Record<string, unknown>; app?: Record<string, unknown>; umask?: string } = {},
+  options: {
+    proxy?: boolean;
+    deploy?: Record<string, unknown>;
+    app?: Record<string, unknown>;
+    umask?: string;
+    /** `haproxy`: run the HAProxy engine (proxy/engine.ts) instead of the in-process Lockstep proxy. */
+    engine?: 'lockstep' | 'haproxy';
+    /** Address of the proxy and admin listeners. Default 127.0.0.1. */
+    proxyAddress?: string;
+    /** Overrides of the inventory's proxy section. */
+    proxySection?: Record<string, unknown>;
+  } = {},
 ): Promise<E2eFleet> {
   const ssh = await startSshHosts(count, { baseAddress, umask: options.umask });
-  const proxyPort = await freePort('127.0.0.1');
-  const adminPort = await freePort('127.0.0.1');
+  const proxyAddress = options.proxyAddress ?? '127.0.0.1';
+  const proxyPort = await freePort(proxyAddress);
+  const adminPort = await freePort(proxyAddress);
+  const haproxy = options.engine === 'haproxy';
   const file = ssh.writeInventory({
     app: { ...realAppSection(join(ssh.dir, 'app-build')), ...options.app },
     deploy: { activation_timeout_ms: 20000, drain_timeout_ms: 5000, ...options.deploy },
-    proxy: { listen: `127.0.0.1:${proxyPort}`, admin_listen: `127.0.0.1:${adminPort}`, health_check: { interval_ms: 200, timeout_ms: 1000, rise: 1, fall: 2 } },
+    proxy: {
+      listen: `${proxyAddress}:${proxyPort}`,
+      admin_listen: `${proxyAddress}:${adminPort}`,
+      health_check: { interval_ms: 200, timeout_ms: 1000, rise: 1, fall: 2 },
+      ...(haproxy ? { engine: 'haproxy', haproxy: { run_dir: join(ssh.dir, 'haproxy') } } : {}),
+      ...options.proxySection,
+    },
   });
   const inventory = loadInventory(file);
   // Admin token and affinity secret come from files the proxy creates in the fleet's temp dir
   // (inventory proxy.admin_token_file), the same ones the deployer's admin client reads.
+  const engine =
+    options.proxy !== false && haproxy ? await startEngine(inventory, { env: process.env, logger: pino({ level: 'silent' }), workers: 1 }) : undefined;
   const proxy =
-    options.proxy === false
+    options.proxy === false || haproxy
       ? undefined
       : await startProxy(proxyConfigFromInventory(inventory), { reloadSource: () => upstreamsFromInventory(loadInventory(file)) });
   return {
     ssh,
     inventory,
     proxy,
+    engine,
+    proxyUrl: proxy?.url ?? engine?.url,
     async stop() {
       await proxy?.close();
+      await engine?.close();
       const fleet = openFleet(inventory);
       await fleet.each((o) => o.stopApp()).catch(() => {});
       await fleet.close();
