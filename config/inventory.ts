@@ -76,13 +76,9 @@ const AppSchema = z
       .optional()
       .describe('the Redis every instance shares its sessions in (required with session_store: redis); passed to the service as REDIS_URL'),
     env: z
-      .record(
-        z
-          .string()
-          .regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name in capitals, e.g. SESSION_MAX_BYTES')
-          .refine((k) => !RESERVED_ENV.has(k), { message: `set by Lockstep itself (one of ${[...RESERVED_ENV].join(', ')}); use the inventory key for it` }),
-        z.string(),
-      )
+      // Key rules are checked in the inventory's superRefine: zod reports a record key's own
+      // message only as "Invalid key in record".
+      .record(z.string(), z.string())
       .default({})
       .describe('extra environment for the service commands on every instance (e.g. SESSION_MAX_BYTES, SESSION_SECRET); the app hashes these into its config fingerprint'),
     checks: z
@@ -246,6 +242,13 @@ export const InventorySchema = z
   })
   .strict()
   .superRefine((inv, ctx) => {
+    for (const key of Object.keys(inv.app.env)) {
+      if (!/^[A-Z_][A-Z0-9_]*$/.test(key)) {
+        ctx.addIssue({ code: 'custom', path: ['app', 'env', key], message: 'an environment variable name in capitals, digits and "_", e.g. SESSION_MAX_BYTES' });
+      } else if (RESERVED_ENV.has(key)) {
+        ctx.addIssue({ code: 'custom', path: ['app', 'env', key], message: `set by Lockstep itself (one of ${[...RESERVED_ENV].join(', ')}); use app.session_store / app.redis_url or the instance keys instead` });
+      }
+    }
     if (inv.app.session_store === 'redis' && !inv.app.redis_url) {
       ctx.addIssue({ code: 'custom', path: ['app', 'redis_url'], message: 'required with app.session_store: redis (e.g. redis://10.0.0.5:6379/0)' });
     }

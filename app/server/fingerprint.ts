@@ -5,16 +5,18 @@
  *
  * Hashed: the session store mode, REDIS_URL (password included), REDIS_KEY_PREFIX, every limit
  * (UPLOAD_MAX_BYTES, ZIP_MAX_BYTES, SESSION_MAX_BYTES, SESSION_IDLE_SECONDS,
- * SESSION_SWEEP_SECONDS), LOG_LEVEL, the secrets and runtime variables in FINGERPRINT_ENV, and
- * every variable named in LOCKSTEP_APP_ENV_KEYS (the inventory's `app.env` keys).
+ * SESSION_SWEEP_SECONDS), the secrets in FINGERPRINT_ENV, and every variable named in
+ * LOCKSTEP_APP_ENV_KEYS (the inventory's `app.env` keys, the same on every instance).
  * Not hashed: what differs per instance by design (HOST, PORT, DATA_DIR, LOCKSTEP_INSTANCE,
- * ASSET_FALLBACK_DIR, LOG_DIR, RUN_DIR).
+ * ASSET_FALLBACK_DIR, LOG_DIR, RUN_DIR), and what the shell that started the process happens to
+ * carry (LOG_LEVEL, NODE_ENV, TZ...): hashing ambient variables would flag an instance restarted by
+ * hand from another shell, not a configuration that differs.
  */
 import { createHash } from 'node:crypto';
 import type { AppConfig } from './config.ts';
 
-/** Variables hashed whenever they are set (secrets and runtime settings the app reads). */
-export const FINGERPRINT_ENV = ['SESSION_SECRET', 'NODE_ENV', 'NODE_OPTIONS', 'TZ'] as const;
+/** Secrets hashed whenever they are set, also when the inventory does not name them. */
+export const FINGERPRINT_ENV = ['SESSION_SECRET'] as const;
 
 /**
  * The fingerprint of a configuration.
@@ -33,7 +35,6 @@ export function configFingerprint(config: AppConfig, env: NodeJS.ProcessEnv = pr
     zip_max_bytes: config.zipMaxBytes,
     session_idle_seconds: config.sessionIdleSeconds,
     session_sweep_seconds: config.sessionSweepSeconds,
-    log_level: config.logLevel,
     env: vars,
   };
   return `sha256:${createHash('sha256').update(JSON.stringify(effective)).digest('hex')}`;

@@ -33,6 +33,10 @@ export interface VersionInfo {
   instance?: string;
   pid?: number;
   started_at?: string;
+  /** "local" | "redis": where the app keeps sessions. */
+  session_store?: string;
+  /** sha256 of the app's effective configuration and secrets (never a value). */
+  config_fingerprint?: string;
 }
 
 function sleep(ms: number): Promise<void> {
