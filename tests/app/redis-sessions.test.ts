@@ -3,13 +3,24 @@
  * sharing it, then the real Lockstep proxy in front of them running the deploy's isolation check
  * unchanged. Loopback range 127.0.11.x only (this file's own base).
  */
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { loadInventory } from '../../config/inventory.ts';
+import { verifyFleet } from '../../deployer/checks/verify.ts';
+import { scanDrift } from '../../deployer/drift/scan.ts';
+import { openFleet } from '../../deployer/fleet/fleet.ts';
+import { serviceEnv } from '../../deployer/fleet/instance.ts';
+import { layoutOf } from '../../deployer/remote/layout.ts';
+import { deploy } from '../../deployer/rollout/deploy.ts';
+import { buildScript } from '../../deployer/transport/shell.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkSessionIsolation, isolationInputFromInventory } from '../../deployer/checks/isolation.ts';
 import { startRedisServer, type RunningRedis } from '../../deployer/cli/redis-server.ts';
 import { startProxy, type RunningProxy } from '../../proxy/index.ts';
 import { RedisSessionStore } from '../../app/server/redis-sessions.ts';
-import { buildRelease, markerCsv, sessionCookieOf, startApp, upload, UUID_V4, type RunningApp } from './support.ts';
+import { buildRelease, markerCsv, sessionCookieOf, startApp, tempDir, upload, UUID_V4, type RunningApp } from './support.ts';
 
 const HOST = '127.0.11.1';
 const REDIS_PORT = 4100;
@@ -200,5 +211,68 @@ describe('behind the real Lockstep proxy', () => {
     expect(await after.text()).toContain('SURVIVES-KILL');
     // And directly from the survivor.
     expect((await readSession(alive.url, cookies)).text).toContain('SURVIVES-KILL');
+  });
+});
+
+describe('deployed by Lockstep with app.session_store: redis (local transport, 3 instances)', () => {
+  it('verify reports the redis store on every instance; drift flags the one instance whose config fingerprint differs', async () => {
+    const dir = await tempDir('deployed');
+    const file = join(dir, 'inventory.yaml');
+    const instances = [1, 2, 3].map((n) => `  - { name: web-${n}, transport: local, deploy_to: fleet/web-${n}, app_address: 127.0.11.5, app_port: ${4139 + n} }`).join('\n');
+    writeFileSync(
+      file,
+      `app:
+  build: { command: "true", output: ${JSON.stringify(release)} }
+  service: { start: bin/service start, stop: bin/service stop, restart: bin/service restart }
+  session_store: redis
+  redis_url: ${redis.url}
+  env: { REDIS_KEY_PREFIX: "deployed:", LOG_LEVEL: warn }
+deploy: { batch_size: 3, probe: { enabled: false } }
+instances:
+${instances}
+`,
+    );
+    const inv = loadInventory(file);
+    try {
+      const r = await deploy(inv, {});
+      expect(r.ok, r.failure).toBe(true);
+      const v = await verifyFleet(inv, { expected: { release: r.release, digest: r.digest } });
+      const rows = v.reports[0]!.checks.filter((c) => c.check === 'session store');
+      expect(rows.map((c) => [c.subject, c.status, c.found])).toEqual(['web-1', 'web-2', 'web-3'].map((n) => [n, 'pass', 'redis (shared by the fleet)']));
+      expect((await scanDrift(inv)).report.instances.map((i) => [i.instance, i.items.map((x) => x.kind)])).toEqual([
+        ['web-1', []],
+        ['web-2', []],
+        ['web-3', []],
+      ]);
+
+      // web-3 restarted by hand with another session secret: same release, other configuration.
+      const inst = inv.instances[2]!;
+      const layout = layoutOf(inst.deployTo);
+      const script = buildScript(inv.app.service.restart, { cwd: layout.current, env: { ...serviceEnv(inst, layout, {}, inv.app), SESSION_SECRET: 'rotated-on-one-host-only' } });
+      const restarted = spawnSync('sh', ['-c', script], { encoding: 'utf8', timeout: 60_000 });
+      expect(restarted.status, restarted.stderr).toBe(0);
+      // bin/service returns once the process is started; wait (bounded) until it answers.
+      let fp: string | undefined;
+      for (let i = 0; i < 300 && !fp; i++) {
+        fp = await fetch(`${inst.url}/version`).then(
+          async (res) => ((await res.json()) as { config_fingerprint?: string }).config_fingerprint,
+          () => undefined,
+        );
+        if (!fp) await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(fp).toMatch(/^sha256:/);
+      const drift = (await scanDrift(inv)).report;
+      expect(drift.instances.map((i) => [i.instance, i.items.map((x) => x.kind)])).toEqual([
+        ['web-1', []],
+        ['web-2', []],
+        ['web-3', ['config-fingerprint']],
+      ]);
+      expect(drift.exitCode).toBe(1);
+      expect(JSON.stringify(drift)).not.toContain('rotated-on-one-host-only');
+    } finally {
+      const fleet = openFleet(inv);
+      await fleet.each((o) => o.stopApp()).catch(() => undefined);
+      await fleet.close();
+    }
   });
 });
