@@ -174,19 +174,21 @@ export class RedisSessionStore implements SessionStore {
     }
   }
 
-  /** A live session's id (its TTL renewed, record and data together), or null. */
+  /** A live session's id (its TTL renewed, record and data together, in one script), or null. */
   async resolve(candidate: unknown): Promise<string | null> {
     if (!isUuidV4(candidate)) return null;
     const live = await this.call('read a session', () => this.redis.lsTouch(this.key('session', candidate), String(this.options.idleMs), this.uploadPrefix));
     return live === 1 ? candidate : null;
   }
 
+  /** One file of the session, read with its pointer in one script. @throws ENOENT when absent, 503 when Redis fails. */
   async readFile(id: string, name: string): Promise<Buffer> {
     const bytes = await this.call('read a session', () => this.redis.lsReadBuffer(this.key('session', id), this.uploadPrefix, safeName(name)));
     if (bytes === null) throw notFound(`session file ${name}`);
     return bytes;
   }
 
+  /** One JSON file of the session, parsed. @returns null when absent. */
   async readJson<T>(id: string, name: string): Promise<T | null> {
     try {
       return JSON.parse((await this.readFile(id, name)).toString('utf8')) as T;
@@ -204,6 +206,7 @@ export class RedisSessionStore implements SessionStore {
     if (r === -2) throw tooLarge(null, this.options.maxBytes);
   }
 
+  /** Delete the session record and its data in one script. @returns false when there was none. */
   async delete(id: string): Promise<boolean> {
     if (!isUuidV4(id)) return false;
     return (await this.call('delete a session', () => this.redis.lsDelete(this.key('session', id), this.uploadPrefix))) === 1;
@@ -214,6 +217,7 @@ export class RedisSessionStore implements SessionStore {
     return 0;
   }
 
+  /** Close the connection (QUIT, or a hard disconnect when Redis does not answer). */
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
