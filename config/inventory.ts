@@ -28,6 +28,12 @@ const sharedDir = z
   .refine((p) => !p.startsWith('/'), 'must be relative to <deploy_to>/shared, not an absolute path')
   .refine((p) => p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'), 'must not be "." or "..", nor contain an empty, "." or ".." segment: name a directory inside <deploy_to>/shared such as data or public/uploads');
 
+/** Environment variables the deployer sets for the service itself (fleet/instance.ts serviceEnv). */
+export const RESERVED_ENV: ReadonlySet<string> = new Set([
+  'HOST', 'PORT', 'DATA_DIR', 'LOG_DIR', 'RUN_DIR', 'LOCKSTEP_INSTANCE', 'LOCKSTEP_RELEASE_DIR', 'ASSET_FALLBACK_DIR',
+  'SESSION_STORE', 'REDIS_URL', 'LOCKSTEP_APP_ENV_KEYS', 'LOCKSTEP_HOOK', 'LOCKSTEP_RELEASE', 'LOCKSTEP_DIGEST',
+]);
+
 const ServiceSchema = z
   .object({
     start: z.string().min(1).describe('command (run in `current`) that starts the app in the background'),
@@ -60,6 +66,21 @@ const AppSchema = z
       .describe(
         'directory of the release (relative to the build output) whose files are named by content hash; they are copied into <deploy_to>/assets on every instance before any activation and served from there by every release (null: no asset store)',
       ),
+    session_store: z
+      .enum(['local', 'redis'])
+      .default('local')
+      .describe('where the app keeps sessions: local (each instance\'s disk; a client stays on its instance) or redis (one Redis shared by every instance; set redis_url). Passed to the service as SESSION_STORE'),
+    redis_url: z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/, 'a redis:// or rediss:// URL, e.g. redis://10.0.0.5:6379/0')
+      .optional()
+      .describe('the Redis every instance shares its sessions in (required with session_store: redis); passed to the service as REDIS_URL'),
+    env: z
+      // Key rules are checked in the inventory's superRefine: zod reports a record key's own
+      // message only as "Invalid key in record".
+      .record(z.string(), z.string())
+      .default({})
+      .describe('extra environment for the service commands on every instance (e.g. SESSION_MAX_BYTES, SESSION_SECRET); the app hashes these into its config fingerprint'),
     checks: z
       .object({
         upload_paths: z.array(z.string().startsWith('/')).min(1).default(['/api/upload']),
@@ -175,6 +196,10 @@ const ProxySchema = z
     hold_timeout_ms: z.number().int().min(0).default(15_000).describe('a request pinned to a draining instance waits this long'),
     eject_after_failures: z.number().int().min(0).default(5).describe('failures in a row that eject an instance (0: off)'),
     trusted_proxies: z.array(z.string().min(1)).default([]).describe('addresses or CIDRs whose X-Forwarded-* are trusted'),
+    sessions_shared: z
+      .boolean()
+      .optional()
+      .describe('every instance can serve every session (default: true when app.session_store is redis): a sticky client of an instance drained for a deploy moves at once instead of waiting hold_timeout_ms'),
   })
   .strict();
 
@@ -229,6 +254,16 @@ export const InventorySchema = z
   })
   .strict()
   .superRefine((inv, ctx) => {
+    for (const key of Object.keys(inv.app.env)) {
+      if (!/^[A-Z_][A-Z0-9_]*$/.test(key)) {
+        ctx.addIssue({ code: 'custom', path: ['app', 'env', key], message: 'an environment variable name in capitals, digits and "_", e.g. SESSION_MAX_BYTES' });
+      } else if (RESERVED_ENV.has(key)) {
+        ctx.addIssue({ code: 'custom', path: ['app', 'env', key], message: `set by Lockstep itself (one of ${[...RESERVED_ENV].join(', ')}); use app.session_store / app.redis_url or the instance keys instead` });
+      }
+    }
+    if (inv.app.session_store === 'redis' && !inv.app.redis_url) {
+      ctx.addIssue({ code: 'custom', path: ['app', 'redis_url'], message: 'required with app.session_store: redis (e.g. redis://10.0.0.5:6379/0)' });
+    }
     const seen = new Map<string, number>();
     inv.instances.forEach((inst, i) => {
       const first = seen.get(inst.name);

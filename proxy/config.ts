@@ -163,11 +163,16 @@ export interface HoldConfig {
   timeoutMs: number;
   /** Held requests per instance beyond which new ones are re-pinned at once (memory bound). */
   maxPerInstance: number;
+  /**
+   * Every instance can serve every session (the app keeps them in a shared store such as Redis):
+   * a request pinned to an instance that drains is moved at once instead of held. Default false.
+   */
+  sessionsShared: boolean;
 }
 
 export const DEFAULT_PASSIVE_EJECTION: PassiveEjectionConfig = { consecutiveFailures: 5, baseEjectMs: 2_000, maxEjectMs: 60_000 };
 export const DEFAULT_RETRY: RetryConfig = { maxAttempts: 3 };
-export const DEFAULT_HOLD: HoldConfig = { timeoutMs: 15_000, maxPerInstance: 1_000 };
+export const DEFAULT_HOLD: HoldConfig = { timeoutMs: 15_000, maxPerInstance: 1_000, sessionsShared: false };
 
 /** Raised for a configuration `startProxy` cannot run with; the message names the field(s). */
 export class ProxyConfigError extends Error {
@@ -302,6 +307,7 @@ const ProxyConfigSchema = z
       .object({
         timeoutMs: int(0).default(DEFAULT_HOLD.timeoutMs),
         maxPerInstance: int(0).default(DEFAULT_HOLD.maxPerInstance),
+        sessionsShared: z.boolean({ error: 'must be true or false' }).default(DEFAULT_HOLD.sessionsShared),
       })
       .prefault({}),
     trustedProxies: TrustedProxiesSchema.prefault([]),

@@ -10,7 +10,9 @@
  *   would never end by themselves.
  * - **The hold of pinned requests** (`HoldQueue`): a request pinned to an instance that drains for
  *   a restart waits (body unread) until the instance is back, or until the hold timeout, when it is
- *   re-pinned elsewhere: the session's data lives on that instance.
+ *   re-pinned elsewhere: the session's data lives on that instance. When the fleet's sessions are
+ *   shared (`hold.sessionsShared`, e.g. the app keeps them in Redis), nothing is held: the client
+ *   is re-pinned to another instance at once.
  */
 import type { HoldConfig } from './config.ts';
 import type { DrainOutcome } from './control.ts';
@@ -151,11 +153,12 @@ export class HoldQueue<T> {
   constructor(private readonly config: HoldConfig) {}
 
   /**
-   * True when a request pinned to `u` should wait for it rather than move: `u` drains (a restart)
-   * and is under its hold limit. The caller also checks that `u` is still the pool's instance.
+   * True when a request pinned to `u` should wait for it rather than move: `u` drains (a restart),
+   * is under its hold limit, and its sessions live on it (with `sessionsShared` every instance can
+   * serve them, so the client moves at once). The caller also checks `u` is still the pool's instance.
    */
   mayHold(u: Upstream): boolean {
-    return u.state === 'draining' && this.config.timeoutMs > 0 && u.held < this.config.maxPerInstance;
+    return u.state === 'draining' && !this.config.sessionsShared && this.config.timeoutMs > 0 && u.held < this.config.maxPerInstance;
   }
 
   /**

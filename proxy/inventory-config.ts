@@ -50,7 +50,8 @@ export function proxyConfigFromInventory(inventory: Inventory, env: NodeJS.Proce
       upstreamIdleMs: section.upstream_keepalive_ms,
     },
     retries: { maxAttempts: section.retries },
-    hold: { timeoutMs: section.hold_timeout_ms },
+    // Shared sessions (one Redis for the fleet): a drained instance's clients move at once.
+    hold: { timeoutMs: section.hold_timeout_ms, sessionsShared: section.sessions_shared ?? inventory.app.session_store === 'redis' },
     passiveEjection: { consecutiveFailures: section.eject_after_failures },
     trustedProxies: section.trusted_proxies,
     logger,

@@ -10,7 +10,8 @@ import fastifyStatic from '@fastify/static';
 import type { AppConfig } from './config.ts';
 import { AppError, errorBody } from './errors.ts';
 import type { ReleaseInfo } from './release.ts';
-import { SessionStore } from './sessions.ts';
+import { DiskSessionStore, type SessionStore } from './sessions.ts';
+import { RedisSessionStore } from './redis-sessions.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerUploadRoutes } from './routes/upload.ts';
 import { registerSessionRoutes } from './routes/session.ts';
@@ -32,7 +33,8 @@ export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /**
  * Create the app with every route registered.
  * @returns the Fastify instance (not listening) and its session store.
- * @throws the fs error when the data directory cannot be created.
+ * @throws the fs error when the data directory cannot be created; Error when SESSION_STORE=redis
+ *   and Redis cannot be reached.
  */
 export async function buildApp(options: AppOptions): Promise<{ app: FastifyInstance; store: SessionStore }> {
   const { config } = options;
@@ -42,8 +44,9 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
     // Node requires the header timeout to outlast keep-alive, or idle sockets can be cut mid-request.
     http: { headersTimeout: KEEP_ALIVE_TIMEOUT_MS + 1000 } as never,
   });
-  const store = new SessionStore(config.dataDir, config.sessionIdleSeconds * 1000);
+  const store = createSessionStore(config);
   await store.init();
+  app.addHook('onClose', async () => store.close());
 
   await app.register(cookie);
   await app.register(multipart, {
@@ -100,6 +103,18 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   }
   if (config.assetFallbackDir) registerAssetFallback(app, config.assetFallbackDir);
   return { app, store };
+}
+
+/**
+ * The session store the configuration names: the instance's disk (default) or the shared Redis.
+ * @returns a store not yet initialised.
+ */
+export function createSessionStore(config: AppConfig): SessionStore {
+  const idleMs = config.sessionIdleSeconds * 1000;
+  if (config.sessionStore === 'redis') {
+    return new RedisSessionStore({ url: config.redisUrl!, idleMs, maxBytes: config.sessionMaxBytes, prefix: config.redisKeyPrefix });
+  }
+  return new DiskSessionStore(config.dataDir, idleMs);
 }
 
 /** Asset paths served from the fallback dir: plain names only (no `..`, no dot files). */

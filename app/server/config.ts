@@ -28,6 +28,27 @@ export interface AppConfig {
    * /assets/ when this release lacks the file. Env ASSET_FALLBACK_DIR, default none.
    */
   assetFallbackDir: string | null;
+  /**
+   * Where sessions live: "local" (this instance's DATA_DIR, the default) or "redis" (shared by
+   * every instance through REDIS_URL). Env SESSION_STORE.
+   */
+  sessionStore: 'local' | 'redis';
+  /** Redis server for SESSION_STORE=redis, e.g. redis://127.0.0.1:6379/0. Env REDIS_URL (required then). */
+  redisUrl: string | null;
+  /** Prefix of every Redis key the app writes. Env REDIS_KEY_PREFIX, default "lockstep:". */
+  redisKeyPrefix: string;
+  /**
+   * Largest total size of one session's stored data in Redis (the CSV, its parsed table, the
+   * boundaries, the analysis), bytes. Over it an upload is refused with 413 and nothing is
+   * written. Env SESSION_MAX_BYTES, default 32 MiB. Only the Redis store is bounded.
+   */
+  sessionMaxBytes: number;
+  /**
+   * Names of further environment variables that belong to the app's configuration (the
+   * inventory's `app.env` keys, comma-separated), hashed into the config fingerprint.
+   * Env LOCKSTEP_APP_ENV_KEYS, default none.
+   */
+  appEnvKeys: string[];
 }
 
 function intFromEnv(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number): number {
@@ -44,10 +65,20 @@ function intFromEnv(env: NodeJS.ProcessEnv, key: string, fallback: number, min: 
  * Build the configuration from environment variables.
  * @param env the environment (default process.env).
  * @returns the configuration with defaults applied; dataDir is absolute.
- * @throws Error naming the variable when a numeric variable is not an integer in range.
+ * @throws Error naming the variable when a numeric variable is not an integer in range, when
+ *   SESSION_STORE is neither "local" nor "redis", or when it is "redis" without REDIS_URL.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const store = env.SESSION_STORE || 'local';
+  if (store !== 'local' && store !== 'redis') throw new Error(`SESSION_STORE must be "local" or "redis", got "${store}"`);
+  const redisUrl = env.REDIS_URL || null;
+  if (store === 'redis' && !redisUrl) throw new Error('SESSION_STORE=redis needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)');
   return {
+    sessionStore: store,
+    redisUrl,
+    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? 'lockstep:',
+    sessionMaxBytes: intFromEnv(env, 'SESSION_MAX_BYTES', 32 * 1024 * 1024, 1),
+    appEnvKeys: (env.LOCKSTEP_APP_ENV_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean),
     host: env.HOST || '127.0.0.1',
     port: intFromEnv(env, 'PORT', 3000, 0),
     dataDir: resolve(env.DATA_DIR || './data'),

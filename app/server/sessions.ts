@@ -33,8 +33,49 @@ export interface SessionFile {
   content: string | Uint8Array;
 }
 
+/**
+ * What the routes need from a session store. Two implementations: DiskSessionStore below (the
+ * default, per instance, `SESSION_STORE=local`) and RedisSessionStore (redis-sessions.ts, shared
+ * by every instance, `SESSION_STORE=redis`). Both make ids themselves (UUIDv4) and accept a
+ * client-supplied id only when it names an existing, unexpired session.
+ */
+export interface SessionStore {
+  /** "local" (this instance's disk) or "redis" (shared); reported by /version. */
+  readonly mode: 'local' | 'redis';
+  /** Prepare the store (directories, connection). @throws when it cannot be used. */
+  init(): Promise<void>;
+  /**
+   * Create a new session holding `files`, atomically (all files or nothing).
+   * @returns the new server-generated UUIDv4 id. @throws AppError 413 SESSION_TOO_LARGE when the
+   *   store bounds a session's size and the files exceed it (nothing is written).
+   */
+  create(files: SessionFile[]): Promise<string>;
+  /** A cookie value to a live session id (and mark it used), or null. Never creates a session. */
+  resolve(candidate: unknown): Promise<string | null>;
+  /** One file of a session. @throws an error with code ENOENT when it does not exist. */
+  readFile(id: string, name: string): Promise<Buffer>;
+  /** One JSON file of a session, parsed. @returns null when it does not exist. */
+  readJson<T>(id: string, name: string): Promise<T | null>;
+  /** Replace one file of an existing session atomically. */
+  writeFile(id: string, name: string, content: string | Uint8Array): Promise<void>;
+  /** Delete a session and all its data (sign-out). @returns false when there was none. */
+  delete(id: string): Promise<boolean>;
+  /** Delete expired sessions (a store with its own expiry returns 0). @returns how many. */
+  sweep(now?: number): Promise<number>;
+  /** Release connections; the store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/** An error whose `code` is ENOENT: a session file that does not exist, in either store. */
+export function notFound(what: string): NodeJS.ErrnoException {
+  const e = new Error(`${what} does not exist`) as NodeJS.ErrnoException;
+  e.code = 'ENOENT';
+  return e;
+}
+
 /** The sessions of one data directory: create atomically, resolve a cookie, expire, sweep. */
-export class SessionStore {
+export class DiskSessionStore implements SessionStore {
+  readonly mode = 'local' as const;
   readonly root: string;
   private readonly tmpRoot: string;
 
@@ -129,21 +170,24 @@ export class SessionStore {
   }
 
   /**
-   * Delete a session and everything it holds (upload, parsed table, boundaries, analysis): sign-out.
-   * @param id a session id; anything that is not a canonical UUIDv4 deletes nothing.
+   * Delete a session and everything it holds (upload, parsed table, boundaries, analysis):
+   * sign-out. Anything that is not a canonical UUIDv4 deletes nothing.
    * @returns true when a session directory existed and was deleted, false when there was none.
    * @throws the fs error when the directory exists but cannot be removed.
    */
-  async destroy(id: string): Promise<boolean> {
+  async delete(id: string): Promise<boolean> {
     if (!isUuidV4(id)) return false;
     const dir = join(this.root, id);
     const existed = await stat(dir).then(
-      (st) => st.isDirectory(),
+      () => true,
       () => false,
     );
-    if (existed) await rm(dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
     return existed;
   }
+
+  /** Nothing to release for the disk store. */
+  async close(): Promise<void> {}
 
   /**
    * Delete sessions idle longer than the idle time, and temporary directories left by uploads
@@ -170,7 +214,11 @@ export class SessionStore {
   }
 }
 
-function safeName(name: string): string {
+/**
+ * A session file name chosen by this code (never by clients).
+ * @throws Error for anything path-like.
+ */
+export function safeName(name: string): string {
   // Session file names are chosen by this code, never by clients; refuse anything path-like.
   if (!/^[a-z0-9][a-z0-9._-]*$/i.test(name)) throw new Error(`invalid session file name "${name}"`);
   return name;

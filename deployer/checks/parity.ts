@@ -32,6 +32,12 @@ export interface ParityInput<I extends ParityInstance = ParityInstance> {
   readCurrentManifest: (instance: I) => Promise<unknown>;
   /** How many cookie-less requests to send through the proxy. Default 3 x instances. */
   requestsThroughProxy?: number;
+  /**
+   * The inventory's `app.session_store`: with it, one "session store" row per instance says which
+   * store the process runs ("local" | "redis" from its `/version`). A process that does not report
+   * it (an older release) is taken as "local".
+   */
+  sessionStore?: 'local' | 'redis';
   /** Per HTTP request, in ms. Default 5000. */
   timeoutMs?: number;
   /** Per `readCurrentManifest` call, in ms (an SSH read can stall). Default 15000. */
@@ -44,6 +50,8 @@ export interface VersionAnswer {
   digest?: string;
   instance?: string;
   pid?: number;
+  /** "local" | "redis", when the app reports it. */
+  sessionStore?: string;
   error?: string;
 }
 
@@ -84,6 +92,7 @@ function readVersion(outcome: HttpOutcome): VersionAnswer {
     digest: typeof b.digest === 'string' ? b.digest : undefined,
     instance: typeof b.instance === 'string' ? b.instance : undefined,
     pid: typeof b.pid === 'number' ? b.pid : undefined,
+    sessionStore: typeof b.session_store === 'string' ? b.session_store : undefined,
   };
 }
 
@@ -93,6 +102,20 @@ function describeRelease(r: { release?: string; digest?: string }): string {
 
 function sameRelease(r: { release?: string; digest?: string }, expected: { release: string; digest: string }): boolean {
   return r.release === expected.release && r.digest === expected.digest;
+}
+
+/**
+ * One "session store" row per instance: which store its process runs against the inventory's.
+ * Not reported counts as "local" (releases from before the report only had the local store).
+ */
+function sessionStoreChecks(instances: readonly ParityInstance[], direct: VersionAnswer[], expected: 'local' | 'redis'): CheckResult[] {
+  return instances.map((inst, i) => {
+    const v = direct[i]!;
+    if (v.error) return { check: 'session store', subject: inst.name, status: 'skip', expected, found: 'no /version answer (see above)' };
+    const running = v.sessionStore ?? 'local';
+    const shown = v.sessionStore === undefined ? 'local (not reported: an older release)' : running === 'redis' ? 'redis (shared by the fleet)' : 'local (this instance only)';
+    return { check: 'session store', subject: inst.name, status: running === expected ? 'pass' : 'fail', expected: `${expected} (app.session_store)`, found: shown };
+  });
 }
 
 /** "a x3, b x2", sorted by key so the text does not depend on which answer came first. */
@@ -154,6 +177,8 @@ export async function checkVersionParity<I extends ParityInstance>(input: Parity
         found: problems.length === 0 ? describeRelease(v) : `${problems.join('; ')} (${inst.url}${versionPath})`,
       });
     });
+
+    if (input.sessionStore !== undefined) checks.push(...sessionStoreChecks(instances, direct, input.sessionStore));
 
     instances.forEach((inst, i) => {
       const m = disk[i]!;

@@ -52,6 +52,7 @@ export async function verifyFleet(inventory: Inventory, options: VerifyOptions =
         expected,
         proxyUrl,
         versionPath: inventory.app.version_path,
+        sessionStore: inventory.app.session_store,
         readCurrentManifest: (i) => byName.get(i.name)!.readCurrentManifest(),
       }),
     );

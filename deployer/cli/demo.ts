@@ -1,7 +1,9 @@
 /**
  * `lockstep demo`: the main job on one machine. Starts the proxy for the inventory's local
  * fleet, builds once, deploys through the proxy, verifies parity and session isolation, and
- * prints the URL. With --once (or when CI is set) it then stops everything it started.
+ * prints the URL. With --once (or when CI is set) it then stops everything it started. With
+ * --redis it first starts a throw-away redis-server on loopback and runs the fleet with shared
+ * sessions (`app.session_store: redis`), and stops it at the end.
  */
 import { renderReportTable } from '../checks/index.ts';
 import { deploy } from '../rollout/deploy.ts';
@@ -13,9 +15,16 @@ import { verifyFleet } from '../checks/verify.ts';
 import { runProxyCommand } from '../../proxy/command.ts';
 import type { RunningEngine } from '../../proxy/command.ts';
 import { renderDeployReportText } from './report-text.ts';
+import { startRedisServer, type RunningRedis } from './redis-server.ts';
+import { parseHostPort } from '../../config/proxy-section.ts';
 
 export interface DemoOptions {
   once: boolean;
+  /**
+   * Start a throw-away redis-server on this loopback `host:port` and run the fleet with
+   * `app.session_store: redis` against it (stopped at the end). Undefined: the inventory's store.
+   */
+  redis?: string;
   print: (line: string) => void;
   progress: (instance: string, line: string) => void;
 }
@@ -37,6 +46,26 @@ async function stopApps(inventory: Inventory): Promise<void> {
  */
 export async function runDemo(inventory: Inventory, options: DemoOptions): Promise<number> {
   if (!inventory.proxy) throw new ConfigError(`${inventory.file}: the demo needs a proxy section`, { file: inventory.file, field: 'proxy' });
+  const { print } = options;
+  let redis: RunningRedis | null = null;
+  if (options.redis !== undefined) {
+    const { host, port } = parseHostPort(options.redis, '--redis');
+    if (!(host.startsWith('127.') || host === 'localhost' || host === '::1')) throw new ConfigError(`--redis ${options.redis}: the demo's Redis listens on loopback only (e.g. 127.0.0.1:6390)`);
+    redis = await startRedisServer(host, port);
+    print(`Started redis-server on ${host}:${port} (pid ${redis.proc.pid}, no persistence): sessions are shared by every instance.`);
+    inventory = { ...inventory, app: { ...inventory.app, session_store: 'redis', redis_url: redis.url } };
+  }
+  try {
+    return await runDemoFleet(inventory, options);
+  } finally {
+    if (redis) {
+      await redis.stop();
+      print('Stopped the demo\'s redis-server.');
+    }
+  }
+}
+
+async function runDemoFleet(inventory: Inventory, options: DemoOptions): Promise<number> {
   const { print, progress } = options;
   // A previous demo killed hard may have left apps on our ports: stop them first.
   await stopApps(inventory).catch(() => {});
@@ -65,7 +94,7 @@ export async function runDemo(inventory: Inventory, options: DemoOptions): Promi
       print(renderReportTable(v.reports));
       code = v.ok ? 0 : 1;
       print('');
-      print(v.ok ? `PASS: ${inventory.instances.length} instances serve ${report.release}; sessions are isolated.` : 'FAIL: see the checks above.');
+      print(v.ok ? `PASS: ${inventory.instances.length} instances serve ${report.release}; sessions are isolated (${inventory.app.session_store === 'redis' ? 'shared in Redis' : 'per instance'}).` : 'FAIL: see the checks above.');
     }
     if (options.once) return code;
     print(`Open ${proxy.url}/ in a browser (admin API: ${proxy.adminUrl}). Serving until Ctrl-C.`);

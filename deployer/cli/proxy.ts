@@ -19,8 +19,10 @@ export function registerProxyVerbs(program: Command, result: CliResult): void {
     .command('demo')
     .description('start a local fleet and the proxy, build, deploy, verify, print the URL')
     .option('--once', 'stop everything after the verification and exit with its status (default when CI is set)')
-    .action(async (o: { once?: boolean }, cmd: Command) => {
+    .option('--redis [host:port]', 'start a redis-server on loopback (default 127.0.0.1:6390) and share the sessions in it (app.session_store: redis); stopped at the end')
+    .action(async (o: { once?: boolean; redis?: boolean | string }, cmd: Command) => {
       const inv = inventoryFrom(cmd);
-      result.exitCode = await runDemo(inv, { once: Boolean(o.once || process.env.CI), print: out, progress: progressPrinter() });
+      const redis = typeof o.redis === 'string' ? o.redis : o.redis ? '127.0.0.1:6390' : undefined;
+      result.exitCode = await runDemo(inv, { once: Boolean(o.once || process.env.CI), redis, print: out, progress: progressPrinter() });
     });
 }

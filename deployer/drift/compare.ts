@@ -90,7 +90,15 @@ export async function checkInstance(
     instance: o.name,
     status: 'ok',
     current: { target: b.link.target, release: null, digest: null },
-    running: b.version ? { release: b.version.release ?? null, digest: b.version.digest ?? null, pid: b.version.pid ?? null } : null,
+    running: b.version
+      ? {
+          release: b.version.release ?? null,
+          digest: b.version.digest ?? null,
+          pid: b.version.pid ?? null,
+          session_store: typeof b.version.session_store === 'string' ? b.version.session_store : null,
+          config_fingerprint: typeof b.version.config_fingerprint === 'string' ? b.version.config_fingerprint : null,
+        }
+      : null,
     healthy: b.healthy,
     proxy: null,
     lock: b.lock,

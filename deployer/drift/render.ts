@@ -15,6 +15,7 @@ export function renderDriftText(r: DriftReport): string {
       (r.rollbackTarget ? `; rollback target ${r.rollbackTarget}` : ''),
   ];
   if (r.verdict) lines.push(`fleet: ${r.verdict.headline}`);
+  if (r.configFingerprint) lines.push(`config fingerprint of the fleet: ${r.configFingerprint.slice(0, 19)}`);
   if (r.lockHeld) lines.push('NOTE: a deploy holds the lock on some instance: a rollout may be in progress');
   for (const i of r.instances) {
     if (i.status === 'unchecked') lines.push(`${i.instance}: NOT CHECKED: ${i.error}`);

@@ -182,6 +182,12 @@ async function repairScanned(
 
   // A stale lock blocks the repair's own lock: breaking it is the operator's explicit step.
   for (const i of before.instances) for (const item of i.items.filter((x) => x.kind === 'stale-lock')) notRepaired.push(`${i.instance}: ${item.kind}: ${item.message}`);
+  // The instance's environment is the host's and the inventory's, not the release's: a repair does not change it.
+  for (const i of before.instances) {
+    for (const item of i.items.filter((x) => x.kind === 'config-fingerprint' || x.kind === 'session-store')) {
+      notRepaired.push(`${i.instance}: ${item.kind}: ${item.message}; align the instance's environment with the inventory (app.env, app.session_store, app.redis_url), then restart it (lockstep deploy)`);
+    }
+  }
   const fresh = before.instances.filter((i) => i.status === 'drift' && i.items.some((x) => !PROXY_CONFIG_KINDS.includes(x.kind)));
   for (const i of fresh.filter((x) => !lockNames.includes(x.instance))) {
     notRepaired.push(`${i.instance}: drifted after the first scan, so it was not locked: run \`lockstep drift --repair\` again`);

@@ -4,7 +4,7 @@
  * named) and names every difference: another release, files changed/missing/added against the
  * manifest (hashed ON the host, nothing downloaded), a process serving another digest or none,
  * a `current` that is not a complete release, a rollback target missing, hashed assets missing
- * from the asset store, and the proxy's
+ * from the asset store, a config fingerprint or session store differing (fingerprint.ts), and the proxy's
  * upstreams or states differing from the inventory. Read-only: it never changes an instance.
  * This file owns the fleet-wide scan (scanDrift): reading every instance, deciding the expected
  * release and the trusted manifests, and assembling the report; one instance is compared in
@@ -26,6 +26,7 @@ import { RELEASE_ID } from '../remote/layout.ts';
 import { parseCurrentLink, parseTreeDigest, splitSections } from '../remote/parse.ts';
 import { checkInstance, type Basics } from './compare.ts';
 import { addStaleLockItems, liveLockHeld } from './stale-lock.ts';
+import { addConfigDriftItems } from './fingerprint.ts';
 import { localRelease, manifestFileSha, manifestIsConsistent, readReleaseManifest } from './trust.ts';
 import type { DriftItem, DriftOptions, DriftReport, DriftScan, ExpectedRelease, InstanceDrift } from './types.ts';
 
@@ -167,6 +168,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
           },
     );
     addStaleLockItems(instances, inventory.deploy.lock_ttl_ms);
+    const configFingerprint = addConfigDriftItems(instances, inventory.app.session_store);
     const fleetItems: DriftItem[] = [];
     if (proxy.list) {
       const names = new Set(inventory.instances.map((i) => i.name));
@@ -184,6 +186,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
       fleet: fleetItems,
       proxy: proxyStatus,
       lockHeld,
+      configFingerprint,
       exitCode: unchecked ? 3 : drifted ? 1 : 0,
       durationMs: Date.now() - started,
     };

@@ -38,7 +38,11 @@ export type DriftKind =
   /** The proxy balances over an upstream the inventory does not list. */
   | 'proxy-extra'
   /** The instance's deploy lock is stale (its holder is dead or past the TTL): see drift/stale-lock.ts. */
-  | 'stale-lock';
+  | 'stale-lock'
+  /** The process's config fingerprint differs from the other instances' (drift/fingerprint.ts). */
+  | 'config-fingerprint'
+  /** The process runs another session store than the inventory's `app.session_store`. */
+  | 'session-store';
 
 /** One named difference. `detail` carries the machine-readable facts (paths, digests, pids). */
 export interface DriftItem {
@@ -55,7 +59,15 @@ export interface InstanceDrift {
   /** Where `current` points and the release/digest its manifest holds (null when incomplete). */
   current: { target: string | null; release: string | null; digest: string | null };
   /** What the running process reports on the version path (null: nothing answered). */
-  running: { release: string | null; digest: string | null; pid: number | null } | null;
+  running: {
+    release: string | null;
+    digest: string | null;
+    pid: number | null;
+    /** "local" | "redis" as the process reports it; null when it does not (an older release). */
+    session_store?: string | null;
+    /** sha256 of the process's effective configuration and secrets (never a value); null when not reported. */
+    config_fingerprint?: string | null;
+  } | null;
   healthy: boolean;
   /** The proxy's view of the instance (null: no proxy, proxy unreachable, or not in the proxy). */
   proxy: ProxyInstanceStatus | null;
@@ -80,6 +92,8 @@ export interface DriftReport {
   fleet: DriftItem[];
   /** `ok`, `none` (no proxy in the inventory) or why the admin API could not be read. */
   proxy: { status: 'ok' | 'none' | 'unchecked'; error?: string };
+  /** The config fingerprint most instances report (null: none reported, or no majority). */
+  configFingerprint?: string | null;
   /** True when some instance holds a LIVE deploy lock (a deploy may be in progress); stale locks are `stale-lock` items. */
   lockHeld: boolean;
   /** 0 no drift, 1 drift found, 3 an instance (or the proxy) could not be checked. */

@@ -33,14 +33,30 @@ export interface VersionInfo {
   instance?: string;
   pid?: number;
   started_at?: string;
+  /** "local" | "redis": where the app keeps sessions. */
+  session_store?: string;
+  /** sha256 of the app's effective configuration and secrets (never a value). */
+  config_fingerprint?: string;
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** The app-contract environment for service commands on this instance (docs/ARCHITECTURE.md). */
-export function serviceEnv(instance: Instance, layout: Layout, extra: Record<string, string> = {}): Record<string, string> {
+/**
+ * The app-contract environment for service commands on this instance (docs/ARCHITECTURE.md),
+ * then, with `app`, the session store (SESSION_STORE, REDIS_URL) and the inventory's `app.env`
+ * with LOCKSTEP_APP_ENV_KEYS naming its keys (hashed into the app's config fingerprint). The
+ * contract variables come first: transports log only a command's first line, never a secret.
+ */
+export function serviceEnv(instance: Instance, layout: Layout, extra: Record<string, string> = {}, app?: Inventory['app']): Record<string, string> {
+  const appEnv: Record<string, string> = {};
+  if (app) {
+    appEnv.SESSION_STORE = app.session_store;
+    if (app.session_store === 'redis' && app.redis_url) appEnv.REDIS_URL = app.redis_url;
+    Object.assign(appEnv, app.env);
+    appEnv.LOCKSTEP_APP_ENV_KEYS = Object.keys(app.env).sort().join(',');
+  }
   return {
     HOST: instance.appAddress,
     PORT: String(instance.appPort),
@@ -52,6 +68,7 @@ export function serviceEnv(instance: Instance, layout: Layout, extra: Record<str
     // Hashed assets of every release in the retention window (fleet/assets.ts).
     ASSET_FALLBACK_DIR: layout.assets,
     ...extra,
+    ...appEnv,
   };
 }
 
@@ -224,7 +241,7 @@ export class InstanceOps {
     await this.run(cmd.switchCurrent(this.layout, id));
     onPhase('restart');
     await this.run(
-      cmd.serviceCommand(this.layout, this.inventory.app.service.restart, serviceEnv(this.instance, this.layout)),
+      cmd.serviceCommand(this.layout, this.inventory.app.service.restart, serviceEnv(this.instance, this.layout, {}, this.inventory.app)),
       this.inventory.deploy.activation_timeout_ms,
     );
     return before;
@@ -236,7 +253,7 @@ export class InstanceOps {
    * @throws LockstepError LOCKSTEP_HOOK_FAILED naming the hook, instance and exit status.
    */
   async runHook(command: string, hook: string, release: { release: string; digest: string }, dir?: string): Promise<void> {
-    const env = serviceEnv(this.instance, this.layout, { LOCKSTEP_HOOK: hook, LOCKSTEP_RELEASE: release.release, LOCKSTEP_DIGEST: release.digest });
+    const env = serviceEnv(this.instance, this.layout, { LOCKSTEP_HOOK: hook, LOCKSTEP_RELEASE: release.release, LOCKSTEP_DIGEST: release.digest }, this.inventory.app);
     const r = await this.transport.exec(command, { cwd: dir ?? this.layout.current, env, timeoutMs: this.inventory.deploy.activation_timeout_ms });
     if (!succeeded(r)) {
       const tail = r.stderr.trim().split('\n').slice(-3).join(' | ');
@@ -248,7 +265,7 @@ export class InstanceOps {
   async stopApp(): Promise<void> {
     const current = await this.currentRelease();
     if (!current) return;
-    await this.run(cmd.serviceCommand(this.layout, this.inventory.app.service.stop, serviceEnv(this.instance, this.layout)));
+    await this.run(cmd.serviceCommand(this.layout, this.inventory.app.service.stop, serviceEnv(this.instance, this.layout, {}, this.inventory.app)));
   }
 
   /** GET the app's /version directly. @returns the parsed JSON, or null when unreachable/not 200. */

@@ -4,7 +4,7 @@ import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v4 as uuidv4 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SessionStore } from '../../app/server/sessions.ts';
+import { DiskSessionStore as SessionStore } from '../../app/server/sessions.ts';
 import { buildRelease, markerCsv, sessionCookieOf, startApp, tempDir, upload, type RunningApp } from './support.ts';
 
 const HOUR = 3600_000;

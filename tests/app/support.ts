@@ -103,7 +103,9 @@ export async function waitForHealthy(url: string, proc: ChildProcess | null, dea
 
 /** Start `<releaseDir>/server/index.mjs` with a temp DATA_DIR (unless given) and wait until healthy. */
 export async function startApp(releaseDir: string, env: Record<string, string> = {}): Promise<RunningApp> {
-  const port = await freePort();
+  // A test on its own loopback range passes HOST and PORT; otherwise a free port on 127.0.0.1.
+  const port = env.PORT ? Number(env.PORT) : await freePort();
+  const host = env.HOST ?? '127.0.0.1';
   const dataDir = env.DATA_DIR ?? join(await tempDir('data'), 'data');
   let output = '';
   const proc = spawn(process.execPath, [join(releaseDir, 'server', 'index.mjs')], {
@@ -113,7 +115,7 @@ export async function startApp(releaseDir: string, env: Record<string, string> =
   });
   proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   try {
     await waitForHealthy(url, proc);
   } catch (e) {

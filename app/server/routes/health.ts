@@ -1,6 +1,7 @@
 /** Liveness, readiness and identity routes used by the proxy and the deployer. */
 import type { FastifyInstance } from 'fastify';
 import type { AppOptions } from '../app.ts';
+import { configFingerprint } from '../fingerprint.ts';
 
 /** Register `GET /healthz`, `GET /version` and the incident app's `GET /ping`. */
 export function registerHealthRoutes(app: FastifyInstance, options: AppOptions): void {
@@ -11,6 +12,10 @@ export function registerHealthRoutes(app: FastifyInstance, options: AppOptions):
     instance: options.config.instance,
     pid: process.pid,
     started_at: options.startedAt,
+    /** Where sessions live: "local" (this instance) or "redis" (shared by the fleet). */
+    session_store: options.config.sessionStore,
+    /** sha256 of the effective configuration and secrets (fingerprint.ts); never a value. */
+    config_fingerprint: configFingerprint(options.config),
   };
   // The proxy polls these every second or so: logging each request would bury the log.
   const quiet = { logLevel: 'warn' as const };

@@ -54,7 +54,7 @@ export function registerSessionRoutes(app: FastifyInstance, store: SessionStore)
    */
   app.delete('/api/session', async (request, reply) => {
     const id = await sessionOf(request, store);
-    const deleted = id ? await store.destroy(id) : false;
+    const deleted = id ? await store.delete(id) : false;
     clearSessionCookie(request, reply);
     if (id) request.log.info({ session: id }, 'session deleted (sign-out)');
     return { status: 'success', deleted };
