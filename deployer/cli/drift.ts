@@ -8,6 +8,7 @@ import { renderRepairText, repairDrift } from '../drift/repair.ts';
 import { renderDriftText } from '../drift/render.ts';
 import { scanDrift } from '../drift/scan.ts';
 import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
+import { instancesOption, selectionFrom } from './instances.ts';
 import { inventoryFrom, out, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
 
 /** Register these verbs on `program`; their actions set `result.exitCode`. */
@@ -19,10 +20,12 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
     .option('-q, --quiet', 'print nothing when there is no drift (for cron)')
     .option('--repair', 'put drifted instances back on the expected release, then verify')
     .option('--no-proxy', 'repair without the inventory\'s proxy (e.g. it is down): instances restart WITHOUT draining')
-    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean; proxy: boolean }, cmd: Command) => {
+    .addOption(instancesOption('report and repair these; the expected release is still the whole fleet\'s'))
+    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean; proxy: boolean; instances?: string[] }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
-      const scan = await scanDrift(inv, { release: o.release });
+      const scanOptions = { release: o.release, instances: selectionFrom(o, inv) };
+      const scan = await scanDrift(inv, scanOptions);
       if (!o.repair) {
         if (!(o.quiet && scan.report.exitCode === 0)) out(json ? JSON.stringify(scan.report, null, 2) : renderDriftText(scan.report));
         result.exitCode = scan.report.exitCode;
@@ -32,7 +35,7 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
       const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet), { noProxy: !o.proxy });
       const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
         withInterrupts(
-          (signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal }),
+          (signal) => repairDrift(inv, scan, { scanOptions, proxy, progress: progressPrinter(o.quiet), signal }),
           (x) => `${x.instances.filter((i) => i.state === 'repaired').length} of ${x.instances.length} drifted instances repaired; drift after: exit ${x.after?.exitCode ?? '?'}`,
         ),
         (l) => progressPrinter(o.quiet)('probe', l),

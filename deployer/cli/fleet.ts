@@ -10,6 +10,7 @@ import { fleetStatusReport, renderProxyView } from '../fleet/status.ts';
 import { outOfRotation, rotationVerdict } from '../fleet/rotation.ts';
 import { err, inventoryFrom, out, reportUnreachable, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
+import { instancesOption, mixedFleetLine, selectionFrom } from './instances.ts';
 
 /** One line saying whether the fleet is in parity, and why not (the reason for exit 1 or 3). */
 function statusVerdict(rows: { instance: string; reachable: boolean; running: { release: string | null; digest: string | null } | null }[]): string {
@@ -29,11 +30,13 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
   program
     .command('status')
     .description('one row per instance: release on disk, release running, health, proxy view, lock')
-    .action(async (_o, cmd: Command) => {
+    .addOption(instancesOption('rows and verdict for these; the rollback target is the whole fleet\'s'))
+    .action(async (o: { instances?: string[] }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
+      const selected = selectionFrom(o, inv);
       const report = await fleetStatusReport(inv);
-      const rows = report.instances;
+      const rows = selected ? report.instances.filter((r) => selected.includes(r.instance)) : report.instances;
       const idle = outOfRotation(rows, inv.deploy.lock_ttl_ms);
       if (json) out(JSON.stringify(rows, null, 2));
       else {
@@ -60,6 +63,8 @@ export function registerFleetVerbs(program: Command, result: CliResult): void {
         // Out of rotation with no live deploy to account for it: never PARITY (issue 12, item 6).
         const verdict = statusVerdict(rows);
         out(idle.length === 0 || result.exitCode === 3 ? verdict : verdict.startsWith('PARITY') ? rotationVerdict(idle) : `${verdict}\n${rotationVerdict(idle)}`);
+        const mixed = mixedFleetLine(rows);
+        if (mixed) out(mixed);
         out(`rollback target: ${report.rollbackTarget ?? (rows.every((r) => r.reachable) ? 'none (`lockstep rollback` would refuse)' : 'unknown (an instance could not be read)')}`);
       }
     });

@@ -150,7 +150,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
       if (b.status === 'rejected') throw b.reason;
       return checkInstance(o, b.value, ctx);
     });
-    const instances: InstanceDrift[] = checked.map((r, i) =>
+    const all: InstanceDrift[] = checked.map((r, i) =>
       r.status === 'fulfilled'
         ? r.value
         : {
@@ -165,6 +165,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
             items: [],
           },
     );
+    const instances = options.instances ? all.filter((d) => options.instances!.includes(d.instance)) : all;
     addStaleLockItems(instances, inventory.deploy.lock_ttl_ms);
     const fleetItems: DriftItem[] = [];
     if (proxy.list) {
