@@ -54,7 +54,7 @@ export function registerLockAndHostVerbs(program: Command, result: CliResult): v
       const rows = await breakLocks(inventoryFrom(cmd), { force: Boolean(o.force) });
       if (json) out(JSON.stringify(rows, null, 2));
       else out(renderLocks(rows));
-      const live = rows.filter((r) => r.held && !r.stale);
+      const live = rows.filter((r) => r.held && !r.stale && !r.broken);
       const staleLeft = rows.filter((r) => r.held && r.stale && !r.broken);
       if (staleLeft.length) err(`stale locks on ${staleLeft.map((r) => r.instance).join(', ')}: run again with --force to break them`);
       if (live.length) err(`live locks on ${live.map((r) => r.instance).join(', ')} were left alone: a deploy is running (or wait for deploy.lock_ttl_ms)`);

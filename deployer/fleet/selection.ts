@@ -7,6 +7,23 @@ import picomatch from 'picomatch';
 import { ConfigError } from '../../config/errors.ts';
 import type { Inventory } from '../../config/inventory.ts';
 
+/** Split on commas that are not inside `{...}` (a brace list is one glob: `{db,web}-1`). */
+function splitOutsideBraces(text: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '{') depth++;
+    else if (text[i] === '}') depth = Math.max(0, depth - 1);
+    else if (text[i] === ',' && depth === 0) {
+      parts.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(text.slice(start));
+  return parts;
+}
+
 /**
  * Resolve a selection against the inventory.
  * @param inventory the fleet. @param spec comma-separated instance names and globs (picomatch:
@@ -18,7 +35,7 @@ import type { Inventory } from '../../config/inventory.ts';
  */
 export function selectInstances(inventory: Pick<Inventory, 'instances' | 'file'>, spec: string | string[] | undefined): string[] | undefined {
   const words = (Array.isArray(spec) ? spec : spec === undefined ? [] : [spec])
-    .flatMap((s) => s.split(','))
+    .flatMap(splitOutsideBraces)
     .map((s) => s.trim())
     .filter(Boolean);
   if (words.length === 0) return undefined;
