@@ -144,6 +144,9 @@ const HealthCheckSchema = z
   })
   .strict();
 
+/** Default share of requests in the proxy's access log (README "Proxy access log": measured with bench/proxy.ts). */
+export const ACCESS_LOG_SAMPLE_RATE = 0.1;
+
 const ProxySchema = z
   .object({
     listen: hostPort.default('127.0.0.1:8080').describe('where users connect'),
@@ -163,6 +166,14 @@ const ProxySchema = z
     hold_timeout_ms: z.number().int().min(0).default(15_000).describe('a request pinned to a draining instance waits this long'),
     eject_after_failures: z.number().int().min(0).default(5).describe('failures in a row that eject an instance (0: off)'),
     trusted_proxies: z.array(z.string().min(1)).default([]).describe('addresses or CIDRs whose X-Forwarded-* are trusted'),
+    access_log: z
+      .object({
+        path: z.string().min(1).default('.lockstep/proxy-access.log').describe('JSON lines file, relative to the inventory'),
+        sample_rate: z.number().min(0).max(1).default(ACCESS_LOG_SAMPLE_RATE).describe('share of requests logged (0 off, 1 all)'),
+      })
+      .strict()
+      .prefault({})
+      .describe('one JSON line per sampled request (lockstep logs --proxy)'),
   })
   .strict();
 

@@ -5,7 +5,12 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../config/errors.ts';
 import { execOnFleet, type ExecOutcome } from '../fleet/exec.ts';
-import { followLogs, readLogs, type LogLine } from '../fleet/logs.ts';
+import { followLogs, readLogs, type LogLine, type LogSource } from '../fleet/logs.ts';
+import { resolve } from 'node:path';
+import type { Inventory } from '../../config/inventory.ts';
+import { proxySection } from '../../config/proxy-section.ts';
+import { LocalTransport } from '../transport/local.ts';
+import { succeeded } from '../transport/types.ts';
 import { err, inventoryFrom, out, parseDuration, wantsJson, type CliResult } from './context.ts';
 import { instancesOption, selectionFrom } from './instances.ts';
 import { renderTable } from './table.ts';
@@ -42,6 +47,20 @@ async function untilStopped(fn: (signal: AbortSignal) => Promise<void>): Promise
   }
 }
 
+/** The proxy's access log on this machine (proxy.access_log.path, relative to the inventory). */
+function proxyAccessLogSource(inv: Inventory): LogSource {
+  const local = new LocalTransport('proxy');
+  return {
+    name: 'proxy',
+    file: resolve(inv.dir, proxySection(inv).access_log.path),
+    async run(command) {
+      const r = await local.exec(command);
+      if (!succeeded(r)) throw new Error(r.stderr.trim() || `exit ${r.code}`);
+      return r.stdout;
+    },
+  };
+}
+
 /** Register these verbs on `program`; their actions set `result.exitCode`. */
 export function registerOpsVerbs(program: Command, result: CliResult): void {
   program
@@ -49,16 +68,18 @@ export function registerOpsVerbs(program: Command, result: CliResult): void {
     .description("the app's log from every instance (<deploy_to>/shared/logs/app.log), each line prefixed with its instance, merged by the time in the lines")
     .option('-f, --follow', 'keep printing new lines as they are written, until Ctrl-C / SIGTERM')
     .option('-n, --lines <count>', 'lines per instance to start with', '100')
+    .option('--proxy', "the proxy's access log instead (proxy.access_log.path, on the machine that runs `lockstep proxy`)")
     .addOption(instancesOption('read these'))
-    .action(async (o: { follow?: boolean; lines: string; instances?: string[] }, cmd: Command) => {
+    .action(async (o: { follow?: boolean; lines: string; instances?: string[]; proxy?: boolean }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
       const lines = wholeNumber(o.lines, '--lines', 0);
       const instances = selectionFrom(o, inv);
-      const names = instances ?? inv.instances.map((i) => i.name);
+      const proxy = o.proxy ? proxyAccessLogSource(inv) : undefined;
+      const names = proxy ? ['proxy'] : (instances ?? inv.instances.map((i) => i.name));
       const prefix = prefixer(names);
       if (!o.follow) {
-        const r = await readLogs(inv, { instances, lines });
+        const r = await readLogs(inv, { instances, lines, proxy });
         if (json) out(JSON.stringify({ lines: r.lines.map(logJson), errors: r.errors }, null, 2));
         else for (const l of r.lines) out(prefix(l.instance, l.line));
         for (const e of r.errors) err(`${e.instance}: cannot read the log: ${e.error}`);
@@ -69,6 +90,7 @@ export function registerOpsVerbs(program: Command, result: CliResult): void {
         followLogs(inv, {
           instances,
           lines,
+          proxy,
           signal,
           // --json with -f: one JSON object per line (a stream has no end to close an array).
           onLines: (batch) => out(batch.map((l) => (json ? JSON.stringify(logJson(l)) : prefix(l.instance, l.line))).join('\n')),

@@ -85,6 +85,8 @@ export interface LogsOptions {
   instances?: string[];
   /** Lines per instance to start with (default 100). */
   lines?: number;
+  /** Read this log instead of the instances' (`logs --proxy`: the proxy's access log). */
+  proxy?: LogSource;
   factory?: TransportFactory;
 }
 
@@ -99,14 +101,32 @@ export interface FollowOptions extends LogsOptions {
   onError?: (instance: string, error: string) => void;
 }
 
-/** Read the last `lines` lines of each instance's log. */
-async function readTails(fleet: Fleet, lines: number): Promise<{ merged: LogLine[]; cursors: Map<string, Cursor>; errors: { instance: string; error: string }[] }> {
-  const results = await fleet.each(async (o) => splitHeader(await o.run(cmd.logTail(cmd.appLogPath(o.layout), lines)), false));
+/** A log to read: an instance's app log, or the proxy's access log on this machine. */
+export interface LogSource {
+  name: string;
+  file: string;
+  /** Run a command where the file is; @returns stdout. @throws when it fails. */
+  run(command: string): Promise<string>;
+}
+
+/** The app log of every instance of `fleet`. */
+function fleetSources(fleet: Fleet): LogSource[] {
+  return fleet.ops.map((o) => ({ name: o.name, file: cmd.appLogPath(o.layout), run: (c) => o.run(c) }));
+}
+
+/** Settle `fn` on every source in parallel. */
+function each<T>(sources: LogSource[], fn: (s: LogSource) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+  return Promise.allSettled(sources.map(fn));
+}
+
+/** Read the last `lines` lines of each source. */
+async function readTails(sources: LogSource[], lines: number): Promise<{ merged: LogLine[]; cursors: Map<string, Cursor>; errors: { instance: string; error: string }[] }> {
+  const results = await each(sources, async (s) => splitHeader(await s.run(cmd.logTail(s.file, lines)), false));
   const cursors = new Map<string, Cursor>();
   const errors: { instance: string; error: string }[] = [];
   const batches: { instance: string; lines: string[] }[] = [];
   results.forEach((r, i) => {
-    const name = fleet.ops[i]!.name;
+    const name = sources[i]!.name;
     if (r.status === 'rejected') {
       errors.push({ instance: name, error: reasonOf(r) });
       return;
@@ -125,9 +145,9 @@ async function readTails(fleet: Fleet, lines: number): Promise<{ merged: LogLine
  * @returns the lines and the instances that could not be read (with the reason); never throws for an instance.
  */
 export async function readLogs(inventory: Inventory, options: LogsOptions = {}): Promise<{ lines: LogLine[]; errors: { instance: string; error: string }[] }> {
-  const fleet = openFleet(inventory, { factory: options.factory, instanceNames: options.instances });
+  const fleet = openFleet(inventory, { factory: options.factory, instanceNames: options.proxy ? [] : options.instances });
   try {
-    const { merged, errors } = await readTails(fleet, options.lines ?? 100);
+    const { merged, errors } = await readTails(options.proxy ? [options.proxy] : fleetSources(fleet), options.lines ?? 100);
     return { lines: merged, errors };
   } finally {
     await fleet.close();
@@ -140,10 +160,11 @@ export async function readLogs(inventory: Inventory, options: LogsOptions = {}):
  * next poll. @returns when `signal` aborted (connections closed).
  */
 export async function followLogs(inventory: Inventory, options: FollowOptions): Promise<void> {
-  const fleet = openFleet(inventory, { factory: options.factory, instanceNames: options.instances });
+  const fleet = openFleet(inventory, { factory: options.factory, instanceNames: options.proxy ? [] : options.instances });
+  const sources = options.proxy ? [options.proxy] : fleetSources(fleet);
   const interval = options.intervalMs ?? 500;
   try {
-    const first = await readTails(fleet, options.lines ?? 100);
+    const first = await readTails(sources, options.lines ?? 100);
     for (const e of first.errors) options.onError?.(e.instance, e.error);
     if (first.merged.length && !options.signal.aborted) options.onLines(first.merged);
     const cursors = first.cursors;
@@ -158,9 +179,9 @@ export async function followLogs(inventory: Inventory, options: FollowOptions): 
         options.signal.addEventListener('abort', done, { once: true });
       });
       if (options.signal.aborted) break;
-      const polled = await fleet.each(async (o) => {
+      const polled = await each(sources, async (o) => {
         const c = cursors.get(o.name) ?? { inode: '-', offset: 0, carry: null };
-        const h = splitHeader(await o.run(cmd.logSince(cmd.appLogPath(o.layout), c.inode, c.offset, MAX_POLL_BYTES)), true);
+        const h = splitHeader(await o.run(cmd.logSince(o.file, c.inode, c.offset, MAX_POLL_BYTES)), true);
         // Only whole lines; a line still being written comes with the next poll.
         const cut = h.data.lastIndexOf('\n');
         const whole = cut >= 0 ? h.data.slice(0, cut) : Buffer.byteLength(h.data) >= MAX_POLL_BYTES ? h.data : null;
@@ -171,7 +192,7 @@ export async function followLogs(inventory: Inventory, options: FollowOptions): 
       const batches: { instance: string; lines: string[]; carry: number | null }[] = [];
       polled.forEach((r, i) => {
         if (r.status === 'fulfilled') batches.push(r.value);
-        else options.onError?.(fleet.ops[i]!.name, reasonOf(r));
+        else options.onError?.(sources[i]!.name, reasonOf(r));
       });
       const { merged, last } = mergeLogLines(batches);
       for (const [name, t] of last) cursors.get(name)!.carry = t;

@@ -79,3 +79,25 @@ describe('log reading commands (run by bash on this machine)', () => {
     expect(sh(logSince(file, 'other-inode', 2, 1 << 20))).toMatch(/^\d+ 4\n0\nnew\n$/);
   });
 });
+
+describe('the proxy access log', () => {
+  it('one JSON line per sampled request, path without its query, written by close at the latest', async () => {
+    const { AccessLog } = await import('../../proxy/access-log.ts');
+    const { readFileSync } = await import('node:fs');
+    const dir = mkdtempSync(join(tmpdir(), 'lockstep-access-'));
+    const all = new AccessLog({ path: join(dir, 'sub', 'all.log'), sampleRate: 1 });
+    const tenth = new AccessLog({ path: join(dir, 'tenth.log'), sampleRate: 0.1 });
+    for (let i = 0; i < 30; i++) {
+      all.record('GET', `/api/x/${i}?token=secret`, 200, 'web-1', 1.234, `id-${i}`);
+      tenth.record('POST', '/api/upload', 502, '-', 10, undefined);
+    }
+    await Promise.all([all.close(), tenth.close()]);
+    const lines = readFileSync(join(dir, 'sub', 'all.log'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(30);
+    expect(lines[3]).toEqual({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), method: 'GET', path: '/api/x/3', status: 200, instance: 'web-1', duration_ms: 1.2, request_id: 'id-3' });
+    expect(readFileSync(join(dir, 'sub', 'all.log'), 'utf8')).not.toContain('secret');
+    const sampled = readFileSync(join(dir, 'tenth.log'), 'utf8').trimEnd().split('\n');
+    expect(sampled).toHaveLength(3);
+    expect(JSON.parse(sampled[0]!)).toMatchObject({ method: 'POST', status: 502, instance: '-', request_id: null });
+  });
+});
