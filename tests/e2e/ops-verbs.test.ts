@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../deployer/cli/index.ts';
 import { deploy } from '../../deployer/rollout/deploy.ts';
+import { startProxy } from '../../proxy/index.ts';
+import { proxyConfigFromInventory } from '../../proxy/inventory-config.ts';
 import { currentOnDisk, makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
 
 let fleet: E2eFleet;
@@ -166,6 +168,38 @@ describe('logs', () => {
       child.kill('SIGKILL');
     }
     expect(stderr).toContain('status 0');
+  });
+});
+
+describe('the proxy access log', () => {
+  it('the real proxy writes one JSON line per request (rate 1 here) and `logs --proxy` shows it', async () => {
+    // The inventory's own settings (proxy.access_log default path), on this file's addresses.
+    const config = proxyConfigFromInventory(fleet.inventory);
+    const proxy = await startProxy({
+      ...config,
+      listen: { host: '127.0.14.10', port: 4180 },
+      adminListen: { host: '127.0.14.10', port: 4181 },
+      healthCheck: { intervalMs: 200, timeoutMs: 1000, rise: 1, fall: 2 },
+      accessLog: { ...config.accessLog!, sampleRate: 1 },
+    });
+    try {
+      await until(() => proxy.instances().every((i) => i.healthy), 'the proxy sees every instance healthy');
+      for (let i = 0; i < 6; i++) {
+        const res = await fetch(`${proxy.url}/version?secret=${i}`, { headers: { 'x-request-id': `req-${i}` } });
+        expect(res.status).toBe(200);
+        await res.text();
+      }
+    } finally {
+      await proxy.close(); // flushes the log
+    }
+    const r = await cli(['logs', '--proxy', '--lines', '6', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const lines = (JSON.parse(r.stdout) as { lines: { instance: string; line: string }[] }).lines;
+    expect(lines.map((l) => l.instance)).toEqual(Array(6).fill('proxy'));
+    const entries = lines.map((l) => JSON.parse(l.line) as Record<string, unknown>);
+    expect(entries.map((e) => e.request_id)).toEqual(['req-0', 'req-1', 'req-2', 'req-3', 'req-4', 'req-5']);
+    for (const e of entries) expect(e).toMatchObject({ method: 'GET', path: '/version', status: 200, instance: expect.stringMatching(/^ssh-[123]$/), duration_ms: expect.any(Number) });
+    expect(new Set(entries.map((e) => e.instance)).size).toBeGreaterThan(1);
   });
 });
 
