@@ -11,6 +11,9 @@
  * WORKERS (default 2) adds a run of the proxy in worker mode; ENGINE picks undici (default) or
  * http-proxy-3 for both Lockstep runs.
  *
+ * ACCESS_LOG_RATES=0.1,1 adds a single-process Lockstep target per rate with its access log on
+ * (proxy/access-log.ts); ONLY_LOCKSTEP=1 leaves nginx and HAProxy out.
+ *
  * Needs wrk, nginx and haproxy (apt-get install wrk nginx haproxy); a missing one is skipped.
  * Everything listens on 127.0.0.1 and is stopped at the end. Bounded: each wrk run has a duration.
  */
@@ -39,7 +42,7 @@ async function runUpstream(port: number): Promise<void> {
   server.listen(port, '127.0.0.1', () => process.send?.('ready'));
 }
 
-async function runLockstep(port: number, workers: number, upstreamPorts: number[]): Promise<void> {
+async function runLockstep(port: number, workers: number, upstreamPorts: number[], accessLog: { path: string; sampleRate: number } | null = null): Promise<void> {
   const { startProxy } = await import('../proxy/index.ts');
   const proxy = await startProxy(
     {
@@ -49,6 +52,7 @@ async function runLockstep(port: number, workers: number, upstreamPorts: number[
     affinitySecret: 'bench-affinity-secret-0123456789',
     upstreams: upstreamPorts.map((p, i) => ({ name: `u${i + 1}`, url: `http://127.0.0.1:${p}` })),
     engine: (process.env.ENGINE as 'undici' | 'http-proxy-3' | undefined) ?? 'undici',
+    accessLog,
     },
     { workers },
   );
@@ -249,12 +253,20 @@ async function main(): Promise<void> {
     const cl = await startNode(['lockstep', String(port), String(workers), ...upstreamPorts.map(String)]);
     targets.push({ name: `lockstep, ${workers} workers`, url: `http://127.0.0.1:${port}/`, pid: cl.pid });
   }
-  if (has('nginx')) {
+  // ACCESS_LOG_RATES=0.1,1: one more single-process Lockstep target per rate, with its access log on.
+  for (const rate of (process.env.ACCESS_LOG_RATES ?? '').split(',').filter(Boolean)) {
+    const port = await freePort();
+    const al = await startNode(['lockstep-log', String(port), rate, join(dir, `access-${rate}.log`), ...upstreamPorts.map(String)]);
+    targets.push({ name: `lockstep, access log ${rate}`, url: `http://127.0.0.1:${port}/`, pid: al.pid });
+  }
+  if (process.env.ONLY_LOCKSTEP) {
+    // Only the Lockstep targets (and direct): the access-log comparison without nginx/haproxy.
+  } else if (has('nginx')) {
     const port = await freePort();
     const ng = startDaemon('nginx', ['-c', nginxConfig(dir, port, upstreamPorts), '-p', dir, '-g', 'daemon off;']);
     targets.push({ name: 'nginx', url: `http://127.0.0.1:${port}/`, pid: ng.pid });
   }
-  if (has('haproxy')) {
+  if (!process.env.ONLY_LOCKSTEP && has('haproxy')) {
     const port = await freePort();
     const hp = startDaemon('haproxy', ['-f', haproxyConfig(dir, port, upstreamPorts), '-db']);
     targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}/`, pid: hp.pid });
@@ -309,6 +321,7 @@ const [mode, ...rest] = process.argv.slice(2);
 if (mode === 'upstream') await runUpstream(Number(rest[0]));
 else if (mode === 'managed-haproxy') await runManagedHaproxy(Number(rest[0]), rest.slice(1).map(Number));
 else if (mode === 'lockstep') await runLockstep(Number(rest[0]), Number(rest[1]), rest.slice(2).map(Number));
+else if (mode === 'lockstep-log') await runLockstep(Number(rest[0]), 1, rest.slice(3).map(Number), { sampleRate: Number(rest[1]), path: rest[2]! });
 else {
   try {
     await main();

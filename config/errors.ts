@@ -112,8 +112,12 @@ export class LockHeldError extends LockstepError {
   ) {
     super(
       'LOCKSTEP_LOCK_HELD',
-      `instance ${instance} is locked by ${String(holder.user ?? '?')}@${String(holder.machine ?? '?')} ` +
-        `(pid ${String(holder.pid ?? '?')}, since ${String(holder.time ?? '?')}, release ${String(holder.release ?? '?')})`,
+      holder.kind === 'maintenance'
+        ? `instance ${instance} is locked for maintenance by ${String(holder.user ?? '?')}@${String(holder.machine ?? '?')} ` +
+            `since ${String(holder.time ?? '?')}: "${String(holder.message ?? '')}" (\`lockstep lock release\` ends it)`
+        : `instance ${instance} is locked by ${String(holder.user ?? '?')}@${String(holder.machine ?? '?')} ` +
+            `(pid ${String(holder.pid ?? '?')}, since ${String(holder.time ?? '?')}, release ${String(holder.release ?? '?')}` +
+            `${holder.message ? `, message "${String(holder.message)}"` : ''})`,
       3,
     );
   }

@@ -165,6 +165,9 @@ const HealthCheckSchema = z
   })
   .strict();
 
+/** Default share of requests in the proxy's access log (README "Proxy access log": measured with bench/proxy.ts). */
+export const ACCESS_LOG_SAMPLE_RATE = 0.1;
+
 const ProxySchema = z
   .object({
     listen: hostPort.default('127.0.0.1:8080').describe('where users connect'),
@@ -200,6 +203,14 @@ const ProxySchema = z
       .boolean()
       .optional()
       .describe('every instance can serve every session (default: true when app.session_store is redis): a sticky client of an instance drained for a deploy moves at once instead of waiting hold_timeout_ms'),
+    access_log: z
+      .object({
+        path: z.string().min(1).default('.lockstep/proxy-access.log').describe('JSON lines file, relative to the inventory'),
+        sample_rate: z.number().min(0).max(1).default(ACCESS_LOG_SAMPLE_RATE).describe('share of requests logged (0 off, 1 all)'),
+      })
+      .strict()
+      .prefault({})
+      .describe('one JSON line per sampled request (lockstep logs --proxy)'),
   })
   .strict();
 

@@ -5,6 +5,7 @@
  * (see `inventory-config.ts` for the mapping from `inventory.yaml`).
  */
 import { BlockList, isIP } from 'node:net';
+import type { AccessLogConfig } from './access-log.ts';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 
@@ -101,6 +102,8 @@ export interface ProxyConfig {
   allowNonLoopbackAdmin?: boolean;
   /** pino logger for state changes; silent by default. Nothing is logged per request. */
   logger?: Logger;
+  /** The access log (access-log.ts); off when absent or null. */
+  accessLog?: AccessLogConfig | null;
 }
 
 /** `ProxyConfig` with every default applied and every value checked. */
@@ -125,6 +128,7 @@ export interface ResolvedProxyConfig {
   affinityCookieName: string;
   allowNonLoopbackAdmin: boolean;
   logger: Logger;
+  accessLog: AccessLogConfig | null;
 }
 
 export const DEFAULT_HEALTH_CHECK: HealthCheckConfig = { intervalMs: 1000, timeoutMs: 1000, rise: 2, fall: 2 };
@@ -368,5 +372,6 @@ export function validateUpstreams(upstreams: UpstreamConfig[]): UpstreamConfig[]
 export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
   const r = ProxyConfigSchema.safeParse(config);
   if (!r.success) throw new ProxyConfigError(describeIssues(r.error.issues));
-  return { ...r.data, logger: config.logger ?? pino({ level: 'silent' }) } satisfies ResolvedProxyConfig;
+  const accessLog = config.accessLog && config.accessLog.sampleRate > 0 ? { path: config.accessLog.path, sampleRate: Math.min(1, config.accessLog.sampleRate) } : null;
+  return { ...r.data, logger: config.logger ?? pino({ level: 'silent' }), accessLog } satisfies ResolvedProxyConfig;
 }

@@ -3,6 +3,7 @@
  * upstreams from the instances, the health path and upload paths from the app contract, and the
  * two secrets from the environment or their files.
  */
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Inventory } from '../config/inventory.ts';
 import { affinitySecretFile, parseHostPort, proxySection } from '../config/proxy-section.ts';
@@ -54,6 +55,7 @@ export function proxyConfigFromInventory(inventory: Inventory, env: NodeJS.Proce
     hold: { timeoutMs: section.hold_timeout_ms, sessionsShared: section.sessions_shared ?? inventory.app.session_store === 'redis' },
     passiveEjection: { consecutiveFailures: section.eject_after_failures },
     trustedProxies: section.trusted_proxies,
+    accessLog: { path: resolve(inventory.dir, section.access_log.path), sampleRate: section.access_log.sample_rate },
     logger,
   };
 }

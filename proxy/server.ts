@@ -20,6 +20,7 @@ import { UndiciForwarder } from './forward-undici.ts';
 import { dropConnectionHeaders, setForwardedHeaders } from './headers.ts';
 import { HoldQueue, type Held } from './drain.ts';
 import { NO_INSTANCE, type ProxyMetrics } from './metrics.ts';
+import { AccessLog } from './access-log.ts';
 import type { UpstreamPool } from './pool.ts';
 import type { Upstream } from './upstream.ts';
 
@@ -57,6 +58,8 @@ export class RequestPath implements ForwardEvents {
   private closing = false;
   private idleResolvers: Array<() => void> = [];
   private readonly onResponseClose: (this: http.ServerResponse) => void;
+  /** One JSON line per sampled request, written off the request path (access-log.ts); null when off. */
+  private readonly accessLog: AccessLog | null;
   /** Upgraded (WebSocket) connections, closed at shutdown. */
   private readonly tunnels = new Set<Duplex>();
   /** Long-lived streams (SSE responses, WebSockets) per instance, closed at a drain deadline. */
@@ -69,6 +72,7 @@ export class RequestPath implements ForwardEvents {
     private readonly config: ResolvedProxyConfig,
   ) {
     this.cookiePrefix = `${config.affinityCookieName}=`;
+    this.accessLog = config.accessLog ? new AccessLog(config.accessLog) : null;
     this.holds = new HoldQueue(config.hold);
     const closing = (): boolean => this.closing;
     this.forwarder =
@@ -331,6 +335,7 @@ export class RequestPath implements ForwardEvents {
         if (ex.streaming) this.removeStream(u, ex);
       }
       this.metrics.observeRequest(u === null ? NO_INSTANCE : u.name, res.statusCode, (performance.now() - ex.start) / 1000, aborted, ex.upload);
+      this.accessLog?.record(ex.req.method, ex.req.url, res.statusCode, u === null ? NO_INSTANCE : u.name, performance.now() - ex.start, ex.req.headers['x-request-id']);
     }
     if (this.active === 0 && this.idleResolvers.length > 0) {
       const resolvers = this.idleResolvers;
@@ -364,5 +369,6 @@ export class RequestPath implements ForwardEvents {
     for (const t of this.tunnels) t.destroy();
     await closed;
     await this.forwarder.close();
+    await this.accessLog?.close();
   }
 }

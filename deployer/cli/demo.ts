@@ -6,12 +6,12 @@
  * sessions (`app.session_store: redis`), and stops it at the end.
  */
 import { renderReportTable } from '../checks/index.ts';
-import { deploy } from '../rollout/deploy.ts';
+import { deploy, type DeployReport } from '../rollout/deploy.ts';
 import { openFleet } from '../fleet/fleet.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import { ConfigError } from '../../config/errors.ts';
 import { proxyControlFor } from '../balancer/control.ts';
-import { verifyFleet } from '../checks/verify.ts';
+import { verifyFleet, type VerifyResult } from '../checks/verify.ts';
 import { runProxyCommand } from '../../proxy/command.ts';
 import type { RunningEngine } from '../../proxy/command.ts';
 import { renderDeployReportText } from './report-text.ts';
@@ -27,6 +27,35 @@ export interface DemoOptions {
   redis?: string;
   print: (line: string) => void;
   progress: (instance: string, line: string) => void;
+  /** Called once with the deploy report, the verification and the URLs (`demo --json`). */
+  onResult?: (result: DemoResult) => void;
+}
+
+/** What `demo --json` prints: one JSON document. */
+export interface DemoResult {
+  ok: boolean;
+  exitCode: number;
+  url: string;
+  adminUrl: string;
+  deploy: DeployReport;
+  verification: VerifyResult | null;
+}
+
+/**
+ * The inventory with the proxy's user port and admin port replaced (`demo --port/--admin-port`),
+ * each on the host of the inventory's own address. @throws ConfigError for a port outside 1..65535.
+ */
+export function withDemoPorts(inventory: Inventory, ports: { port?: string; adminPort?: string }): Inventory {
+  if (!inventory.proxy || (ports.port === undefined && ports.adminPort === undefined)) return inventory;
+  const replace = (listen: string, value: string | undefined, option: string): string => {
+    if (value === undefined) return listen;
+    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65535) throw new ConfigError(`${option}: "${value}" is not a port (1-65535)`, { field: option });
+    return `${listen.slice(0, listen.lastIndexOf(':'))}:${value}`;
+  };
+  return {
+    ...inventory,
+    proxy: { ...inventory.proxy, listen: replace(inventory.proxy.listen, ports.port, '--port'), admin_listen: replace(inventory.proxy.admin_listen, ports.adminPort, '--admin-port') },
+  };
 }
 
 /** Stop the app on every instance (best effort; instances that never ran are skipped). */
@@ -95,7 +124,8 @@ async function runDemoFleet(inventory: Inventory, options: DemoOptions): Promise
       code = v.ok ? 0 : 1;
       print('');
       print(v.ok ? `PASS: ${inventory.instances.length} instances serve ${report.release}; sessions are isolated (${inventory.app.session_store === 'redis' ? 'shared in Redis' : 'per instance'}).` : 'FAIL: see the checks above.');
-    }
+      options.onResult?.({ ok: v.ok, exitCode: code, url: proxy.url, adminUrl: proxy.adminUrl, deploy: report, verification: v });
+    } else options.onResult?.({ ok: false, exitCode: code, url: proxy.url, adminUrl: proxy.adminUrl, deploy: report, verification: null });
     if (options.once) return code;
     print(`Open ${proxy.url}/ in a browser (admin API: ${proxy.adminUrl}). Serving until Ctrl-C.`);
     await proxyDone;

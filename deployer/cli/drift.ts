@@ -8,6 +8,7 @@ import { renderRepairText, repairDrift } from '../drift/repair.ts';
 import { renderDriftText } from '../drift/render.ts';
 import { scanDrift } from '../drift/scan.ts';
 import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
+import { instancesOption, selectionFrom } from './instances.ts';
 import { inventoryFrom, out, printPhaseSummary, progressPrinter, wantsJson, withInterrupts, type CliResult } from './context.ts';
 
 /** Register these verbs on `program`; their actions set `result.exitCode`. */
@@ -20,10 +21,12 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
     .option('--repair', 'put drifted instances back on the expected release, then verify')
     .option('-m, --message <text>', 'with --repair: note recorded with the lock and history')
     .option('--no-proxy', 'repair without the inventory\'s proxy (e.g. it is down): instances restart WITHOUT draining')
-    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean; proxy: boolean; message?: string }, cmd: Command) => {
+    .addOption(instancesOption('report and repair these; the expected release is still the whole fleet\'s'))
+    .action(async (o: { release?: string; quiet?: boolean; repair?: boolean; proxy: boolean; message?: string; instances?: string[] }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
-      const scan = await scanDrift(inv, { release: o.release });
+      const scanOptions = { release: o.release, instances: selectionFrom(o, inv) };
+      const scan = await scanDrift(inv, scanOptions);
       if (!o.repair) {
         if (!(o.quiet && scan.report.exitCode === 0)) out(json ? JSON.stringify(scan.report, null, 2) : renderDriftText(scan.report));
         result.exitCode = scan.report.exitCode;
@@ -33,7 +36,7 @@ export function registerDriftVerb(program: Command, result: CliResult): void {
       const proxy = scan.report.exitCode === 0 ? undefined : await proxyControlFor(inv, progressPrinter(o.quiet), { noProxy: !o.proxy });
       const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
         withInterrupts(
-          (signal) => repairDrift(inv, scan, { scanOptions: { release: o.release }, proxy, progress: progressPrinter(o.quiet), signal, message: o.message }),
+          (signal) => repairDrift(inv, scan, { scanOptions, proxy, progress: progressPrinter(o.quiet), signal, message: o.message }),
           (x) => `${x.instances.filter((i) => i.state === 'repaired').length} of ${x.instances.length} drifted instances repaired; drift after: exit ${x.after?.exitCode ?? '?'}`,
         ),
         (l) => progressPrinter(o.quiet)('probe', l),

@@ -11,27 +11,32 @@ import { announcedRollout, renderStatusTable } from './status-render.ts';
 import { statusVerdict } from '../fleet/status-verdict.ts';
 import { err, inventoryFrom, out, reportUnreachable, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
+import { instancesOption, mixedFleetLine, selectionFrom } from './instances.ts';
 
 /** Register these verbs on `program`; their actions set `result.exitCode`. */
 export function registerFleetVerbs(program: Command, result: CliResult): void {
   program
     .command('status')
     .description('one row per instance: release on disk, release running, health, proxy view, lock')
-    .action(async (_o, cmd: Command) => {
+    .addOption(instancesOption('rows and verdict for these; the rollback target is the whole fleet\'s'))
+    .action(async (o: { instances?: string[] }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
+      const selected = selectionFrom(o, inv);
       const report = await fleetStatusReport(inv);
-      const rows = report.instances;
+      const rows = selected ? report.instances.filter((r) => selected.includes(r.instance)) : report.instances;
       // One verdict, by the same function as `drift` and the dashboard (verdict/fleet-verdict.ts).
       const verdict = statusVerdict(rows, inv.deploy.lock_ttl_ms, await announcedRollout(inv));
-      const rollbackTarget = report.rollbackTarget ?? (rows.every((r) => r.reachable) ? null : undefined);
-      if (json) out(JSON.stringify({ verdict, instances: rows, rollback_target: rollbackTarget ?? null }, null, 2));
+      const rollbackTarget = report.rollbackTarget ?? (report.instances.every((r) => r.reachable) ? null : undefined);
+      const mixed = mixedFleetLine(rows);
+      if (json) out(JSON.stringify({ verdict, instances: rows, selected: selected ?? null, mixed: mixed ?? null, rollback_target: rollbackTarget ?? null }, null, 2));
       else {
         out(renderStatusTable(rows));
         const proxyError = rows.find((r) => r.proxy?.error)?.proxy?.error;
         if (proxyError) err(`proxy: ${proxyError}`);
         out(`${verdict.headline} (exit ${verdict.exitCode})`);
         for (const n of verdict.notes) out(`  note: ${n}`);
+        if (mixed) out(mixed);
         out(`rollback target: ${rollbackTarget ?? (rollbackTarget === null ? 'none (`lockstep rollback` would refuse)' : 'unknown (an instance could not be read)')}`);
       }
       result.exitCode = verdict.exitCode;

@@ -11,6 +11,7 @@ import { err, installPipeGuards, interruptReason, setCliLogger, setJsonEvents, t
 import { registerDriftVerb } from './drift.ts';
 import { registerFleetVerbs } from './fleet.ts';
 import { registerLockAndHostVerbs } from './lock.ts';
+import { registerOpsVerbs } from './ops.ts';
 import { registerProxyVerbs } from './proxy.ts';
 import { registerReleaseVerbs } from './release.ts';
 
@@ -42,6 +43,7 @@ export function buildProgram(result: CliResult): Command {
   registerLockAndHostVerbs(program, result);
   registerFleetVerbs(program, result);
   registerDriftVerb(program, result);
+  registerOpsVerbs(program, result);
   return program;
 }
 

@@ -2,7 +2,7 @@
  * `lockstep lock status|release` and `lockstep hosts trust`: the deploy lock and SSH host keys.
  */
 import type { Command } from 'commander';
-import { breakLocks, lockStatus, type LockInfo } from '../fleet/lock.ts';
+import { acquireMaintenanceLock, breakLocks, lockStatus, type LockInfo } from '../fleet/lock.ts';
 import { trustHosts } from '../transport/trust.ts';
 import { err, inventoryFrom, out, wantsJson, type CliResult } from './context.ts';
 import { renderTable } from './table.ts';
@@ -36,15 +36,25 @@ export function registerLockAndHostVerbs(program: Command, result: CliResult): v
       result.exitCode = rows.some((r) => r.error) ? 3 : rows.some((r) => r.held) ? 1 : 0;
     });
   lock
+    .command('acquire')
+    .description('take the lock on every instance for a maintenance window: deploys, rollbacks and repairs are refused (naming you and the message) until `lockstep lock release`')
+    .requiredOption('-m, --message <text>', 'why (shown to whoever tries to deploy)')
+    .action(async (o: { message: string }, cmd: Command) => {
+      const json = wantsJson(cmd);
+      const holder = await acquireMaintenanceLock(inventoryFrom(cmd), o.message);
+      if (json) out(JSON.stringify(holder, null, 2));
+      else out(`maintenance lock taken on every instance by ${String(holder.user)}@${String(holder.machine)} at ${String(holder.time)}: "${o.message}"\nrelease it with \`lockstep lock release\``);
+    });
+  lock
     .command('release')
-    .description('break STALE locks (older than deploy.lock_ttl_ms, or whose holder process is gone); live locks are never broken')
+    .description('release a maintenance lock (`lock acquire`); with --force also break STALE deploy locks (older than deploy.lock_ttl_ms, or whose holder process is gone); live deploy locks are never broken')
     .option('--force', 'required: actually break the stale locks')
     .action(async (o: { force?: boolean }, cmd: Command) => {
       const json = wantsJson(cmd);
       const rows = await breakLocks(inventoryFrom(cmd), { force: Boolean(o.force) });
       if (json) out(JSON.stringify(rows, null, 2));
       else out(renderLocks(rows));
-      const live = rows.filter((r) => r.held && !r.stale);
+      const live = rows.filter((r) => r.held && !r.stale && !r.broken);
       const staleLeft = rows.filter((r) => r.held && r.stale && !r.broken);
       if (staleLeft.length) err(`stale locks on ${staleLeft.map((r) => r.instance).join(', ')}: run again with --force to break them`);
       if (live.length) err(`live locks on ${live.map((r) => r.instance).join(', ')} were left alone: a deploy is running (or wait for deploy.lock_ttl_ms)`);

@@ -13,6 +13,7 @@ import { err, inventoryFrom, out, parseDuration, printPhaseSummary, progressPrin
 import { renderDeployReportText } from './report-text.ts';
 import { probeFailed, recordProbe, renderProbeText, withRolloutProbe } from './probe.ts';
 import { renderTable } from './table.ts';
+import { instancesOption, partialWarning, selectionFrom } from './instances.ts';
 
 /** The dry-run plan as a table with its batches. */
 function renderPlan(release: string, plan: NonNullable<DeployReport['plan']>): string {
@@ -49,9 +50,11 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
     .option('--dry-run', 'preflight, then print the plan (batches, uploads, activations); change nothing')
     .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m) instead of failing at once')
     .option('--no-proxy', 'roll out without the inventory\'s proxy (e.g. it is down): instances restart WITHOUT draining')
-    .action(async (o: { release?: string; message?: string; verify: boolean; dryRun?: boolean; wait?: string; proxy: boolean }, cmd: Command) => {
+    .addOption(instancesOption('activate only these; the lock and the upload still cover the whole fleet'))
+    .action(async (o: { release?: string; message?: string; verify: boolean; dryRun?: boolean; wait?: string; proxy: boolean; instances?: string[] }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
+      const selected = selectionFrom(o, inv);
       const lockWaitMs = parseDuration(o.wait, '--wait');
       // Preflight of the proxy, dry run included: a proxy in the inventory that cannot be reached stops here.
       const proxy = await proxyControlFor(inv, progressPrinter(), { noProxy: !o.proxy });
@@ -59,7 +62,7 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
         async (signal) => {
           // The probe watches the rollout itself (not the verification after it).
           const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined && !o.dryRun, () =>
-            deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy: o.dryRun ? undefined : proxy, signal, dryRun: o.dryRun, lockWaitMs }),
+            deploy(inv, { release: o.release, message: o.message, progress: progressPrinter(), proxy: o.dryRun ? undefined : proxy, signal, dryRun: o.dryRun, lockWaitMs, instances: selected }),
             (l) => progressPrinter()('probe', l),
           );
           if (r.plan) return { r, v: undefined, probe, state: r.state, verifyInterrupted: false };
@@ -67,7 +70,10 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
           let v: Awaited<ReturnType<typeof verifyFleet>> | undefined;
           if (r.ok && o.verify && !signal.aborted) {
             progressPrinter()('verify', 'post-deploy verification: version parity and session isolation');
-            v = await unlessInterrupted(verifyFleet(inv, { expected: { release: r.release, digest: r.digest } }), signal);
+            // A partial deploy leaves a mixed fleet on purpose: parity is checked on the activated
+            // instances directly (the proxy balances over both releases), without the session checks.
+            const checked = selected ? { ...inv, proxy: undefined, instances: inv.instances.filter((i) => selected.includes(i.name)) } : inv;
+            v = await unlessInterrupted(verifyFleet(checked, { expected: { release: r.release, digest: r.digest }, parityOnly: Boolean(selected) }), signal);
           }
           const verifyInterrupted = r.ok && o.verify && v === undefined;
           return { r, v, probe, state: verifyInterrupted ? `${r.state}; the post-deploy verification did not run to the end (run \`lockstep verify\`)` : r.state, verifyInterrupted };
@@ -80,9 +86,12 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
         out(json ? JSON.stringify(r, null, 2) : renderPlan(r.release, r.plan));
         return;
       }
-      if (json) out(JSON.stringify({ ...r, verification: v ?? null, probe }, null, 2));
+      const mixed = partialWarning('deploy', selected, inv, r.state, r.release);
+      if (mixed) err(mixed);
+      if (json) out(JSON.stringify({ ...r, selected: selected ?? null, mixed: mixed !== null, verification: v ?? null, probe }, null, 2));
       else {
         out(renderDeployReportText(r));
+        if (mixed) out(mixed);
         if (probe) out(renderProbeText(probe, 'deploy'));
         if (v) out(`\n${renderReportTable(v.reports)}`);
       }
@@ -110,18 +119,22 @@ export function registerReleaseVerbs(program: Command, result: CliResult): void 
     .option('--wait <duration>', 'wait this long for a held lock (e.g. 30s, 5m)')
     .option('-m, --message <text>', 'note recorded with the lock and history')
     .option('--no-proxy', 'roll back without the inventory\'s proxy (e.g. it is down): instances restart WITHOUT draining')
-    .action(async (o: { to?: string; wait?: string; proxy: boolean; message?: string }, cmd: Command) => {
+    .addOption(instancesOption('roll back only these; the lock and the target decision still cover the whole fleet'))
+    .action(async (o: { to?: string; wait?: string; proxy: boolean; message?: string; instances?: string[] }, cmd: Command) => {
       const json = wantsJson(cmd);
       const inv = inventoryFrom(cmd);
+      const selected = selectionFrom(o, inv);
       const lockWaitMs = parseDuration(o.wait, '--wait');
       const proxy = await proxyControlFor(inv, progressPrinter(), { noProxy: !o.proxy });
       const { result: r, probe } = await withRolloutProbe(inv, proxy !== undefined, () =>
-        withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs }), (x) => x.state),
+        withInterrupts((signal) => rollback(inv, { to: o.to, message: o.message, progress: progressPrinter(), proxy, signal, lockWaitMs, instances: selected }), (x) => x.state),
         (l) => progressPrinter()('probe', l),
       );
       if (probe) await recordProbe(inv, probe, 'rollback', r, progressPrinter());
       printPhaseSummary();
-      out(json ? JSON.stringify({ ...r, probe }, null, 2) : `${renderDeployReportText(r, 'rollback')}${probe ? `\n${renderProbeText(probe, 'rollback')}` : ''}`);
+      const mixed = partialWarning('rollback', selected, inv, r.state, r.release);
+      if (mixed) err(mixed);
+      out(json ? JSON.stringify({ ...r, selected: selected ?? null, mixed: mixed !== null, probe }, null, 2) : `${renderDeployReportText(r, 'rollback')}${probe ? `\n${renderProbeText(probe, 'rollback')}` : ''}${mixed ? `\n${mixed}` : ''}`);
       result.exitCode = !r.ok ? 3 : probe && probeFailed(probe) ? 1 : 0;
     });
 }

@@ -152,7 +152,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
       if (b.status === 'rejected') throw b.reason;
       return checkInstance(o, b.value, ctx);
     });
-    const instances: InstanceDrift[] = checked.map((r, i) =>
+    const all: InstanceDrift[] = checked.map((r, i) =>
       r.status === 'fulfilled'
         ? r.value
         : {
@@ -167,6 +167,7 @@ export async function scanDrift(inventory: Inventory, options: DriftOptions = {}
             items: [],
           },
     );
+    const instances = options.instances ? all.filter((d) => options.instances!.includes(d.instance)) : all;
     addStaleLockItems(instances, inventory.deploy.lock_ttl_ms);
     const configFingerprint = addConfigDriftItems(instances, inventory.app.session_store);
     const fleetItems: DriftItem[] = [];

@@ -123,4 +123,10 @@ export interface DriftOptions {
   proxyClient?: ProxyAdminClient | null;
   /** The `id` of a lock the caller holds (a repair's rescan): that lock is not "a deploy in progress". */
   ownLockId?: string;
+  /**
+   * Report (and repair) only these instances (`--instances`, fleet/selection.ts). The expected
+   * release and the rollback target are still decided from the whole fleet's history: a subset's
+   * drift is the fleet's drift report restricted to the subset.
+   */
+  instances?: string[];
 }

@@ -38,6 +38,8 @@ function pidAlive(pid: number): boolean {
  * @param nowMs current time (ms since epoch). @param ttlMs lock TTL (ms).
  */
 export function judgeHolder(holder: Record<string, unknown>, nowMs: number, ttlMs: number, machine = os.hostname()): { stale: boolean; reason: string } {
+  // A maintenance lock outlives the command that took it: never stale, only released by hand.
+  if (isMaintenanceLock(holder)) return { stale: false, reason: `maintenance lock: "${String(holder.message ?? '')}" (ends with \`lockstep lock release\`)` };
   // A running deploy refreshes `heartbeat` before every batch; older holders only have `time`.
   const time = Date.parse(String(holder.heartbeat ?? holder.time ?? ''));
   const ageMs = Number.isFinite(time) ? nowMs - time : Number.POSITIVE_INFINITY;
@@ -81,7 +83,8 @@ export async function lockStatus(inventory: Inventory, options: { factory?: Tran
 }
 
 /**
- * Break stale locks (with `force`); live locks are never broken. Each break is recorded in the
+ * Release maintenance locks (`lockstep lock acquire`), and break stale deploy locks (with
+ * `force`); live deploy locks are never broken. Each break is recorded in the
  * instance's history as `lock-broken`.
  * @returns per instance what was found and whether it was broken.
  */
@@ -90,7 +93,8 @@ export async function breakLocks(inventory: Inventory, options: { force: boolean
   try {
     const results = await fleet.each(async (o) => {
       const info = await readLock(o, inventory.deploy.lock_ttl_ms);
-      if (!info.held || !info.stale || !options.force) return { ...info, holder: publicHolder(info.holder), broken: false };
+      const maintenance = info.holder !== null && isMaintenanceLock(info.holder);
+      if (!info.held || (!maintenance && (!info.stale || !options.force))) return { ...info, holder: publicHolder(info.holder), broken: false };
       await o.run(cmd.breakLock(o.layout));
       await o
         .appendHistory({
@@ -99,7 +103,9 @@ export async function breakLocks(inventory: Inventory, options: { force: boolean
           release: String(info.holder?.release ?? ''),
           digest: '',
           previous: null,
-          message: `stale lock of ${String(info.holder?.user ?? '?')}@${String(info.holder?.machine ?? '?')} broken: ${info.reason}`,
+          message: maintenance
+            ? `maintenance lock of ${String(info.holder?.user ?? '?')}@${String(info.holder?.machine ?? '?')} released ("${String(info.holder?.message ?? '')}")`
+            : `stale lock of ${String(info.holder?.user ?? '?')}@${String(info.holder?.machine ?? '?')} broken: ${info.reason}`,
         })
         .catch(() => {});
       return { ...info, holder: publicHolder(info.holder), broken: true };
@@ -191,4 +197,29 @@ export function lockHeartbeat(fleet: Fleet, holder: Record<string, unknown>): ()
 /** Release the lock on every instance where `token` holds it. Best effort. */
 export async function unlockFleet(fleet: Fleet, token: string): Promise<void> {
   await fleet.each((o) => o.releaseLock(token));
+}
+
+/** True for a holder record written by `lockstep lock acquire` (a maintenance window). */
+export function isMaintenanceLock(holder: Record<string, unknown>): boolean {
+  return holder.kind === 'maintenance';
+}
+
+/**
+ * Take a maintenance lock on the whole fleet (`lockstep lock acquire -m`, Kamal's manual lock):
+ * the same lock a deploy takes (all or nothing, in name order), with `kind: maintenance` and the
+ * operator's message. Deploys, rollbacks and repairs are refused while it is held, naming the
+ * holder and the message; it is never judged stale (no TTL, no process check) and ends only with
+ * `lockstep lock release`. @returns the holder record (without its token).
+ * @throws LockHeldError naming the instance and holder when any instance is already locked
+ *   (nothing is left locked); UnreachableInstanceError when an instance cannot be reached.
+ */
+export async function acquireMaintenanceLock(inventory: Inventory, message: string, options: { factory?: TransportFactory } = {}): Promise<Record<string, unknown>> {
+  const fleet = openFleet(inventory, { factory: options.factory });
+  try {
+    const holder = { ...newLockHolder('maintenance', message), kind: 'maintenance' };
+    await lockFleet(fleet, holder);
+    return publicHolder(holder)!;
+  } finally {
+    await fleet.close();
+  }
 }

@@ -319,3 +319,41 @@ export function diskSpace(layout: Layout, id: string, digest: string): string {
     `if [ -d ${shq(releaseDir(layout, id))} ]; then echo 'release yes'; else echo 'release no'; fi`,
   ].join('\n');
 }
+
+/**
+ * `lockstep exec`: runs the operator's `command` (bash text, not quoted: it is meant as shell) in
+ * `current`; exit 127 with one line on stderr when there is no `current` to enter.
+ */
+export function execInCurrent(layout: Layout, command: string): string {
+  return `cd -- ${shq(layout.current)} 2>/dev/null || { echo ${shq(`lockstep exec: no current release at ${layout.current}`)} >&2; exit 127; }\n${command}`;
+}
+
+/** The app's log file on an instance: `app.log` in LOG_DIR (`<deploy_to>/shared/logs`), where app/bin/service sends the app's output. */
+export function appLogPath(layout: Layout): string {
+  return `${layout.shared}/logs/app.log`;
+}
+
+/**
+ * `lockstep logs`: prints `<inode> <size>` of `file` (`- 0` when absent), then the last `lines`
+ * lines of its first `<size>` bytes, so the caller knows exactly where following must start.
+ */
+export function logTail(file: string, lines: number): string {
+  const f = shq(file);
+  return `set -- $(stat -c '%i %s' ${f} 2>/dev/null || echo '- 0'); echo "$1 $2"; if [ "$2" -gt 0 ]; then head -c "$2" ${f} | tail -n ${Math.max(0, Math.floor(lines))}; fi; true`;
+}
+
+/**
+ * `lockstep logs -f`: prints `<inode> <size>` of `file`, then the bytes from `offset` to that
+ * size (at most `maxBytes`), or from 0 when the file was replaced (another inode) or truncated
+ * (smaller than `offset`): what `tail -F` would show since the last poll.
+ */
+export function logSince(file: string, inode: string, offset: number, maxBytes: number): string {
+  const f = shq(file);
+  const off = Math.max(0, Math.floor(offset));
+  return [
+    `set -- $(stat -c '%i %s' ${f} 2>/dev/null || echo '- 0'); echo "$1 $2"`,
+    `off=${off}; if [ "$1" != ${shq(inode)} ] || [ "$2" -lt "$off" ]; then off=0; fi`,
+    `n=$(( $2 - off )); if [ "$n" -gt ${Math.floor(maxBytes)} ]; then n=${Math.floor(maxBytes)}; fi`,
+    `echo "$off"; if [ "$n" -gt 0 ]; then tail -c +$((off + 1)) ${f} | head -c "$n"; fi; true`,
+  ].join('\n');
+}

@@ -21,7 +21,7 @@ import { succeeded } from '../transport/types.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { runLocalHook } from './hooks.ts';
 import { planBatches, type InstanceOutcome, type ProxyControl } from './rollout.ts';
-import { runFleetRollout } from './run.ts';
+import { describeFleetState, runFleetRollout } from './run.ts';
 import { withHeartbeat } from './heartbeat.ts';
 
 export interface DeployInstanceReport extends InstanceOutcome {
@@ -65,16 +65,23 @@ export interface DeployOptions {
   dryRun?: boolean;
   /** Wait up to this many ms for a held lock instead of failing at once. */
   lockWaitMs?: number;
+  /**
+   * Activate only these instances (`--instances`, fleet/selection.ts). The lock, preflight and
+   * phase 1 (upload, unpack, verify, asset store) still cover the whole fleet, so the release is
+   * present everywhere and a page of either release finds its assets on every instance.
+   */
+  instances?: string[];
 }
 
 /** The dry-run plan: read-only look at each instance (artifact and release present?). */
-async function planDeploy(fleet: Fleet, manifest: Manifest, rows: Map<string, DeployInstanceReport>): Promise<DeployPlan> {
+async function planDeploy(fleet: Fleet, manifest: Manifest, rows: Map<string, DeployInstanceReport>, only?: string[]): Promise<DeployPlan> {
   const instances = await Promise.all(
     fleet.ops.map(async (o) => {
       const present = (await o.run(cmd.artifactHash(o.layout, manifest.digest))).trim() === manifest.artifact.sha256;
       const unpacked = succeeded(await o.transport.exec(cmd.releaseExists(o.layout, manifest.release)));
       const current = rows.get(o.name)!.before;
-      return { instance: o.name, current, upload: !present, unpack: !unpacked, activate: current !== manifest.release };
+      const selected = !only || only.includes(o.name);
+      return { instance: o.name, current, upload: !present, unpack: !unpacked, activate: selected && current !== manifest.release };
     }),
   );
   const batches = planBatches(
@@ -152,7 +159,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
 
     if (options.signal?.aborted) return report('preflight', false, 'no instance was changed', 'interrupted (signal) before any change');
     if (options.dryRun) {
-      const plan = await planDeploy(fleet, manifest, rows);
+      const plan = await planDeploy(fleet, manifest, rows, options.instances);
       return { ...report('plan', true, 'dry run: nothing was changed'), plan };
     }
 
@@ -234,13 +241,16 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         fleet,
         holder,
         manifest,
+        ops: options.instances ? fleet.ops.filter((o) => options.instances!.includes(o.name)) : undefined,
         previous: new Map([...rows.values()].map((r) => [r.instance, r.before])),
         signal: options.signal,
         proxy: options.proxy,
         progress,
       });
       for (const out of result.outcomes) Object.assign(rows.get(out.instance)!, out);
-      if (!result.ok) return report('rollout', false, result.state, result.failure);
+      // A partial deploy: the sentence covers the whole fleet, not only the instances it touched.
+      const state = options.instances ? describeFleetState([...rows.values()], result.ok) : result.state;
+      if (!result.ok) return report('rollout', false, state, result.failure);
       const pruned = await pruneFleet(fleet, inventory.deploy.keep_releases, manifest.release).catch((e: Error) => ({ skipped: e.message, removed: new Map<string, string[]>() }));
       if (pruned.skipped) progress('retention', `pruning old releases: ${pruned.skipped} (nothing else affected)`);
       for (const [name, removed] of pruned.removed) if (removed.length) progress(name, `retention removed ${removed.join(', ')}`);
@@ -252,10 +262,10 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         try {
           await runLocalHook(inventory, 'post_deploy', hooks.post_deploy, manifest);
         } catch (e) {
-          return report('post-deploy', false, `every instance serves ${manifest.release}; only the post_deploy hook failed`, (e as Error).message);
+          return report('post-deploy', false, `${options.instances ? state : `every instance serves ${manifest.release}`}; only the post_deploy hook failed`, (e as Error).message);
         }
       }
-      return report('done', true, `every instance serves ${manifest.release}`);
+      return report('done', true, options.instances ? state : `every instance serves ${manifest.release}`);
     } finally {
       await unlockFleet(fleet, String(holder.token));
     }

@@ -10,8 +10,8 @@ import { publishReleaseAssets } from '../fleet/assets.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import type { Manifest } from '../build/manifest.ts';
 import { readFleetReleases, decideRollbackTarget, verifyReleaseOnHost, type InstanceReleases } from '../fleet/releases.ts';
-import type { ProxyControl } from './rollout.ts';
-import { runFleetRollout } from './run.ts';
+import type { InstanceOutcome, ProxyControl } from './rollout.ts';
+import { describeFleetState, runFleetRollout } from './run.ts';
 
 export interface RollbackOptions {
   to?: string;
@@ -23,6 +23,11 @@ export interface RollbackOptions {
   message?: string;
   /** Abort (Ctrl-C/SIGTERM): the step in progress finishes, switched instances roll back, the lock is released. */
   signal?: AbortSignal;
+  /**
+   * Roll back only these instances (`--instances`, fleet/selection.ts). The lock, the reading of
+   * releases and history, the target decision and its verification still cover the whole fleet.
+   */
+  instances?: string[];
 }
 
 /** What each instance has, for a refusal message. */
@@ -85,8 +90,10 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
       if (unpublished.length > 0) {
         throw new LockstepError('LOCKSTEP_ASSET_STORE', `publishing the assets of ${target} failed on ${unpublished.map(({ o }) => o.name).join(', ')}: ${reasonOf(unpublished[0]!.r)}; nothing was changed`, 3);
       }
+      const selected = options.instances ? fleet.ops.filter((o) => options.instances!.includes(o.name)) : undefined;
       const result = await runFleetRollout({
         fleet,
+        ops: selected,
         holder,
         manifest,
         previous: new Map(infos.map((i) => [i.instance, i.current])),
@@ -95,14 +102,17 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
         progress,
         event: 'rollback',
       });
+      // A partial rollback: the untouched instances count in the sentence about the fleet.
+      const untouched: InstanceOutcome[] = selected ? infos.filter((i) => !options.instances!.includes(i.instance)).map((i) => ({ instance: i.instance, before: i.current, now: i.current, state: 'untouched' })) : [];
+      const outcomes = [...result.outcomes, ...untouched].sort((a, b) => fleet.ops.findIndex((o) => o.name === a.instance) - fleet.ops.findIndex((o) => o.name === b.instance));
       return {
         ok: result.ok,
         release: manifest.release,
         digest: manifest.digest,
         phase: result.ok ? 'done' : 'rollout',
-        instances: result.outcomes.map((o) => ({ ...o, uploadedBytes: 0, reused: true })),
+        instances: outcomes.map((o) => ({ ...o, uploadedBytes: 0, reused: true })),
         failure: result.failure,
-        state: result.state,
+        state: selected ? describeFleetState(outcomes, result.ok) : result.state,
         durationMs: Date.now() - started,
       };
     } finally {
