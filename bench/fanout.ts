@@ -4,7 +4,7 @@
  * in the same run (copy the artifact, check its sha256, unpack, atomic symlink switch, restart,
  * health check), at each size asked for.
  *
- *   npx tsx bench/fanout.ts [--sizes 1,10,50] [--base 127.0.20.11]
+ *   npx tsx bench/fanout.ts [--sizes 1,10,50] [--base 127.0.20.11] [--no-ansible]
  *
  * The app is a tiny one on purpose (a 20-line node:http server behind the real app's `bin/service`,
  * artifact about 2 KB): the bench is about fan-out (connections, channels, round trips, the
@@ -36,7 +36,9 @@ import { startSshHosts, type SshFleet } from '../tests/helpers/sshd.ts';
 
 const run = promisify(execFile);
 const repoRoot = resolve(import.meta.dirname, '..');
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1,10' }, base: { type: 'string', default: '127.0.20.11' } } });
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1,10' }, base: { type: 'string', default: '127.0.20.11' }, 'no-ansible': { type: 'boolean', default: false } } });
+/** `--no-ansible`: Lockstep only (ansible columns show n/a), for larger sizes on a busy machine. */
+const withAnsible = !values['no-ansible'];
 const sizes = values.sizes!.split(',').map(Number);
 if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 100)) throw new Error('--sizes: integers 1..100, e.g. 1,10,50');
 
@@ -260,7 +262,8 @@ async function one(n: number): Promise<Row> {
       await f();
       return performance.now() - t;
     };
-    const an = {} as Row['ansible'];
+    const an = { deploy: NaN, redeploy: NaN, drift: NaN, rollback: NaN } as Row['ansible'];
+    if (!withAnsible) return { n, lockstep, ansible: an };
     an.deploy = await time(() => ansible(fleet, adir, a.release, a.artifact, a.sha256));
     an.redeploy = await time(() => ansible(fleet, adir, a.release, a.artifact, a.sha256));
     an.drift = await time(() => ansible(fleet, adir, a.release, a.artifact, a.sha256, true));
@@ -298,7 +301,7 @@ for (const r of rows) {
     const m = r.lockstep[op];
     const vs1 = first ? (m.ms / first.lockstep[op].ms).toFixed(2) : 'n/a';
     lines.push(
-      `| ${r.n} | ${op} | ${(m.ms / 1000).toFixed(2)} s | ${(r.ansible[op] / 1000).toFixed(2)} s | ${(m.ms / r.ansible[op]).toFixed(3)} | ${vs1} | ${m.peakRssMiB.toFixed(0)} | ${(m.connections / r.n).toFixed(1)} | ${(m.channels / r.n).toFixed(1)} | ${Math.round(m.bytes / r.n)} |`,
+      `| ${r.n} | ${op} | ${(m.ms / 1000).toFixed(2)} s | ${withAnsible ? `${(r.ansible[op] / 1000).toFixed(2)} s` : 'n/a'} | ${withAnsible ? (m.ms / r.ansible[op]).toFixed(3) : 'n/a'} | ${vs1} | ${m.peakRssMiB.toFixed(0)} | ${(m.connections / r.n).toFixed(1)} | ${(m.channels / r.n).toFixed(1)} | ${Math.round(m.bytes / r.n)} |`,
     );
   }
 }
