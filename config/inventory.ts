@@ -8,14 +8,12 @@ import os from 'node:os';
 import { LineCounter, parseDocument, isMap, isSeq, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { ProxySchema } from './proxy-schema.ts';
 
 const name = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]*$/i, 'use letters, digits, ".", "_" or "-" (no spaces)');
 const absPath = z.string().min(1);
-const hostPort = z
-  .string()
-  .regex(/^[^:\s]+:\d{1,5}$/, 'use host:port, e.g. 127.0.0.1:8080');
 
 /**
  * A shared dir: a relative path of plain segments (`data`, `public/uploads`). `.`, `..`, an
@@ -156,68 +154,6 @@ const SshSchema = z
   })
   .strict();
 
-const HealthCheckSchema = z
-  .object({
-    interval_ms: z.number().int().min(50).default(1000),
-    timeout_ms: z.number().int().min(50).default(1000),
-    rise: z.number().int().min(1).default(2),
-    fall: z.number().int().min(1).default(2),
-  })
-  .strict();
-
-/** Default share of requests in the proxy's access log (README "Proxy access log": measured with bench/proxy.ts). */
-export const ACCESS_LOG_SAMPLE_RATE = 0.1;
-
-const ProxySchema = z
-  .object({
-    listen: hostPort.default('127.0.0.1:8080').describe('where users connect'),
-    admin_listen: hostPort.default('127.0.0.1:8081').describe('admin API; keep it on loopback'),
-    admin_token_env: z.string().default('LOCKSTEP_ADMIN_TOKEN').describe('env var holding the admin bearer token'),
-    admin_token_file: z.string().default('.lockstep/admin-token').describe('used (and created) when the env var is unset'),
-    affinity_secret_env: z.string().default('LOCKSTEP_AFFINITY_SECRET'),
-    health_check: HealthCheckSchema.default({ interval_ms: 1000, timeout_ms: 1000, rise: 2, fall: 2 }),
-    workers: z.number().int().min(1).max(64).default(1).describe('proxy processes sharing the port (node:cluster); env LOCKSTEP_PROXY_WORKERS overrides'),
-    balance: z.enum(['round_robin', 'least_connections']).default('round_robin'),
-    engine: z
-      .enum(['lockstep', 'haproxy', 'undici', 'http-proxy-3'])
-      .default('lockstep')
-      .describe('the balancer `lockstep proxy` runs: `lockstep` (its own Node proxy) or `haproxy` (supervised HAProxy, same admin API); `undici` / `http-proxy-3` are the older spelling of `lockstep` with that forwarder'),
-    forwarder: z.enum(['undici', 'http-proxy-3']).default('undici').describe('engine lockstep: how requests are forwarded'),
-    haproxy: z
-      .object({
-        bin: z.string().min(1).default('/usr/sbin/haproxy').describe('the haproxy program'),
-        run_dir: z.string().min(1).default('.lockstep/haproxy').describe('haproxy.cfg, stats socket, pid and server-state file (relative: to the inventory)'),
-      })
-      .strict()
-      .default({ bin: '/usr/sbin/haproxy', run_dir: '.lockstep/haproxy' })
-      .describe('engine haproxy: the program and its working directory'),
-    connect_timeout_ms: z.number().int().min(1).default(5_000),
-    response_timeout_ms: z.number().int().min(1).default(60_000).describe('no response headers this long: 504'),
-    idle_timeout_ms: z.number().int().min(1).default(120_000).describe('a response body stalled this long is cut'),
-    upstream_keepalive_ms: z.number().int().min(1).default(30_000).describe('idle upstream sockets closed after this; keep below the app keepAliveTimeout'),
-    retries: z.number().int().min(1).max(10).default(3).describe('attempts per request in total'),
-    hold_timeout_ms: z.number().int().min(0).default(15_000).describe('a request pinned to a draining instance waits this long'),
-    eject_after_failures: z.number().int().min(0).default(5).describe('failures in a row that eject an instance (0: off)'),
-    trusted_proxies: z.array(z.string().min(1)).default([]).describe('addresses or CIDRs whose X-Forwarded-* are trusted'),
-    sessions_shared: z
-      .boolean()
-      .optional()
-      .describe('every instance can serve every session (default: true when app.session_store is redis): a sticky client of an instance drained for a deploy moves at once instead of waiting hold_timeout_ms'),
-    access_log: z
-      .object({
-        path: z.string().min(1).default('.lockstep/proxy-access.log').describe('JSON lines file, relative to the inventory'),
-        sample_rate: z.number().min(0).max(1).default(ACCESS_LOG_SAMPLE_RATE).describe('share of requests logged (0 off, 1 all)'),
-      })
-      .strict()
-      .prefault({})
-      .describe('one JSON line per sampled request (lockstep logs --proxy)'),
-  })
-  .strict();
-
-/** The `proxy` section with every default applied, for an inventory that has none. */
-export function proxySectionDefaults(): z.infer<typeof ProxySchema> {
-  return ProxySchema.parse({});
-}
 
 const InstanceSchema = z
   .object({
@@ -316,12 +252,30 @@ export interface Inventory {
   app: RawInventory['app'];
   deploy: RawInventory['deploy'];
   ssh: { port: number; identityFile: string; knownHosts: string; user: string };
-  proxy?: RawInventory['proxy'] & { adminTokenFile: string };
+  /** `admin_tls` and `admin_ca_file` paths are absolute here; `stateDir` is `state_dir` resolved. */
+  proxy?: RawInventory['proxy'] & { adminTokenFile: string; stateDir: string };
   instances: Instance[];
 }
 
 function expandHome(p: string): string {
   return p === '~' || p.startsWith('~/') ? os.homedir() + p.slice(1) : p;
+}
+
+export { proxySectionDefaults } from './proxy-schema.ts';
+
+/**
+ * The `proxy` section with its file paths made absolute (relative to the inventory's directory).
+ * @param proxy the validated section. @param dir the inventory's directory.
+ */
+export function resolveProxyPaths(proxy: NonNullable<RawInventory['proxy']>, dir: string): NonNullable<Inventory['proxy']> {
+  const abs = (p: string): string => resolve(dir, expandHome(p));
+  return {
+    ...proxy,
+    ...(proxy.admin_tls ? { admin_tls: { cert_file: abs(proxy.admin_tls.cert_file), key_file: abs(proxy.admin_tls.key_file) } } : {}),
+    ...(proxy.admin_ca_file !== undefined ? { admin_ca_file: abs(proxy.admin_ca_file) } : {}),
+    adminTokenFile: abs(proxy.admin_token_file),
+    stateDir: abs(proxy.state_dir),
+  };
 }
 
 function lineOf(doc: ReturnType<typeof parseDocument>, counter: LineCounter, path: (string | number)[]): number | undefined {
@@ -410,7 +364,7 @@ export function parseInventory(text: string, file: string): Inventory {
       identityFile: resolve(dir, expandHome(raw.ssh.identity_file ?? '~/.ssh/id_ed25519')),
       knownHosts: resolve(dir, expandHome(raw.ssh.known_hosts)),
     },
-    proxy: raw.proxy ? { ...raw.proxy, adminTokenFile: resolve(dir, expandHome(raw.proxy.admin_token_file)) } : undefined,
+    proxy: raw.proxy ? resolveProxyPaths(raw.proxy, dir) : undefined,
     instances,
   };
 }

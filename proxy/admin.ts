@@ -1,5 +1,7 @@
 /**
- * The admin API, on its own listener (loopback by default), every route behind a bearer token.
+ * The admin API, on its own listener (loopback by default; HTTPS when given a certificate, which is
+ * required off loopback, see config.ts), every route behind a bearer token sent in the
+ * `Authorization` header (a token in the URL is refused: URLs end up in logs and shell history).
  * Contract: docs/ARCHITECTURE.md, "Proxy admin API".
  *
  *   GET  /admin/instances                                  -> {instances: [{name, url, state, healthy, inflight}]}
@@ -16,6 +18,7 @@
  * reads a cookie. The dashboard has its own sign-in; its session cookie opens only its read-only routes.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
@@ -36,6 +39,26 @@ export interface AdminOptions {
   logger: Logger;
   /** The app's version path, for the dashboard. Default `/version`. */
   versionPath?: string;
+  /** PEM certificate and key: serve HTTPS. Without it, plain HTTP (loopback only, checked by config.ts). */
+  tls?: { cert: Buffer; key: Buffer };
+}
+
+/** The admin listener: node:http, or node:https with the same API. */
+export type AdminServer = http.Server | https.Server;
+
+/** Query parameters that look like a credential; a request carrying one is refused. */
+const TOKEN_PARAMS = new Set(['token', 'access_token', 'admin_token', 'auth', 'authorization', 'bearer', 'key', 'api_key']);
+
+/**
+ * True when the URL carries the admin token, or a parameter named like a credential: such an admin
+ * API request is refused (401) even with a valid header, so a token pasted into a URL never works.
+ */
+export function tokenInQuery(params: URLSearchParams, tokenDigest: Buffer): boolean {
+  for (const [name, value] of params) {
+    if (TOKEN_PARAMS.has(name.toLowerCase())) return true;
+    if (timingSafeEqual(tokenDigest, digest(value))) return true;
+  }
+  return false;
 }
 
 function digest(s: string): Buffer {
@@ -82,7 +105,7 @@ function parseWait(params: URLSearchParams): { wait: boolean; timeoutMs: number 
  * Errors inside a handler answer 500, never crash; a malformed request line closes the socket.
  * @returns the server; closing it also ends the dashboard's event streams.
  */
-export function createAdminServer(options: AdminOptions): http.Server {
+export function createAdminServer(options: AdminOptions): AdminServer {
   const { control, logger } = options;
   const tokenDigest = digest(options.token);
   const board = new RolloutBoard();
@@ -93,6 +116,7 @@ export function createAdminServer(options: AdminOptions): http.Server {
     bearerOk: (req) => bearerMatches(req.headers.authorization, tokenDigest),
     logger,
     versionPath: options.versionPath,
+    tls: options.tls !== undefined,
   });
 
   function fail(res: http.ServerResponse, err: unknown): void {
@@ -103,8 +127,8 @@ export function createAdminServer(options: AdminOptions): http.Server {
 
   const app = Fastify({
     // The admin API keeps its own routing; the dashboard's paths reach Fastify through here.
-    serverFactory: (dashboardHandler) =>
-      http.createServer((req, res) => {
+    serverFactory: (dashboardHandler) => {
+      const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
         req.on('error', () => undefined);
         const url = new URL(req.url ?? '/', 'http://admin');
         if (dashboard.handles(url.pathname)) {
@@ -115,8 +139,22 @@ export function createAdminServer(options: AdminOptions): http.Server {
         }
         // Admin requests carry no body we need (but POST /admin/rollout's); drain it so keep-alive stays usable.
         if (url.pathname !== '/admin/rollout') req.resume();
+        // The dashboard's pages ignore a token in the URL (its sign-in form is the way in); the API refuses it.
+        if (tokenInQuery(url.searchParams, tokenDigest)) {
+          logger.warn({ method: req.method, path: url.pathname, from: req.socket.remoteAddress }, 'admin request refused: credential in the URL');
+          sendJson(
+            res,
+            401,
+            { error: 'unauthorized', message: 'never put the admin token in the URL (it ends up in logs); send Authorization: Bearer <admin token>' },
+            { 'www-authenticate': 'Bearer' },
+          );
+          return;
+        }
         route(req, res, url).catch((err: unknown) => fail(res, err));
-      }),
+      };
+      // https.Server has node:http's API (listen, close*Connections); Fastify only wires the handler.
+      return (options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler) : http.createServer(handler)) as http.Server;
+    },
     clientErrorHandler: (_err, socket) => socket.destroy(),
   });
   void app.register(dashboard.plugin);

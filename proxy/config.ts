@@ -6,6 +6,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { AccessLogConfig } from './access-log.ts';
+import { isLoopbackHost } from '../config/loopback.ts';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 
@@ -98,8 +99,17 @@ export interface ProxyConfig {
   uploadPaths?: string[];
   /** Name of the affinity cookie. Default `lockstep_affinity`. */
   affinityCookieName?: string;
-  /** The admin API binds to loopback only unless this is true. */
-  allowNonLoopbackAdmin?: boolean;
+  /**
+   * Serve the admin API over HTTPS with this PEM certificate and key (files, read at start). Without
+   * it the admin API is plain HTTP and may only bind to a loopback address (`isLoopbackHost`).
+   */
+  adminTls?: AdminTlsConfig;
+  /**
+   * Directory of the admin state file (`admin-state.json`, see control.ts): drain and disable
+   * decisions are written there before the admin call answers and restored at start. Default: none
+   * (state lives in memory only).
+   */
+  stateDir?: string;
   /** pino logger for state changes; silent by default. Nothing is logged per request. */
   logger?: Logger;
   /** The access log (access-log.ts); off when absent or null. */
@@ -126,7 +136,8 @@ export interface ResolvedProxyConfig {
   trustedProxies: BlockList | null;
   uploadPaths: Set<string>;
   affinityCookieName: string;
-  allowNonLoopbackAdmin: boolean;
+  adminTls: AdminTlsConfig | null;
+  stateDir: string | null;
   logger: Logger;
   accessLog: AccessLogConfig | null;
 }
@@ -183,13 +194,14 @@ export class ProxyConfigError extends Error {
   readonly code = 'LOCKSTEP_PROXY_CONFIG';
 }
 
-/** True for 127.0.0.0/8, ::1 and `localhost`: the only addresses the admin API binds to by default. */
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  const h = host.replace(/^\[|\]$/g, '');
-  return h === '::1' || h.startsWith('::ffff:127.');
+/** The admin API's TLS certificate and key, as PEM files. */
+export interface AdminTlsConfig {
+  certFile: string;
+  keyFile: string;
 }
+
+/** True for 127.0.0.0/8, ::1 and `localhost`: the only addresses plain-HTTP admin binds to (config/loopback.ts). */
+export { isLoopbackHost };
 
 // --- the schema --------------------------------------------------------------------------------
 
@@ -323,16 +335,20 @@ const ProxyConfigSchema = z
       .string()
       .regex(/^[A-Za-z0-9_-]+$/, { error: 'use letters, digits, "_" or "-"' })
       .default('lockstep_affinity'),
-    allowNonLoopbackAdmin: z.boolean({ error: 'must be true or false' }).default(false),
+    adminTls: z
+      .object({ certFile: z.string({ error: 'is required' }).min(1, { error: 'is required' }), keyFile: z.string({ error: 'is required' }).min(1, { error: 'is required' }) }, { error: 'must be {certFile, keyFile}' })
+      .nullable()
+      .default(null),
+    stateDir: z.string({ error: 'must be a directory path' }).min(1, { error: 'must be a directory path' }).nullable().default(null),
   })
   .superRefine((c, ctx) => {
-    if (!c.allowNonLoopbackAdmin && !isLoopbackHost(c.adminListen.host)) {
+    if (c.adminTls === null && !isLoopbackHost(c.adminListen.host)) {
       ctx.addIssue({
         code: 'custom',
         path: ['adminListen', 'host'],
         message:
-          `refusing to bind the admin API to ${c.adminListen.host}: it is not a loopback address ` +
-          '(set allowNonLoopbackAdmin to expose it, and protect the network)',
+          `refusing to serve the admin API in plain HTTP on ${c.adminListen.host}: it is not a loopback address ` +
+          '(give adminTls {certFile, keyFile} to serve it over HTTPS, or listen on 127.0.0.1)',
         input: c.adminListen.host,
       });
     }
@@ -367,7 +383,7 @@ export function validateUpstreams(upstreams: UpstreamConfig[]): UpstreamConfig[]
  * Apply defaults and validate.
  * @returns the configuration with every default applied (times in ms, as in ProxyConfig).
  * @throws ProxyConfigError naming each bad field: a missing or out-of-range value, a short secret, a
- *   bad trusted network, or a non-loopback admin address without `allowNonLoopbackAdmin`.
+ *   bad trusted network, or a non-loopback admin address without `adminTls`.
  */
 export function resolveProxyConfig(config: ProxyConfig): ResolvedProxyConfig {
   const r = ProxyConfigSchema.safeParse(config);

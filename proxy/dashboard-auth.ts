@@ -119,12 +119,13 @@ export class CsrfTokens {
 
 /**
  * True when a state-changing request comes from a page of this listener: its Origin (or, without
- * one, its Referer's origin) must be `http://<Host>`. Without either it is false.
+ * one, its Referer's origin) must be `<scheme>://<Host>`. Without either it is false.
+ * @param scheme `https` when the listener serves TLS. Default `http`.
  */
-export function sameOrigin(headers: IncomingHttpHeaders): boolean {
+export function sameOrigin(headers: IncomingHttpHeaders, scheme: 'http' | 'https' = 'http'): boolean {
   const host = headers.host;
   if (host === undefined) return false;
-  const expected = `http://${host}`;
+  const expected = `${scheme}://${host}`;
   if (headers.origin !== undefined) return headers.origin === expected;
   return headers.referer !== undefined && originOf(headers.referer) === expected;
 }

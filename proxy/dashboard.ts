@@ -56,6 +56,8 @@ export interface DashboardOptions {
   sessionTtlMs?: number;
   /** The app's version path (app contract). Default `/version`. */
   versionPath?: string;
+  /** The listener serves HTTPS: cookies get `Secure` and the page's origin is `https://<Host>`. */
+  tls?: boolean;
 }
 
 /** The dashboard of one admin listener. */
@@ -99,11 +101,12 @@ function field(form: unknown, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-const cookieOptions = { path: '/', httpOnly: true, sameSite: 'strict' } as const;
-
 /** Create the dashboard for one admin listener. */
 export function createDashboard(options: DashboardOptions): Dashboard {
   const { control, logger, tokenDigest } = options;
+  const tls = options.tls === true;
+  const cookieOptions = { path: '/', httpOnly: true, sameSite: 'strict', secure: tls } as const;
+  const scheme = tls ? 'https' : 'http';
   const sessions = new SessionStore(options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
   const csrf = new CsrfTokens();
   const sampler = new FleetSampler({ control, versionPath: options.versionPath, rollout: options.rollout });
@@ -120,7 +123,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
 
   /** The sign-in decision; `form` is null when the body could not be read as a small form. */
   function signIn(req: FastifyRequest, reply: FastifyReply, form: unknown): FastifyReply {
-    if (!sameOrigin(req.headers)) {
+    if (!sameOrigin(req.headers, scheme)) {
       // Only origins: a Referer's query string could hold a token someone pasted into a URL.
       logger.warn({ from: from(req), origin: req.headers.origin, referer: originOf(req.headers.referer) }, 'dashboard sign-in refused: not from the dashboard page');
       return showSignIn(req, reply, 403, 'Sign in from this page (the request did not come from it).');
@@ -140,7 +143,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   }
 
   function signOut(req: FastifyRequest, reply: FastifyReply): FastifyReply {
-    if (!sameOrigin(req.headers)) return send(reply, 403, 'text/plain; charset=utf-8', 'sign out from the dashboard page\n');
+    if (!sameOrigin(req.headers, scheme)) return send(reply, 403, 'text/plain; charset=utf-8', 'sign out from the dashboard page\n');
     const key = sessionOf(req);
     if (key !== null) {
       sessions.end(key);

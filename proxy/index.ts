@@ -7,18 +7,18 @@
  * `ServingWorker` in this process (default) or node:cluster processes (`workers > 1`); see
  * worker-set.ts for who owns what.
  */
-import type http from 'node:http';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { createAdminServer } from './admin.ts';
+import { createAdminServer, type AdminServer } from './admin.ts';
 import { forkWorkers } from './cluster.ts';
-import { resolveProxyConfig, validateUpstreams, type ProxyConfig, type UpstreamConfig } from './config.ts';
-import type { AdminControl } from './control.ts';
+import { ProxyConfigError, resolveProxyConfig, validateUpstreams, type AdminTlsConfig, type ProxyConfig, type UpstreamConfig } from './config.ts';
+import { AdminStateError, readAdminState, writeAdminState, type AdminControl } from './control.ts';
 import { drainInstance, setInstanceState } from './drain.ts';
 import { PassiveEjector } from './ejection.ts';
 import { HealthChecker, checkOnce } from './health.ts';
 import { ProxyMetrics, aggregateMetrics } from './metrics.ts';
 import { UpstreamPool } from './pool.ts';
-import type { UpstreamStatus } from './upstream.ts';
+import type { InstanceState, UpstreamStatus } from './upstream.ts';
 import { WorkerSet, startInProcessWorker } from './worker-set.ts';
 
 export type {
@@ -32,6 +32,7 @@ export type {
   RetryConfig,
   HoldConfig,
   ProxyEngine,
+  AdminTlsConfig,
 } from './config.ts';
 export { ProxyConfigError } from './config.ts';
 export type { InstanceState, UpstreamStatus } from './upstream.ts';
@@ -62,7 +63,7 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-function listen(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+function listen(server: AdminServer, host: string, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
@@ -73,9 +74,24 @@ function listen(server: http.Server, host: string, port: number): Promise<Addres
   });
 }
 
-function urlOf(addr: { address: string; family: string; port: number }): string {
+function urlOf(addr: { address: string; family: string; port: number }, scheme = 'http'): string {
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  return `http://${host}:${addr.port}`;
+  return `${scheme}://${host}:${addr.port}`;
+}
+
+/**
+ * Read the admin certificate and key.
+ * @throws ProxyConfigError naming the field and file when one cannot be read.
+ */
+function readTls(tls: AdminTlsConfig): { cert: Buffer; key: Buffer } {
+  const read = (file: string, field: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new ProxyConfigError(`adminTls.${field}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  };
+  return { cert: read(tls.certFile, 'certFile'), key: read(tls.keyFile, 'keyFile') };
 }
 
 /**
@@ -98,7 +114,28 @@ export async function startProxy(
   const logger = cfg.logger;
   const workerMode = options.workers !== undefined && options.workers > 1;
   const { logger: _notSerialisable, ...workerConfig } = config;
+  const tls = cfg.adminTls ? readTls(cfg.adminTls) : undefined;
   const pool = new UpstreamPool(cfg.upstreams, { cookieName: cfg.affinityCookieName, secret: cfg.affinitySecret, logger, balance: cfg.balance });
+  // Drain and disable decisions outlive the process (control.ts): restore them before any worker
+  // starts, so no request reaches an instance the operator took out.
+  const stateDir = cfg.stateDir;
+  if (stateDir !== null) {
+    let saved;
+    try {
+      saved = readAdminState(stateDir);
+    } catch (e) {
+      if (e instanceof AdminStateError) throw new ProxyConfigError(`stateDir: ${e.message}`);
+      throw e;
+    }
+    for (const [name, state] of saved) {
+      if (pool.setState(name, state, 'restored from the state file') === undefined) logger.warn({ instance: name, state }, 'state file names an instance the proxy does not have; ignored');
+    }
+  }
+  /** Write the states as they will be after `change` (before applying it), so a failed write changes nothing. */
+  const persist = (change?: { name: string; state: InstanceState }): void => {
+    if (stateDir === null) return;
+    writeAdminState(stateDir, pool.status().map((s) => (s.name === change?.name ? { name: s.name, state: change.state } : s)));
+  };
   const metrics = new ProxyMetrics(pool);
   const ejector = new PassiveEjector(
     pool,
@@ -119,6 +156,12 @@ export async function startProxy(
 
   const reload = async (upstreams: UpstreamConfig[]): Promise<{ added: string[]; removed: string[] }> => {
     const { added, removed } = pool.replace(validateUpstreams(upstreams));
+    // Removed instances leave the file; a failed write is logged (the reload itself happened).
+    try {
+      persist();
+    } catch (err) {
+      logger.error({ err }, 'could not write the proxy admin state after a reload');
+    }
     health.sync();
     workers.broadcast();
     return { added, removed };
@@ -126,12 +169,24 @@ export async function startProxy(
   const reloadSource = options.reloadSource;
   const control: AdminControl = {
     instances: () => workers.liveInstances(),
-    setState: (name, state) => setInstanceState(pool, workers, name, state),
-    drain: (name, waitMs) => drainInstance(pool, workers, name, waitMs),
+    setState: (name, state) => {
+      if (pool.get(name)) persist({ name, state });
+      return setInstanceState(pool, workers, name, state);
+    },
+    drain: (name, waitMs) => {
+      if (pool.get(name)) persist({ name, state: 'draining' });
+      return drainInstance(pool, workers, name, waitMs);
+    },
     metrics: async () => aggregateMetrics([await metrics.registry.getMetricsAsJSON(), ...(await workers.metricsJson())]),
     reload: reloadSource ? async () => reload(await reloadSource()) : undefined,
   };
-  const admin = createAdminServer({ control, token: cfg.adminToken, logger, versionPath: cfg.versionPath });
+  let admin: AdminServer;
+  try {
+    admin = createAdminServer({ control, token: cfg.adminToken, logger, versionPath: cfg.versionPath, tls });
+  } catch (e) {
+    // node:tls rejects a certificate or key it cannot parse, or a key that does not match.
+    throw new ProxyConfigError(`adminTls: the certificate or key cannot be used (${(e as Error).message}); check certFile and keyFile`);
+  }
 
   await health.checkAll();
   let adminAddr: AddressInfo;
@@ -146,7 +201,7 @@ export async function startProxy(
   }
   health.start();
   const url = urlOf(workers.bound ?? { address: cfg.listen.host, family: 'IPv4', port: cfg.listen.port });
-  const adminUrl = urlOf(adminAddr);
+  const adminUrl = urlOf(adminAddr, tls ? 'https' : 'http');
   logger.info({ url, adminUrl, workers: workerMode ? workers.size : 0, instances: pool.status() }, workerMode ? 'proxy started (worker mode)' : 'proxy started');
 
   let closing: Promise<void> | null = null;

@@ -1,7 +1,7 @@
 /**
  * From `inventory.yaml` to a `ProxyConfig`: addresses and health checks from the `proxy` section,
- * upstreams from the instances, the health path and upload paths from the app contract, and the
- * two secrets from the environment or their files.
+ * upstreams from the instances, the health path and upload paths from the app contract, the
+ * two secrets from the environment or their files, the admin TLS files and the state directory.
  */
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -56,6 +56,8 @@ export function proxyConfigFromInventory(inventory: Inventory, env: NodeJS.Proce
     passiveEjection: { consecutiveFailures: section.eject_after_failures },
     trustedProxies: section.trusted_proxies,
     accessLog: { path: resolve(inventory.dir, section.access_log.path), sampleRate: section.access_log.sample_rate },
+    ...(section.admin_tls ? { adminTls: { certFile: section.admin_tls.cert_file, keyFile: section.admin_tls.key_file } } : {}),
+    stateDir: section.stateDir,
     logger,
   };
 }

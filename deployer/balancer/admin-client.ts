@@ -2,9 +2,11 @@
  * The deployer's client for the proxy admin API (docs/ARCHITECTURE.md, "Proxy admin API").
  * The deployer talks to the proxy only through this: list instances, drain, enable, disable.
  */
-import { LockstepError } from '../../config/errors.ts';
+import { readFileSync } from 'node:fs';
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import { ConfigError, LockstepError } from '../../config/errors.ts';
 import type { Inventory } from '../../config/inventory.ts';
-import { adminTokenFromInventory, parseHostPort, proxySection } from '../../config/proxy-section.ts';
+import { adminEndpoint, adminTokenFromInventory } from '../../config/proxy-section.ts';
 import type { RolloutInProgress } from '../../verdict/fleet-verdict.ts';
 
 /** One instance as the proxy sees it. */
@@ -39,6 +41,11 @@ export class ProxyAdminError extends LockstepError {
 export interface ProxyAdminClientOptions {
   /** Bound on every request other than a drain wait, ms. Default 5000. */
   timeoutMs?: number;
+  /**
+   * PEM CA certificate(s) an https admin URL must chain to, instead of the system CAs (a self-signed
+   * certificate given here pins that certificate). The certificate and its host name are always verified.
+   */
+  ca?: string | Buffer;
 }
 
 /** Typed client of the proxy admin API. Every method throws ProxyAdminError on failure. */
@@ -46,6 +53,7 @@ export class ProxyAdminClient {
   readonly adminUrl: string;
   private readonly token: string;
   private readonly timeoutMs: number;
+  private readonly dispatcher: Dispatcher | undefined;
 
   /**
    * @param adminUrl base URL of the admin listener, e.g. `http://127.0.0.1:8081`.
@@ -55,6 +63,13 @@ export class ProxyAdminClient {
     this.adminUrl = adminUrl.replace(/\/+$/, '');
     this.token = token;
     this.timeoutMs = options.timeoutMs ?? 5000;
+    // Verification stays on (rejectUnauthorized is undici's default, true); only the trusted CAs change.
+    this.dispatcher = options.ca !== undefined ? new Agent({ connect: { ca: options.ca } }) : undefined;
+  }
+
+  /** Close the connections this client keeps (only a client with its own CA has any of its own). */
+  async close(): Promise<void> {
+    await this.dispatcher?.close();
   }
 
   /**
@@ -126,17 +141,21 @@ export class ProxyAdminClient {
 
   private async call(method: string, path: string, extraTimeoutMs = 0, text = false, body?: string): Promise<unknown> {
     const url = `${this.adminUrl}${path}`;
-    let res: Response;
+    let res: Awaited<ReturnType<typeof undiciFetch>>;
     try {
-      res = await fetch(url, {
+      res = await undiciFetch(url, {
         method,
         headers: body === undefined ? { authorization: `Bearer ${this.token}` } : { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
         body,
         signal: AbortSignal.timeout(this.timeoutMs + extraTimeoutMs),
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string } };
-      const why = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs + extraTimeoutMs} ms` : (err.cause?.code ?? err.message);
+      const err = e as Error & { cause?: { code?: string; message?: string } };
+      let why = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs + extraTimeoutMs} ms` : (err.cause?.code ?? err.message);
+      if (/CERT|SELF_SIGNED|ERR_TLS|HOSTNAME|ALTNAME|UNABLE_TO/i.test(why)) {
+        why = `TLS: the admin API's certificate was not accepted (${why}${err.cause?.message ? `: ${err.cause.message}` : ''}); set proxy.admin_ca_file to the CA that signed it (or to the certificate itself) and make sure it names the host of the admin URL`;
+      }
       throw new ProxyAdminError(this.adminUrl, `proxy admin API at ${this.adminUrl} is unreachable (${method} ${path}: ${why}). Is \`lockstep proxy\` running?`);
     }
     const answer = await res.text().catch(() => '');
@@ -166,18 +185,28 @@ export class ProxyAdminClient {
 }
 
 /**
- * A client for the proxy of an inventory: admin URL from `proxy.admin_listen`, token from env
- * `proxy.admin_token_env`, else the token file (created when missing, so a proxy started later
- * uses the same one).
- * @throws ConfigError when the token file cannot be read or created.
+ * A client for the proxy of an inventory: admin URL from `proxy.admin_url`, else `proxy.admin_listen`
+ * (https when `proxy.admin_tls` is set); CA from `proxy.admin_ca_file` (else the system CAs); token
+ * from env `proxy.admin_token_env`, else the token file (created when missing, so a proxy started
+ * later uses the same one).
+ * @throws ConfigError when the token file or the CA file cannot be read.
  */
 export function proxyClientFromInventory(
   inventory: Inventory,
   env: NodeJS.ProcessEnv = process.env,
   options: ProxyAdminClientOptions = {},
 ): ProxyAdminClient {
-  const section = proxySection(inventory);
-  const { host, port } = parseHostPort(section.admin_listen, 'proxy.admin_listen', inventory.file);
-  const h = host.includes(':') ? `[${host}]` : host;
-  return new ProxyAdminClient(`http://${h}:${port}`, adminTokenFromInventory(inventory, env).value, options);
+  const { url, caFile } = adminEndpoint(inventory);
+  let ca = options.ca;
+  if (caFile !== undefined) {
+    try {
+      ca = readFileSync(caFile);
+    } catch (e) {
+      throw new ConfigError(`${inventory.file}: field "proxy.admin_ca_file": cannot read ${caFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
+        file: inventory.file,
+        field: 'proxy.admin_ca_file',
+      });
+    }
+  }
+  return new ProxyAdminClient(url, adminTokenFromInventory(inventory, env).value, { ...options, ...(ca !== undefined ? { ca } : {}) });
 }

@@ -45,7 +45,7 @@ export async function proxyControlFor(
     const status = (e as { status?: number }).status;
     throw new ProxyAdminError(
       client.adminUrl,
-      `preflight: the inventory has a proxy (${inventory.file}: proxy.admin_listen), and its admin API at ${client.adminUrl} cannot be used: ${(e as Error).message}; ` +
+      `preflight: the inventory has a proxy (${inventory.file}: proxy.admin_url / proxy.admin_listen), and its admin API at ${client.adminUrl} cannot be used: ${(e as Error).message}; ` +
         'nothing was changed. Start it (`lockstep proxy`), or pass --no-proxy to restart instances without draining',
       status,
     );

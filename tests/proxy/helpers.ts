@@ -65,8 +65,8 @@ function defaultHandler(u: TestUpstream): Handler {
 }
 
 /**
- * Start an upstream on `host` (default 127.0.0.1) with a random port. `/healthz` follows `healthy`; everything else
- * goes to `handler` (default: JSON with the instance name, path and request headers).
+ * Start an upstream on `host` (default 127.0.0.1) with a random port. `/healthz` follows `healthy`;
+ * everything else goes to `handler` (default: JSON with the instance name, path and request headers).
  */
 export async function startUpstream(name: string, port = 0, host = '127.0.0.1'): Promise<TestUpstream> {
   const u = { name, hits: 0, healthy: true, lastHeaders: null } as unknown as TestUpstream;
