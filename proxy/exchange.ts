@@ -4,7 +4,6 @@
  * (`forward-undici.ts`, `forward-http-proxy.ts`).
  */
 import type http from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Held } from './drain.ts';
 import type { Upstream } from './upstream.ts';
 
@@ -74,8 +73,6 @@ export interface ForwardEvents {
 export interface Forwarder {
   /** Forward `ex` to `upstream` (already chosen and counted in flight). */
   forward(ex: Exchange, upstream: Upstream): void;
-  /** Proxy a WebSocket (or other) upgrade to `upstream`. */
-  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void;
   /** An instance left the pool: release its connections once idle. */
   forget(upstream: Upstream): void;
   /** Close every upstream connection. */

@@ -2,19 +2,16 @@
  * Forwarding over undici connection pools, one per instance: the default engine. A response is
  * relayed with one `writeHead` of a flat header array (every Set-Cookie stays its own line) and its
  * body chunks written as they arrive, with back-pressure (a slow client pauses the upstream read).
- * WebSocket upgrades go through http-proxy-3 (`forward-http-proxy.ts`).
+ * WebSocket upgrades go through `websocket.ts` (both engines).
  *
  * Uses undici's current dispatch handler API (onRequestStart / onResponseStart / onResponseData /
  * onResponseEnd / onResponseError, with a controller that pauses, resumes and aborts): the only one
  * undici 8 keeps, so moving to undici 8 is a version bump.
  */
-import type http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ProxyTimeouts } from './config.ts';
 import { appendProxyResponseHeaders, type Exchange, type FailureKind, type ForwardEvents, type Forwarder } from './exchange.ts';
-import { HttpProxyForwarder } from './forward-http-proxy.ts';
 import type { Upstream } from './upstream.ts';
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -110,16 +107,13 @@ class Attempt implements Dispatcher.DispatchHandler {
 /** Forwarder over one undici Pool per instance (the default engine). */
 export class UndiciForwarder implements Forwarder {
   private readonly pools = new Map<Upstream, Pool>();
-  private readonly upgrades: HttpProxyForwarder;
 
   constructor(
     readonly events: ForwardEvents,
     private readonly timeouts: ProxyTimeouts,
     /** True while the proxy shuts down: responses then carry `Connection: close`. */
     readonly closing: () => boolean,
-  ) {
-    this.upgrades = new HttpProxyForwarder(events, timeouts, closing);
-  }
+  ) {}
 
   private poolFor(u: Upstream): Pool {
     let pool = this.pools.get(u);
@@ -157,10 +151,6 @@ export class UndiciForwarder implements Forwarder {
     );
   }
 
-  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void {
-    this.upgrades.upgrade(req, socket, head, upstream);
-  }
-
   forget(upstream: Upstream): void {
     const pool = this.pools.get(upstream);
     if (pool === undefined) return;
@@ -173,6 +163,5 @@ export class UndiciForwarder implements Forwarder {
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
-    await this.upgrades.close();
   }
 }

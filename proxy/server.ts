@@ -22,9 +22,20 @@ import { HoldQueue, type Held } from './drain.ts';
 import { NO_INSTANCE, type ProxyMetrics } from './metrics.ts';
 import type { UpstreamPool } from './pool.ts';
 import type { Upstream } from './upstream.ts';
+import { WebSocketTunnels, type UpgradeEvents } from './websocket.ts';
 
 const kExchange = Symbol('lockstep.exchange');
 type CarryingResponse = http.ServerResponse & { [kExchange]?: Exchange };
+const kUpgrade = Symbol('lockstep.upgrade');
+/** One client's upgrade request on its way: where it is sent, how often it was tried. */
+interface PendingUpgrade {
+  req: http.IncomingMessage;
+  head: Buffer;
+  upstream: Upstream;
+  attempts: number;
+  failed: Upstream[];
+}
+type CarryingSocket = Duplex & { [kUpgrade]?: PendingUpgrade };
 
 function jsonError(status: number, error: string, message: string): Buffer {
   return Buffer.from(JSON.stringify({ error, message, status }));
@@ -46,10 +57,26 @@ const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 function noop(): void {}
 
+/** Answer an upgrade request that will not be tunnelled with a JSON error, then close. */
+function writeUpgradeError(socket: Duplex, status: 502 | 503 | 504, body: Buffer): void {
+  if (socket.destroyed) return;
+  const reason = status === 502 ? 'Bad Gateway' : status === 503 ? 'Service Unavailable' : 'Gateway Timeout';
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n` +
+      body.toString(),
+  );
+  // A client that never closes its side must not keep the socket.
+  socket.resume();
+  const t = setTimeout(() => socket.destroy(), 5_000);
+  t.unref();
+  socket.once('close', () => clearTimeout(t));
+}
+
 /** The public listener and everything between a client request and a forwarder (see the module comment). */
-export class RequestPath implements ForwardEvents {
+export class RequestPath implements ForwardEvents, UpgradeEvents {
   readonly server: http.Server;
   private readonly forwarder: Forwarder;
+  private readonly upgrades: WebSocketTunnels;
   private readonly cookiePrefix: string;
   private readonly holds: HoldQueue<Exchange>;
   /** Requests received and not yet closed, proxied or not: what shutdown waits for. */
@@ -75,6 +102,7 @@ export class RequestPath implements ForwardEvents {
       config.engine === 'http-proxy-3'
         ? new HttpProxyForwarder(this, config.timeouts, closing)
         : new UndiciForwarder(this, config.timeouts, closing);
+    this.upgrades = new WebSocketTunnels(this, config.timeouts);
 
     const self = this;
     this.onResponseClose = function onResponseClose(this: http.ServerResponse): void {
@@ -288,20 +316,70 @@ export class RequestPath implements ForwardEvents {
     const pinned = name === undefined ? undefined : this.pool.get(name);
     const upstream = pinned !== undefined && pinned.servesPinned ? pinned : this.pool.pickForNewRequest();
     if (upstream === undefined) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n' + BODY_503.toString());
+      writeUpgradeError(socket, 503, BODY_503);
       return;
     }
-    // A WebSocket is in flight on its instance for as long as it is open: a drain waits for it.
-    upstream.acquire();
-    this.tunnels.add(socket);
-    this.addStream(upstream, socket);
-    socket.once('close', () => {
-      upstream.release();
-      this.tunnels.delete(socket);
-      this.removeStream(upstream, socket);
-    });
     setForwardedHeaders(req, this.config.trustedProxies);
-    this.forwarder.upgrade(req, socket, head, upstream);
+    const pending: PendingUpgrade = { req, head, upstream, attempts: 0, failed: [] };
+    (socket as CarryingSocket)[kUpgrade] = pending;
+    this.tunnels.add(socket);
+    socket.once('close', () => {
+      pending.upstream.release();
+      this.tunnels.delete(socket);
+      this.removeStream(pending.upstream, socket);
+    });
+    this.sendUpgrade(socket, pending, upstream);
+  }
+
+  /** One attempt of an upgrade. A WebSocket is in flight on its instance while open: a drain waits for it. */
+  private sendUpgrade(socket: Duplex, pending: PendingUpgrade, upstream: Upstream): void {
+    pending.upstream = upstream;
+    pending.attempts++;
+    upstream.acquire();
+    this.addStream(upstream, socket);
+    this.upgrades.forward(pending.req, socket, pending.head, upstream);
+  }
+
+  /** UpgradeEvents: the instance answered the upgrade (101, or a plain HTTP answer relayed as is). */
+  upgradeAnswered(upstream: Upstream, statusCode: number): void {
+    if (statusCode >= 500) this.ejector.recordFailure(upstream);
+    else this.ejector.recordSuccess(upstream);
+  }
+
+  /**
+   * UpgradeEvents: the upgrade failed before anything reached the client. Retried on another
+   * instance when the instance refused or dropped the connection (an upgrade is a GET; nothing was
+   * relayed), within `retries.maxAttempts`; never after a timeout. Else 502 (504 after a timeout).
+   */
+  upgradeFailed(socket: Duplex, upstream: Upstream, err: Error, kind: FailureKind, elapsedMs: number): void {
+    const pending = (socket as CarryingSocket)[kUpgrade];
+    if (pending === undefined || pending.upstream !== upstream) return;
+    this.metrics.upstreamError(upstream.name, kind);
+    this.ejector.recordFailure(upstream);
+    if (kind === 'timeout') this.logTimeout(upstream, 'upgrade', elapsedMs, this.config.timeouts.responseMs);
+    if (kind !== 'timeout' && pending.attempts < this.config.retries.maxAttempts && !this.closing) {
+      pending.failed.push(upstream);
+      const next = this.pool.pickForNewRequest(pending.failed);
+      if (next !== undefined) {
+        this.metrics.retry(upstream.name);
+        upstream.release();
+        this.removeStream(upstream, socket);
+        this.sendUpgrade(socket, pending, next);
+        return;
+      }
+    }
+    const timedOut = kind === 'timeout' || (err as { code?: string }).code === 'LOCKSTEP_CONNECT_TIMEOUT';
+    writeUpgradeError(socket, timedOut ? 504 : 502, timedOut ? BODY_504 : BODY_502);
+  }
+
+  /**
+   * Log an upstream timeout, once per timed-out attempt (the request path's only per-request log:
+   * a timeout is rare and an operator needs it).
+   * @param phase `response` (no headers in time), `body` (stalled mid-body), `upgrade` (no answer
+   *   to a WebSocket upgrade).
+   */
+  private logTimeout(upstream: Upstream, phase: 'response' | 'body' | 'upgrade', elapsedMs: number, timeoutMs: number): void {
+    this.config.logger.warn({ instance: upstream.name, phase, elapsedMs: Math.round(elapsedMs), timeoutMs }, 'upstream timed out');
   }
 
   private sendError(res: http.ServerResponse, status: number, body: Buffer): void {
@@ -361,6 +439,7 @@ export class RequestPath implements ForwardEvents {
       });
     }
     this.server.closeAllConnections();
+    this.upgrades.close();
     for (const t of this.tunnels) t.destroy();
     await closed;
     await this.forwarder.close();

@@ -65,10 +65,10 @@ function defaultHandler(u: TestUpstream): Handler {
 }
 
 /**
- * Start an upstream on 127.0.0.1 with a random port. `/healthz` follows `healthy`; everything else
- * goes to `handler` (default: JSON with the instance name, path and request headers).
+ * Start an upstream on `host` (default 127.0.0.1) with a random port. `/healthz` follows `healthy`;
+ * everything else goes to `handler` (default: JSON with the instance name, path and request headers).
  */
-export async function startUpstream(name: string, port = 0): Promise<TestUpstream> {
+export async function startUpstream(name: string, port = 0, host = '127.0.0.1'): Promise<TestUpstream> {
   const u = { name, hits: 0, healthy: true, lastHeaders: null } as unknown as TestUpstream;
   u.handler = defaultHandler(u);
   u.server = http.createServer((req, res) => {
@@ -83,8 +83,8 @@ export async function startUpstream(name: string, port = 0): Promise<TestUpstrea
   });
   // Like the reference app: keep-alive longer than the proxy's idle timeout.
   u.server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve) => u.server.listen(port, '127.0.0.1', resolve));
-  u.url = `http://127.0.0.1:${(u.server.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => u.server.listen(port, host, resolve));
+  u.url = `http://${host}:${(u.server.address() as AddressInfo).port}`;
   // Upgraded (WebSocket) sockets are not closed by closeAllConnections: track every socket.
   const sockets = new Set<import('node:net').Socket>();
   u.server.on('connection', (s: import('node:net').Socket) => {
