@@ -48,8 +48,9 @@ export interface ProxyTimeouts {
   /**
    * Inactivity while the response body streams, ms: an upstream that stalls mid-body this long has its
    * response cut. Keep it above the heartbeat interval of any SSE stream.
-   * With the undici engine both `responseMs` and `idleMs` run on undici's coarse timers (about 0.5 s
-   * ticks): they fire up to about a second late, never early.
+   * Both engines time `responseMs` and `idleMs` with native timers (undici's own run on a 0.5 s
+   * clock and fired up to a second late). Every timeout is logged once: instance, phase
+   * (`response`, `body`, `upgrade`), elapsed ms.
    */
   idleMs: number;
   /**

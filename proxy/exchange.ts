@@ -28,6 +28,8 @@ export class Exchange {
   /** Name of the instance the client was pinned to when it had to be moved. */
   repinnedFrom: string | null = null;
   attempts = 0;
+  /** When the current attempt was sent (performance.now() ms): what a timeout's elapsed time counts from. */
+  attemptStart = 0;
   /** Instances that failed this request (excluded from retries); null until the first failure. */
   failed: Upstream[] | null = null;
   held: Held<Exchange> | null = null;

@@ -15,7 +15,14 @@ import { appendProxyResponseHeaders, type Exchange, type FailureKind, type Forwa
 import type { Upstream } from './upstream.ts';
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'LOCKSTEP_UPSTREAM_TIMEOUT']);
+
+/** No response headers within `responseMs`, or the body stalled for `idleMs` (a native timer: fires on time). */
+export class UndiciTimeoutError extends Error {
+  readonly code = 'LOCKSTEP_UPSTREAM_TIMEOUT';
+}
+const NO_HEADERS = new UndiciTimeoutError('the instance did not answer in time');
+const BODY_STALLED = new UndiciTimeoutError('the instance stopped sending the response body');
 
 /** Classify an undici error. */
 export function undiciFailureKind(err: Error & { code?: string }): FailureKind {
@@ -45,20 +52,51 @@ function isHopByHop(key: string): boolean {
   }
 }
 
-/** One attempt of one request: the undici handler. Stale once it completed or failed. */
+/**
+ * One attempt of one request: the undici handler. Stale once it completed or failed.
+ *
+ * Its timeouts are its own native timers, not undici's headersTimeout/bodyTimeout: those run on
+ * undici's coarse clock (about 0.5 s ticks) and fired up to a second late (2.5 s for 2 s).
+ * `responseMs` counts from the moment the request is sent (for a request with a body: from the end
+ * of the client's body, so a slow upload is not cut); `idleMs` from the last body chunk.
+ */
 class Attempt implements Dispatcher.DispatchHandler {
+  private timer: NodeJS.Timeout | null = null;
+  private controller: Dispatcher.DispatchController | null = null;
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    this.controller?.abort(this.ex.res.headersSent ? BODY_STALLED : NO_HEADERS);
+  };
+
   constructor(
     private readonly fw: UndiciForwarder,
     private readonly ex: Exchange,
     private readonly upstream: Upstream,
-  ) {}
+  ) {
+    if (!ex.hasBody || ex.req.readableEnded) this.arm(fw.timeouts.responseMs);
+    else ex.req.once('end', () => this.controller !== null && !ex.settled && this.arm(fw.timeouts.responseMs));
+  }
+
+  private arm(ms: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(this.onTimer, ms);
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
     this.ex.cancel = controller;
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: informational, the final answer follows
+    this.arm(this.fw.timeouts.idleMs);
     const ex = this.ex;
     const out: string[] = [];
     let hasRequestId = false;
@@ -82,20 +120,28 @@ class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.timer?.refresh();
     const res = this.ex.res;
     if (res.write(chunk)) return;
-    // Back-pressure: undici stops reading from the instance until the client caught up.
+    // Back-pressure: undici stops reading from the instance until the client caught up. A slow
+    // client is not a stalled instance: the idle clock stops meanwhile.
     controller.pause();
-    res.once('drain', () => controller.resume());
+    this.disarm();
+    res.once('drain', () => {
+      this.arm(this.fw.timeouts.idleMs);
+      controller.resume();
+    });
   }
 
   onResponseEnd(): void {
+    this.disarm();
     this.ex.settled = true;
     this.ex.cancel = null;
     this.ex.res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.disarm();
     const ex = this.ex;
     ex.settled = true;
     ex.cancel = null;
@@ -110,7 +156,7 @@ export class UndiciForwarder implements Forwarder {
 
   constructor(
     readonly events: ForwardEvents,
-    private readonly timeouts: ProxyTimeouts,
+    readonly timeouts: ProxyTimeouts,
     /** True while the proxy shuts down: responses then carry `Connection: close`. */
     readonly closing: () => boolean,
   ) {}
@@ -120,8 +166,9 @@ export class UndiciForwarder implements Forwarder {
     if (pool === undefined) {
       pool = new Pool(u.url, {
         connect: { timeout: this.timeouts.connectMs },
-        headersTimeout: this.timeouts.responseMs,
-        bodyTimeout: this.timeouts.idleMs,
+        // Both timed by each Attempt's own timers (precise); undici's coarse ones are off.
+        headersTimeout: 0,
+        bodyTimeout: 0,
         // Idle pooled sockets close after this, below the app's keepAliveTimeout (see ProxyTimeouts);
         // undici also honours a shorter `Keep-Alive: timeout=N` hint from the app.
         keepAliveTimeout: this.timeouts.upstreamIdleMs,

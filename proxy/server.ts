@@ -204,6 +204,7 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
   private dispatch(ex: Exchange, upstream: Upstream): void {
     ex.upstream = upstream;
     ex.attempts++;
+    ex.attemptStart = performance.now();
     upstream.acquire();
     this.forwarder.forward(ex, upstream);
   }
@@ -267,7 +268,13 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
     if (res.destroyed || res.writableEnded) return; // the client is gone; nothing to answer
     const upstream = ex.upstream;
     this.metrics.upstreamError(upstream?.name ?? NO_INSTANCE, kind);
-    if (upstream !== null) this.ejector.recordFailure(upstream);
+    if (upstream !== null) {
+      this.ejector.recordFailure(upstream);
+      if (kind === 'timeout') {
+        const body = res.headersSent;
+        this.logTimeout(upstream, body ? 'body' : 'response', performance.now() - ex.attemptStart, body ? this.config.timeouts.idleMs : this.config.timeouts.responseMs);
+      }
+    }
     if (res.headersSent) {
       // Part of the response already went out: the only honest signal left is to cut it.
       res.destroy();

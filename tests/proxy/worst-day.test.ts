@@ -7,6 +7,8 @@
 import http from 'node:http';
 import { readFileSync, readdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { signAffinity } from '../../proxy/affinity.ts';
 import type { ProxyConfig, RunningProxy } from '../../proxy/index.ts';
@@ -252,6 +254,47 @@ describe('aborted and failed requests leave nothing behind', () => {
       // Back on the same port: served again by the same (living) proxy.
       upstreams = [await startUpstream('a', port, HOST)];
       expect((await request(`${p.url}/ok`)).status).toBe(200);
+    });
+  }
+});
+
+/** A pino logger whose lines are kept, parsed. */
+function memoryLogger(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, sink), lines };
+}
+
+describe('timeouts', () => {
+  for (const engine of ['undici', 'http-proxy-3'] as const) {
+    it(`each timeout answers 504 (or cuts the body) and is logged once with instance, phase and elapsed ms (${engine})`, async () => {
+      useEngine(engine);
+      const a = await startUpstream('a', 0, HOST);
+      upstreams = [a];
+      a.handler = (req, res) => {
+        if (req.url === '/stall') {
+          res.writeHead(200, { 'content-length': 100 });
+          res.write('partial');
+        } // else: never answers
+      };
+      const { logger, lines } = memoryLogger();
+      proxy = await start(upstreams, { logger, timeouts: { responseMs: 300, idleMs: 300 }, passiveEjection: { consecutiveFailures: 0 } });
+      const r = await request(`${proxy.url}/hang`);
+      expect(r.status).toBe(504);
+      await expect(request(`${proxy.url}/stall`)).rejects.toThrow();
+      await waitFor('two timeouts logged', () => lines.filter((l) => l.msg === 'upstream timed out').length >= 2);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // a duplicate would come now
+      const logged = lines.filter((l) => l.msg === 'upstream timed out');
+      expect(logged.map((l) => [l.instance, l.phase, l.timeoutMs])).toEqual([
+        ['a', 'response', 300],
+        ['a', 'body', 300],
+      ]);
+      for (const l of logged) expect(typeof l.elapsedMs).toBe('number');
     });
   }
 });
