@@ -298,3 +298,32 @@ describe('timeouts', () => {
     });
   }
 });
+
+describe('an instance back on the same port', () => {
+  it('a passing health check ends a passive ejection at once, however long its back-off grew', async () => {
+    upstreams = [await startUpstream('a', 0, HOST), await startUpstream('b', 0, HOST)];
+    const [, b] = upstreams as [TestUpstream, TestUpstream];
+    const { logger, lines } = memoryLogger();
+    proxy = await start(upstreams, {
+      logger,
+      healthCheck: { intervalMs: 50, timeoutMs: 2_000, rise: 1, fall: 1 },
+      passiveEjection: { consecutiveFailures: 1, baseEjectMs: 250, maxEjectMs: 60_000 },
+    });
+    const p = proxy;
+    const b0 = (): { healthy: boolean; ejected: boolean } => p.instances().find((i) => i.name === 'b')!;
+    const port = Number(new URL(b.url).port);
+    await b.close();
+    // Requests pinned to b fail there (and are served by a): b is ejected, and its probes keep failing.
+    for (let i = 0; i < 3 && !b0().ejected; i++) expect((await request(`${p.url}/x`, { headers: { cookie: pin('b') } })).status).toBe(200);
+    await waitFor('b ejected three times in a row (two doublings: back-off now 2 s)', () => lines.filter((l) => l.msg === 'instance ejected after failed requests' && l.instance === 'b').length >= 4, 400, 25);
+    expect(b0().ejected).toBe(true);
+
+    upstreams[1] = await startUpstream('b', port, HOST);
+    await waitFor('b healthy again', () => b0().healthy, 400, 25);
+    // Same tick as the health change: not at the end of the back-off.
+    expect(b0().ejected).toBe(false);
+    expect(lines.some((l) => l.msg === 'instance back from ejection' && l.instance === 'b' && l.health === 'passed')).toBe(true);
+    const r = await request(`${p.url}/x`, { headers: { cookie: pin('b') } });
+    expect(JSON.parse(r.body).instance).toBe('b'); // a fresh connection to the new process
+  });
+});
