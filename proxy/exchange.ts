@@ -81,8 +81,23 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
-/** The extra response headers the proxy adds: pinning cookie, re-pin notice. Appends to a flat [name, value, ...] list. */
-export function appendProxyResponseHeaders(ex: Exchange, upstream: Upstream, out: string[]): void {
+/**
+ * True when a response's `Cache-Control` lets shared caches keep it (`public`, `s-maxage`): such a
+ * response must carry nothing per-client, so the proxy adds no affinity cookie to it (a CDN would
+ * hand one client's pin to everyone).
+ */
+export function sharedCacheable(cacheControl: string | string[] | undefined): boolean {
+  if (cacheControl === undefined) return false;
+  const v = typeof cacheControl === 'string' ? cacheControl : cacheControl.join(',');
+  return /(?:^|[\s,])(?:public|s-maxage)\b/i.test(v);
+}
+
+/**
+ * The extra response headers the proxy adds: pinning cookie, re-pin notice (both per-client, so
+ * neither on a response shared caches may keep). Appends to a flat [name, value, ...] list.
+ */
+export function appendProxyResponseHeaders(ex: Exchange, upstream: Upstream, out: string[], cacheable = false): void {
+  if (cacheable) return;
   if (ex.setAffinity) out.push('set-cookie', upstream.affinitySetCookie);
   if (ex.repinnedFrom !== null && ex.repinnedFrom !== upstream.name) out.push('x-lockstep-repinned', `${ex.repinnedFrom} -> ${upstream.name}`);
 }

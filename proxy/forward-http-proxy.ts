@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { Duplex, Stream } from 'node:stream';
 import { createProxyServer, type ProxyServer } from 'http-proxy-3';
 import type { ProxyTimeouts } from './config.ts';
-import type { Exchange, ForwardEvents, Forwarder, FailureKind } from './exchange.ts';
+import { sharedCacheable, type Exchange, type ForwardEvents, type Forwarder, type FailureKind } from './exchange.ts';
 import { dropConnectionHeaders } from './headers.ts';
 import type { Upstream } from './upstream.ts';
 
@@ -125,6 +125,7 @@ export class HttpProxyForwarder implements Forwarder {
     ex.upstreamBody = proxyRes;
     const type = h['content-type'];
     this.events.responseStarted(ex, proxyRes.statusCode ?? 502, type !== undefined && type.startsWith('text/event-stream'));
+    if (sharedCacheable(h['cache-control'])) return; // nothing per-client on a shared-cacheable answer
     if (ex.setAffinity) {
       // Appended as one more header line: the app's own cookies stay separate and untouched.
       const cookies = h['set-cookie'];

@@ -11,7 +11,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { ProxyTimeouts } from './config.ts';
-import { appendProxyResponseHeaders, type Exchange, type FailureKind, type ForwardEvents, type Forwarder } from './exchange.ts';
+import { appendProxyResponseHeaders, sharedCacheable, type Exchange, type FailureKind, type ForwardEvents, type Forwarder } from './exchange.ts';
 import type { Upstream } from './upstream.ts';
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -101,9 +101,11 @@ class Attempt implements Dispatcher.DispatchHandler {
     const out: string[] = [];
     let hasRequestId = false;
     let eventStream = false;
+    let cacheable = false;
     for (const key in headers) {
       if (isHopByHop(key)) continue;
       const value = headers[key]!;
+      if (key.length === 13 && key === 'cache-control') cacheable = sharedCacheable(value);
       if (typeof value === 'string') {
         if (key.length === 12) {
           if (key === 'x-request-id') hasRequestId = true;
@@ -114,7 +116,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     }
     this.fw.events.responseStarted(ex, statusCode, eventStream);
     if (!hasRequestId) out.push('x-request-id', ex.req.headers['x-request-id'] as string);
-    appendProxyResponseHeaders(ex, this.upstream, out);
+    appendProxyResponseHeaders(ex, this.upstream, out, cacheable);
     if (this.fw.closing()) out.push('connection', 'close');
     ex.res.writeHead(statusCode, out);
   }

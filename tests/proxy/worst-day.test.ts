@@ -327,3 +327,23 @@ describe('an instance back on the same port', () => {
     expect(JSON.parse(r.body).instance).toBe('b'); // a fresh connection to the new process
   });
 });
+
+describe('the affinity cookie on cacheable responses', () => {
+  for (const engine of ['undici', 'http-proxy-3'] as const) {
+    it(`is not added to a response marked Cache-Control: public; the app's cookies still pass (${engine})`, async () => {
+      useEngine(engine);
+      const a = await startUpstream('a', 0, HOST);
+      upstreams = [a];
+      a.handler = (req, res) => {
+        if (req.url === '/public') res.setHeader('cache-control', 'public, max-age=60');
+        else res.setHeader('set-cookie', ['app_a=1; Path=/', 'app_b=2; Path=/']);
+        res.end('ok');
+      };
+      proxy = await start(upstreams);
+      const cached = await request(`${proxy.url}/public`);
+      expect(cached.headers['set-cookie']).toBeUndefined();
+      const own = await request(`${proxy.url}/private`);
+      expect(own.headers['set-cookie']!.map((c) => c.split('=')[0])).toEqual(['app_a', 'app_b', 'lockstep_affinity']);
+    });
+  }
+});
