@@ -22,7 +22,8 @@ import { HoldQueue, type Held } from './drain.ts';
 import { NO_INSTANCE, type ProxyMetrics } from './metrics.ts';
 import type { UpstreamPool } from './pool.ts';
 import type { Upstream } from './upstream.ts';
-import { WebSocketTunnels, type UpgradeEvents } from './websocket.ts';
+import { LongLivedStreams } from './streams.ts';
+import { WebSocketTunnels, writeUpgradeError, type UpgradeEvents } from './websocket.ts';
 
 const kExchange = Symbol('lockstep.exchange');
 type CarryingResponse = http.ServerResponse & { [kExchange]?: Exchange };
@@ -51,26 +52,8 @@ class ClientGoneError extends Error {
   readonly code = 'LOCKSTEP_CLIENT_GONE';
 }
 const CLIENT_GONE = new ClientGoneError('the client closed the connection');
-const STREAM_CLOSED = new ClientGoneError('stream closed by the proxy at a drain deadline');
-/** WebSocket close frame from the server side: FIN+close opcode, 2-byte payload, status 1001 (going away). */
-const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 function noop(): void {}
-
-/** Answer an upgrade request that will not be tunnelled with a JSON error, then close. */
-function writeUpgradeError(socket: Duplex, status: 502 | 503 | 504, body: Buffer): void {
-  if (socket.destroyed) return;
-  const reason = status === 502 ? 'Bad Gateway' : status === 503 ? 'Service Unavailable' : 'Gateway Timeout';
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n` +
-      body.toString(),
-  );
-  // A client that never closes its side must not keep the socket.
-  socket.resume();
-  const t = setTimeout(() => socket.destroy(), 5_000);
-  t.unref();
-  socket.once('close', () => clearTimeout(t));
-}
 
 /** The public listener and everything between a client request and a forwarder (see the module comment). */
 export class RequestPath implements ForwardEvents, UpgradeEvents {
@@ -87,7 +70,7 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
   /** Upgraded (WebSocket) connections, closed at shutdown. */
   private readonly tunnels = new Set<Duplex>();
   /** Long-lived streams (SSE responses, WebSockets) per instance, closed at a drain deadline. */
-  private readonly streams = new Map<Upstream, Set<Exchange | Duplex>>();
+  private readonly streams = new LongLivedStreams();
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -223,43 +206,17 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
     else this.ejector.recordSuccess(u);
     if (eventStream) {
       ex.streaming = true;
-      this.addStream(u, ex);
+      this.streams.add(u, ex);
     }
-  }
-
-  private addStream(u: Upstream, s: Exchange | Duplex): void {
-    let set = this.streams.get(u);
-    if (set === undefined) {
-      set = new Set();
-      this.streams.set(u, set);
-    }
-    set.add(s);
-  }
-
-  private removeStream(u: Upstream, s: Exchange | Duplex): void {
-    const set = this.streams.get(u);
-    if (set !== undefined && set.delete(s) && set.size === 0) this.streams.delete(u);
   }
 
   /**
-   * Close the long-lived streams on `u` cleanly: an SSE response is ended (the client sees a normal
-   * end of stream and reconnects), a WebSocket gets a close frame (1001, going away) and a FIN.
-   * Used at a drain deadline: these never finish by themselves.
+   * Close the long-lived streams (SSE, WebSockets) on `u` cleanly (see streams.ts). Used at a drain
+   * deadline: these never finish by themselves.
    * @returns how many were closed.
    */
   closeStreams(u: Upstream): number {
-    const set = this.streams.get(u);
-    if (set === undefined) return 0;
-    this.streams.delete(u);
-    for (const s of set) {
-      if (s instanceof Exchange) {
-        s.upstreamBody?.unpipe(s.res);
-        s.res.end();
-        // After the end, the cancelled attempt's error finds the response finished and stays quiet.
-        if (s.cancel !== null && !s.settled) s.cancel.abort(STREAM_CLOSED);
-      } else s.end(WS_CLOSE_GOING_AWAY);
-    }
-    return set.size;
+    return this.streams.closeAll(u);
   }
 
   /** ForwardEvents: the attempt failed; answer, retry, or cut. */
@@ -333,7 +290,7 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
     socket.once('close', () => {
       pending.upstream.release();
       this.tunnels.delete(socket);
-      this.removeStream(pending.upstream, socket);
+      this.streams.remove(pending.upstream, socket);
     });
     this.sendUpgrade(socket, pending, upstream);
   }
@@ -343,7 +300,7 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
     pending.upstream = upstream;
     pending.attempts++;
     upstream.acquire();
-    this.addStream(upstream, socket);
+    this.streams.add(upstream, socket);
     this.upgrades.forward(pending.req, socket, pending.head, upstream);
   }
 
@@ -370,7 +327,7 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
       if (next !== undefined) {
         this.metrics.retry(upstream.name);
         upstream.release();
-        this.removeStream(upstream, socket);
+        this.streams.remove(upstream, socket);
         this.sendUpgrade(socket, pending, next);
         return;
       }
@@ -413,7 +370,7 @@ export class RequestPath implements ForwardEvents, UpgradeEvents {
       const u = ex.upstream;
       if (u !== null) {
         u.release();
-        if (ex.streaming) this.removeStream(u, ex);
+        if (ex.streaming) this.streams.remove(u, ex);
       }
       this.metrics.observeRequest(u === null ? NO_INSTANCE : u.name, res.statusCode, (performance.now() - ex.start) / 1000, aborted, ex.upload);
     }

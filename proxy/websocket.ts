@@ -83,6 +83,24 @@ export function splice(a: Duplex, b: Duplex, graceMs = TUNNEL_CLOSE_GRACE_MS): v
   b.pipe(a);
 }
 
+/**
+ * Answer an upgrade request that will not be tunnelled with a JSON error, then close (after
+ * TUNNEL_CLOSE_GRACE_MS at the latest, whatever the client does).
+ * @param body the JSON body (the request path's precomputed error bodies).
+ */
+export function writeUpgradeError(socket: Duplex, status: 502 | 503 | 504, body: Buffer): void {
+  if (socket.destroyed) return;
+  const reason = status === 502 ? 'Bad Gateway' : status === 503 ? 'Service Unavailable' : 'Gateway Timeout';
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n` +
+      body.toString(),
+  );
+  socket.resume();
+  const t = setTimeout(() => socket.destroy(), TUNNEL_CLOSE_GRACE_MS);
+  t.unref();
+  socket.once('close', () => clearTimeout(t));
+}
+
 /** Opens upgrade tunnels to instances (see the module comment). */
 export class WebSocketTunnels {
   private readonly open = new Set<http.ClientRequest>();

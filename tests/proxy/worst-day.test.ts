@@ -12,7 +12,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { signAffinity } from '../../proxy/affinity.ts';
 import type { ProxyConfig, RunningProxy } from '../../proxy/index.ts';
-import { AFFINITY_SECRET, closeAll, request, startTestProxy, startUpstream, useEngine, waitFor, type TestUpstream } from './helpers.ts';
+import { ADMIN_TOKEN, AFFINITY_SECRET, closeAll, request, startTestProxy, startUpstream, useEngine, waitFor, type TestUpstream } from './helpers.ts';
 
 const HOST = '127.0.17.1';
 const LISTEN = { listen: { host: '127.0.17.2', port: 0 }, adminListen: { host: '127.0.17.2', port: 0 } };
@@ -346,4 +346,53 @@ describe('the affinity cookie on cacheable responses', () => {
       expect(own.headers['set-cookie']!.map((c) => c.split('=')[0])).toEqual(['app_a', 'app_b', 'lockstep_affinity']);
     });
   }
+});
+
+describe('hostile input on the admin listener', () => {
+  it('the admin API refuses a token in the query string (401); dashboard sign-ins are rate-limited per address (429)', async () => {
+    upstreams = [await startUpstream('a', 0, HOST)];
+    proxy = await start(upstreams);
+    for (const q of [`token=${ADMIN_TOKEN}`, `access_token=${ADMIN_TOKEN}`, `authorization=Bearer%20${ADMIN_TOKEN}`]) {
+      expect((await request(`${proxy.adminUrl}/admin/instances?${q}`)).status, q).toBe(401);
+    }
+    const signIn = (token: string): Promise<number> =>
+      request(`${proxy!.adminUrl}/dashboard/sign-in`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: proxy!.adminUrl },
+        body: `token=${encodeURIComponent(token)}`,
+      }).then((r) => r.status);
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push(await signIn(`guess-${i}`));
+    expect(statuses.filter((s) => s === 429)).toEqual([]);
+    const limited = await request(`${proxy.adminUrl}/dashboard/sign-in`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: proxy.adminUrl }, body: `token=${ADMIN_TOKEN}` });
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    expect(limited.body).not.toContain(ADMIN_TOKEN);
+    // The bearer-token API is not the sign-in form: it is not slowed down.
+    expect((await request(`${proxy.adminUrl}/admin/instances`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status).toBe(200);
+  });
+});
+
+describe('secrets never reach the logs', () => {
+  it('the admin token and the affinity secret appear in no log line, whatever clients send', async () => {
+    upstreams = [await startUpstream('a', 0, HOST)];
+    const { logger, lines } = memoryLogger();
+    proxy = await start(upstreams, { logger, timeouts: { responseMs: 200 } });
+    const p = proxy;
+    upstreams[0]!.handler = () => undefined; // every request times out: logged
+    await request(`${p.url}/x?token=${ADMIN_TOKEN}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    await request(`${p.adminUrl}/admin/instances?token=${ADMIN_TOKEN}`);
+    await request(`${p.adminUrl}/admin/instances`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}x` } });
+    await request(`${p.adminUrl}/admin/instances/a/drain`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const form = { 'content-type': 'application/x-www-form-urlencoded', origin: p.adminUrl, referer: `${p.adminUrl}/dashboard?token=${ADMIN_TOKEN}` };
+    await request(`${p.adminUrl}/dashboard/sign-in?token=${ADMIN_TOKEN}`, { method: 'POST', headers: form, body: `token=${ADMIN_TOKEN}` });
+    await request(`${p.adminUrl}/dashboard/sign-in`, { method: 'POST', headers: { ...form, origin: 'http://elsewhere' }, body: `token=${ADMIN_TOKEN}` });
+    await p.close();
+    proxy = undefined;
+    expect(lines.length).toBeGreaterThan(3);
+    const text = lines.map((l) => JSON.stringify(l)).join('\n');
+    expect(text).toContain('admin request refused');
+    expect(text).not.toContain(ADMIN_TOKEN);
+    expect(text).not.toContain(AFFINITY_SECRET);
+  });
 });
