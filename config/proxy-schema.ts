@@ -48,7 +48,7 @@ export const ProxySchema = z
     connect_timeout_ms: z.number().int().min(1).default(5_000),
     response_timeout_ms: z.number().int().min(1).default(60_000).describe('no response headers this long: 504'),
     idle_timeout_ms: z.number().int().min(1).default(120_000).describe('a response body stalled this long is cut'),
-    upstream_keepalive_ms: z.number().int().min(1).default(30_000).describe('idle upstream sockets closed after this; keep below the app keepAliveTimeout'),
+    upstream_keepalive_ms: z.number().int().min(1).default(3_000).describe('idle upstream sockets closed after this; keep at least 2 s below every app keepAliveTimeout (Node default 5 s)'),
     retries: z.number().int().min(1).max(10).default(3).describe('attempts per request in total'),
     hold_timeout_ms: z.number().int().min(0).default(15_000).describe('a request pinned to a draining instance waits this long'),
     eject_after_failures: z.number().int().min(0).default(5).describe('failures in a row that eject an instance (0: off)'),

@@ -7,6 +7,15 @@
  * buys: a client cannot name an instance it was never assigned (or an arbitrary one); a forged or
  * stale cookie is ignored and the client is balanced normally. It is not an authentication token:
  * the app's own session cookie protects the session's data.
+ *
+ * Exactly what it guarantees, and what not: it is NOT bound to a client. Anyone holding a copy
+ * (copied from a browser, or from a shared cache) reaches the same instance with it; that gives
+ * nothing a client could not get by retrying until balancing sends it there, no access to another
+ * client's session (the app checks its own session cookie on every instance), and no way to reach
+ * a draining, disabled or unhealthy instance (the proxy re-pins those). It only concentrates load
+ * if many clients replay one value, which weighted balancing of unpinned requests then evens out.
+ * The proxy never adds it to a response shared caches may keep (`Cache-Control: public` or
+ * `s-maxage`), so a CDN does not hand one pin to every client.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 

@@ -50,14 +50,16 @@ export interface ProxyTimeouts {
   /**
    * Inactivity while the response body streams, ms: an upstream that stalls mid-body this long has its
    * response cut. Keep it above the heartbeat interval of any SSE stream.
-   * With the undici engine both `responseMs` and `idleMs` run on undici's coarse timers (about 0.5 s
-   * ticks): they fire up to about a second late, never early.
+   * Both engines time `responseMs` and `idleMs` with native timers (undici's own run on a 0.5 s
+   * clock and fired up to a second late). Every timeout is logged once: instance, phase
+   * (`response`, `body`, `upgrade`), elapsed ms.
    */
   idleMs: number;
   /**
-   * Idle keep-alive sockets to the upstreams are closed after this many ms. It must stay below the
-   * app's `keepAliveTimeout` (65 s in the reference app) so the proxy never reuses a socket the app is
-   * closing at the same moment (the classic ECONNRESET on reuse).
+   * Idle keep-alive sockets to the upstreams are closed after this many ms (default 3000). It must
+   * stay at least 2 s below every app's `keepAliveTimeout` (Node's default is 5 s; 65 s in the
+   * reference app) so the proxy never reuses a socket the app is closing at the same moment (the
+   * classic ECONNRESET on reuse: an idempotent request is retried, a POST answers 502).
    */
   upstreamIdleMs: number;
   /** How long `close()` lets in-flight requests finish before cutting connections, ms. */
@@ -147,7 +149,10 @@ export const DEFAULT_TIMEOUTS: ProxyTimeouts = {
   connectMs: 5_000,
   responseMs: 60_000,
   idleMs: 120_000,
-  upstreamIdleMs: 30_000,
+  // Below Node's default keepAliveTimeout (5 s) with room for undici's coarse idle timer (up to
+  // about 1 s late above 1 s): an app that drops idle connections at 5 s without a Keep-Alive hint
+  // never closes a socket the proxy is reusing (a POST on it would fail, and is never retried).
+  upstreamIdleMs: 3_000,
   shutdownGraceMs: 10_000,
 };
 

@@ -20,6 +20,7 @@
 import type http from 'node:http';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
+import rateLimit from '@fastify/rate-limit';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { AdminControl } from './control.ts';
@@ -33,6 +34,12 @@ export { DEFAULT_SESSION_TTL_MS } from './dashboard-auth.ts';
 
 /** Name of the session cookie. */
 export const SESSION_COOKIE = 'lockstep_dashboard';
+/**
+ * Sign-in attempts (right or wrong) one client address may make per minute; beyond, 429 with
+ * Retry-After (by @fastify/rate-limit): the admin token cannot be guessed at network speed.
+ */
+export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
+
 /** Name of the sign-in form's double-submit CSRF cookie. */
 export const CSRF_COOKIE = 'lockstep_dashboard_csrf';
 /** Upper bound of the sign-in form body, bytes. */
@@ -165,6 +172,8 @@ export function createDashboard(options: DashboardOptions): Dashboard {
 
   async function plugin(app: FastifyInstance): Promise<void> {
     await app.register(cookie);
+    // Only the sign-in route is limited (its route config below); nothing else counts.
+    await app.register(rateLimit, { global: false });
     // The sign-in form is the only body read here: no JSON or other parser.
     app.removeAllContentTypeParsers();
     await app.register(formbody, { bodyLimit: MAX_FORM_BYTES });
@@ -173,6 +182,10 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     app.setErrorHandler((err: FastifyError, req, reply) => {
       // A body that is too large or of another type: the sign-in decides as for no form; sign-out
       // never needed one.
+      if (err.statusCode === 429) {
+        logger.warn({ from: from(req) }, 'dashboard sign-in refused: too many attempts');
+        return sendJson(reply, 429, { error: 'too_many_attempts', message: `at most ${SIGN_IN_ATTEMPTS_PER_MINUTE} sign-in attempts a minute from one address; wait and retry` });
+      }
       const clientError = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500;
       const path = req.url.split('?')[0];
       if (clientError && req.method === 'POST' && path === '/dashboard/sign-in') return signIn(req, reply, null);
@@ -191,7 +204,11 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     for (const url of PAGES) {
       app.get(url, (req, reply) => (sessionOf(req) === null ? showSignIn(req, reply, 200, null) : send(reply, 200, 'text/html; charset=utf-8', fleetPage())));
     }
-    app.post('/dashboard/sign-in', { bodyLimit: MAX_FORM_BYTES }, (req, reply) => signIn(req, reply, req.body ?? null));
+    app.post(
+      '/dashboard/sign-in',
+      { bodyLimit: MAX_FORM_BYTES, config: { rateLimit: { max: SIGN_IN_ATTEMPTS_PER_MINUTE, timeWindow: 60_000 } } },
+      (req, reply) => signIn(req, reply, req.body ?? null),
+    );
     app.post('/dashboard/sign-out', { bodyLimit: MAX_FORM_BYTES }, (req, reply) => signOut(req, reply));
     app.get('/dashboard/fleet.json', async (req, reply) => {
       if (dataAccess(req, reply) === undefined) return reply;

@@ -4,7 +4,6 @@
  * (`forward-undici.ts`, `forward-http-proxy.ts`).
  */
 import type http from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Held } from './drain.ts';
 import type { Upstream } from './upstream.ts';
 
@@ -29,6 +28,8 @@ export class Exchange {
   /** Name of the instance the client was pinned to when it had to be moved. */
   repinnedFrom: string | null = null;
   attempts = 0;
+  /** When the current attempt was sent (performance.now() ms): what a timeout's elapsed time counts from. */
+  attemptStart = 0;
   /** Instances that failed this request (excluded from retries); null until the first failure. */
   failed: Upstream[] | null = null;
   held: Held<Exchange> | null = null;
@@ -74,16 +75,29 @@ export interface ForwardEvents {
 export interface Forwarder {
   /** Forward `ex` to `upstream` (already chosen and counted in flight). */
   forward(ex: Exchange, upstream: Upstream): void;
-  /** Proxy a WebSocket (or other) upgrade to `upstream`. */
-  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void;
   /** An instance left the pool: release its connections once idle. */
   forget(upstream: Upstream): void;
   /** Close every upstream connection. */
   close(): Promise<void>;
 }
 
-/** The extra response headers the proxy adds: pinning cookie, re-pin notice. Appends to a flat [name, value, ...] list. */
-export function appendProxyResponseHeaders(ex: Exchange, upstream: Upstream, out: string[]): void {
+/**
+ * True when a response's `Cache-Control` lets shared caches keep it (`public`, `s-maxage`): such a
+ * response must carry nothing per-client, so the proxy adds no affinity cookie to it (a CDN would
+ * hand one client's pin to everyone).
+ */
+export function sharedCacheable(cacheControl: string | string[] | undefined): boolean {
+  if (cacheControl === undefined) return false;
+  const v = typeof cacheControl === 'string' ? cacheControl : cacheControl.join(',');
+  return /(?:^|[\s,])(?:public|s-maxage)\b/i.test(v);
+}
+
+/**
+ * The extra response headers the proxy adds: pinning cookie, re-pin notice (both per-client, so
+ * neither on a response shared caches may keep). Appends to a flat [name, value, ...] list.
+ */
+export function appendProxyResponseHeaders(ex: Exchange, upstream: Upstream, out: string[], cacheable = false): void {
+  if (cacheable) return;
   if (ex.setAffinity) out.push('set-cookie', upstream.affinitySetCookie);
   if (ex.repinnedFrom !== null && ex.repinnedFrom !== upstream.name) out.push('x-lockstep-repinned', `${ex.repinnedFrom} -> ${upstream.name}`);
 }

@@ -1,6 +1,6 @@
 /**
- * Forwarding through http-proxy-3 over a node:http keep-alive agent. It is the engine for
- * WebSocket upgrades in every mode, and the whole request path with `engine: 'http-proxy-3'`.
+ * Forwarding through http-proxy-3 over a node:http keep-alive agent: the whole request path with
+ * `engine: 'http-proxy-3'`. (WebSocket upgrades go through `websocket.ts` in both engines.)
  * (The default engine, `forward-undici.ts`, is about twice as fast on plain requests: see
  * bench/README.md.)
  */
@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { Duplex, Stream } from 'node:stream';
 import { createProxyServer, type ProxyServer } from 'http-proxy-3';
 import type { ProxyTimeouts } from './config.ts';
-import type { Exchange, ForwardEvents, Forwarder, FailureKind } from './exchange.ts';
+import { sharedCacheable, type Exchange, type ForwardEvents, type Forwarder, type FailureKind } from './exchange.ts';
 import { dropConnectionHeaders } from './headers.ts';
 import type { Upstream } from './upstream.ts';
 
@@ -56,9 +56,8 @@ class BodyGate {
   }
 }
 
-function noop(): void {}
 
-/** Forwarder over http-proxy-3 and a node:http keep-alive agent; also the WebSocket path of both engines. */
+/** Forwarder over http-proxy-3 and a node:http keep-alive agent. */
 export class HttpProxyForwarder implements Forwarder {
   readonly agent: http.Agent;
   private readonly proxy: ProxyServer;
@@ -80,7 +79,7 @@ export class HttpProxyForwarder implements Forwarder {
       // LIFO reuses the most recently used socket: the one least likely to be closing on the app side.
       scheduling: 'lifo',
     });
-    this.proxy = createProxyServer({ agent: this.agent, xfwd: false, ws: true, prependPath: false });
+    this.proxy = createProxyServer({ agent: this.agent, xfwd: false, ws: false, prependPath: false });
     // The process must never die on an upstream or client socket error: this listener is mandatory.
     this.proxy.on('error', (err, req, res) => this.onError(err as NodeJS.ErrnoException, req, res));
     this.proxy.on('proxyReq', (proxyReq, req, _res, _options, socket) => {
@@ -93,10 +92,6 @@ export class HttpProxyForwarder implements Forwarder {
       if (socket.connecting) socket.setTimeout(this.timeouts.connectMs);
       proxyReq.setTimeout(this.timeouts.responseMs, onUpstreamTimeout);
     });
-    this.proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
-      proxyReq.setTimeout(this.timeouts.responseMs, onUpstreamTimeout);
-      socket.on('error', noop);
-    });
     this.proxy.on('proxyRes', (proxyRes, req, res) => this.onProxyRes(proxyRes, req, res));
   }
 
@@ -105,10 +100,6 @@ export class HttpProxyForwarder implements Forwarder {
     req[kExchange] = ex;
     if (ex.hasBody) this.proxy.web(req, ex.res, { target: upstream.target, buffer: new BodyGate(req) as unknown as Stream });
     else this.proxy.web(req, ex.res, upstream.proxyOptions);
-  }
-
-  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void {
-    this.proxy.ws(req, socket, head, upstream.proxyOptions);
   }
 
   forget(): void {
@@ -134,6 +125,7 @@ export class HttpProxyForwarder implements Forwarder {
     ex.upstreamBody = proxyRes;
     const type = h['content-type'];
     this.events.responseStarted(ex, proxyRes.statusCode ?? 502, type !== undefined && type.startsWith('text/event-stream'));
+    if (sharedCacheable(h['cache-control'])) return; // nothing per-client on a shared-cacheable answer
     if (ex.setAffinity) {
       // Appended as one more header line: the app's own cookies stay separate and untouched.
       const cookies = h['set-cookie'];

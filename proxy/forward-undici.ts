@@ -2,23 +2,27 @@
  * Forwarding over undici connection pools, one per instance: the default engine. A response is
  * relayed with one `writeHead` of a flat header array (every Set-Cookie stays its own line) and its
  * body chunks written as they arrive, with back-pressure (a slow client pauses the upstream read).
- * WebSocket upgrades go through http-proxy-3 (`forward-http-proxy.ts`).
+ * WebSocket upgrades go through `websocket.ts` (both engines).
  *
  * Uses undici's current dispatch handler API (onRequestStart / onResponseStart / onResponseData /
  * onResponseEnd / onResponseError, with a controller that pauses, resumes and aborts): the only one
  * undici 8 keeps, so moving to undici 8 is a version bump.
  */
-import type http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { ProxyTimeouts } from './config.ts';
-import { appendProxyResponseHeaders, type Exchange, type FailureKind, type ForwardEvents, type Forwarder } from './exchange.ts';
-import { HttpProxyForwarder } from './forward-http-proxy.ts';
+import { appendProxyResponseHeaders, sharedCacheable, type Exchange, type FailureKind, type ForwardEvents, type Forwarder } from './exchange.ts';
 import type { Upstream } from './upstream.ts';
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'LOCKSTEP_UPSTREAM_TIMEOUT']);
+
+/** No response headers within `responseMs`, or the body stalled for `idleMs` (a native timer: fires on time). */
+export class UndiciTimeoutError extends Error {
+  readonly code = 'LOCKSTEP_UPSTREAM_TIMEOUT';
+}
+const NO_HEADERS = new UndiciTimeoutError('the instance did not answer in time');
+const BODY_STALLED = new UndiciTimeoutError('the instance stopped sending the response body');
 
 /** Classify an undici error. */
 export function undiciFailureKind(err: Error & { code?: string }): FailureKind {
@@ -48,27 +52,60 @@ function isHopByHop(key: string): boolean {
   }
 }
 
-/** One attempt of one request: the undici handler. Stale once it completed or failed. */
+/**
+ * One attempt of one request: the undici handler. Stale once it completed or failed.
+ *
+ * Its timeouts are its own native timers, not undici's headersTimeout/bodyTimeout: those run on
+ * undici's coarse clock (about 0.5 s ticks) and fired up to a second late (2.5 s for 2 s).
+ * `responseMs` counts from the moment the request is sent (for a request with a body: from the end
+ * of the client's body, so a slow upload is not cut); `idleMs` from the last body chunk.
+ */
 class Attempt implements Dispatcher.DispatchHandler {
+  private timer: NodeJS.Timeout | null = null;
+  private controller: Dispatcher.DispatchController | null = null;
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    this.controller?.abort(this.ex.res.headersSent ? BODY_STALLED : NO_HEADERS);
+  };
+
   constructor(
     private readonly fw: UndiciForwarder,
     private readonly ex: Exchange,
     private readonly upstream: Upstream,
-  ) {}
+  ) {
+    if (!ex.hasBody || ex.req.readableEnded) this.arm(fw.timeouts.responseMs);
+    else ex.req.once('end', () => this.controller !== null && !ex.settled && this.arm(fw.timeouts.responseMs));
+  }
+
+  private arm(ms: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(this.onTimer, ms);
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
     this.ex.cancel = controller;
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: informational, the final answer follows
+    this.arm(this.fw.timeouts.idleMs);
     const ex = this.ex;
     const out: string[] = [];
     let hasRequestId = false;
     let eventStream = false;
+    let cacheable = false;
     for (const key in headers) {
       if (isHopByHop(key)) continue;
       const value = headers[key]!;
+      if (key.length === 13 && key === 'cache-control') cacheable = sharedCacheable(value);
       if (typeof value === 'string') {
         if (key.length === 12) {
           if (key === 'x-request-id') hasRequestId = true;
@@ -79,26 +116,34 @@ class Attempt implements Dispatcher.DispatchHandler {
     }
     this.fw.events.responseStarted(ex, statusCode, eventStream);
     if (!hasRequestId) out.push('x-request-id', ex.req.headers['x-request-id'] as string);
-    appendProxyResponseHeaders(ex, this.upstream, out);
+    appendProxyResponseHeaders(ex, this.upstream, out, cacheable);
     if (this.fw.closing()) out.push('connection', 'close');
     ex.res.writeHead(statusCode, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.timer?.refresh();
     const res = this.ex.res;
     if (res.write(chunk)) return;
-    // Back-pressure: undici stops reading from the instance until the client caught up.
+    // Back-pressure: undici stops reading from the instance until the client caught up. A slow
+    // client is not a stalled instance: the idle clock stops meanwhile.
     controller.pause();
-    res.once('drain', () => controller.resume());
+    this.disarm();
+    res.once('drain', () => {
+      this.arm(this.fw.timeouts.idleMs);
+      controller.resume();
+    });
   }
 
   onResponseEnd(): void {
+    this.disarm();
     this.ex.settled = true;
     this.ex.cancel = null;
     this.ex.res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.disarm();
     const ex = this.ex;
     ex.settled = true;
     ex.cancel = null;
@@ -110,24 +155,22 @@ class Attempt implements Dispatcher.DispatchHandler {
 /** Forwarder over one undici Pool per instance (the default engine). */
 export class UndiciForwarder implements Forwarder {
   private readonly pools = new Map<Upstream, Pool>();
-  private readonly upgrades: HttpProxyForwarder;
 
   constructor(
     readonly events: ForwardEvents,
-    private readonly timeouts: ProxyTimeouts,
+    readonly timeouts: ProxyTimeouts,
     /** True while the proxy shuts down: responses then carry `Connection: close`. */
     readonly closing: () => boolean,
-  ) {
-    this.upgrades = new HttpProxyForwarder(events, timeouts, closing);
-  }
+  ) {}
 
   private poolFor(u: Upstream): Pool {
     let pool = this.pools.get(u);
     if (pool === undefined) {
       pool = new Pool(u.url, {
         connect: { timeout: this.timeouts.connectMs },
-        headersTimeout: this.timeouts.responseMs,
-        bodyTimeout: this.timeouts.idleMs,
+        // Both timed by each Attempt's own timers (precise); undici's coarse ones are off.
+        headersTimeout: 0,
+        bodyTimeout: 0,
         // Idle pooled sockets close after this, below the app's keepAliveTimeout (see ProxyTimeouts);
         // undici also honours a shorter `Keep-Alive: timeout=N` hint from the app.
         keepAliveTimeout: this.timeouts.upstreamIdleMs,
@@ -157,10 +200,6 @@ export class UndiciForwarder implements Forwarder {
     );
   }
 
-  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, upstream: Upstream): void {
-    this.upgrades.upgrade(req, socket, head, upstream);
-  }
-
   forget(upstream: Upstream): void {
     const pool = this.pools.get(upstream);
     if (pool === undefined) return;
@@ -173,6 +212,5 @@ export class UndiciForwarder implements Forwarder {
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
-    await this.upgrades.close();
   }
 }

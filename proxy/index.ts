@@ -149,6 +149,7 @@ export async function startProxy(
   const workers = new WorkerSet(pool, workerConfig, ejector);
   const health = new HealthChecker(pool, cfg.healthPath, cfg.healthCheck, (u) => {
     if (!u.healthy) metrics.ejection(u.name);
+    else ejector.healthRecovered(u);
     workers.broadcast();
   });
   // Back from ejection, enabled, healthy again: workers must know (they release held requests).

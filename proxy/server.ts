@@ -23,9 +23,21 @@ import { NO_INSTANCE, type ProxyMetrics } from './metrics.ts';
 import { AccessLog } from './access-log.ts';
 import type { UpstreamPool } from './pool.ts';
 import type { Upstream } from './upstream.ts';
+import { LongLivedStreams } from './streams.ts';
+import { WebSocketTunnels, writeUpgradeError, type UpgradeEvents } from './websocket.ts';
 
 const kExchange = Symbol('lockstep.exchange');
 type CarryingResponse = http.ServerResponse & { [kExchange]?: Exchange };
+const kUpgrade = Symbol('lockstep.upgrade');
+/** One client's upgrade request on its way: where it is sent, how often it was tried. */
+interface PendingUpgrade {
+  req: http.IncomingMessage;
+  head: Buffer;
+  upstream: Upstream;
+  attempts: number;
+  failed: Upstream[];
+}
+type CarryingSocket = Duplex & { [kUpgrade]?: PendingUpgrade };
 
 function jsonError(status: number, error: string, message: string): Buffer {
   return Buffer.from(JSON.stringify({ error, message, status }));
@@ -41,16 +53,14 @@ class ClientGoneError extends Error {
   readonly code = 'LOCKSTEP_CLIENT_GONE';
 }
 const CLIENT_GONE = new ClientGoneError('the client closed the connection');
-const STREAM_CLOSED = new ClientGoneError('stream closed by the proxy at a drain deadline');
-/** WebSocket close frame from the server side: FIN+close opcode, 2-byte payload, status 1001 (going away). */
-const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 function noop(): void {}
 
 /** The public listener and everything between a client request and a forwarder (see the module comment). */
-export class RequestPath implements ForwardEvents {
+export class RequestPath implements ForwardEvents, UpgradeEvents {
   readonly server: http.Server;
   private readonly forwarder: Forwarder;
+  private readonly upgrades: WebSocketTunnels;
   private readonly cookiePrefix: string;
   private readonly holds: HoldQueue<Exchange>;
   /** Requests received and not yet closed, proxied or not: what shutdown waits for. */
@@ -63,7 +73,7 @@ export class RequestPath implements ForwardEvents {
   /** Upgraded (WebSocket) connections, closed at shutdown. */
   private readonly tunnels = new Set<Duplex>();
   /** Long-lived streams (SSE responses, WebSockets) per instance, closed at a drain deadline. */
-  private readonly streams = new Map<Upstream, Set<Exchange | Duplex>>();
+  private readonly streams = new LongLivedStreams();
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -79,6 +89,7 @@ export class RequestPath implements ForwardEvents {
       config.engine === 'http-proxy-3'
         ? new HttpProxyForwarder(this, config.timeouts, closing)
         : new UndiciForwarder(this, config.timeouts, closing);
+    this.upgrades = new WebSocketTunnels(this, config.timeouts);
 
     const self = this;
     this.onResponseClose = function onResponseClose(this: http.ServerResponse): void {
@@ -180,6 +191,7 @@ export class RequestPath implements ForwardEvents {
   private dispatch(ex: Exchange, upstream: Upstream): void {
     ex.upstream = upstream;
     ex.attempts++;
+    ex.attemptStart = performance.now();
     upstream.acquire();
     this.forwarder.forward(ex, upstream);
   }
@@ -198,43 +210,17 @@ export class RequestPath implements ForwardEvents {
     else this.ejector.recordSuccess(u);
     if (eventStream) {
       ex.streaming = true;
-      this.addStream(u, ex);
+      this.streams.add(u, ex);
     }
-  }
-
-  private addStream(u: Upstream, s: Exchange | Duplex): void {
-    let set = this.streams.get(u);
-    if (set === undefined) {
-      set = new Set();
-      this.streams.set(u, set);
-    }
-    set.add(s);
-  }
-
-  private removeStream(u: Upstream, s: Exchange | Duplex): void {
-    const set = this.streams.get(u);
-    if (set !== undefined && set.delete(s) && set.size === 0) this.streams.delete(u);
   }
 
   /**
-   * Close the long-lived streams on `u` cleanly: an SSE response is ended (the client sees a normal
-   * end of stream and reconnects), a WebSocket gets a close frame (1001, going away) and a FIN.
-   * Used at a drain deadline: these never finish by themselves.
+   * Close the long-lived streams (SSE, WebSockets) on `u` cleanly (see streams.ts). Used at a drain
+   * deadline: these never finish by themselves.
    * @returns how many were closed.
    */
   closeStreams(u: Upstream): number {
-    const set = this.streams.get(u);
-    if (set === undefined) return 0;
-    this.streams.delete(u);
-    for (const s of set) {
-      if (s instanceof Exchange) {
-        s.upstreamBody?.unpipe(s.res);
-        s.res.end();
-        // After the end, the cancelled attempt's error finds the response finished and stays quiet.
-        if (s.cancel !== null && !s.settled) s.cancel.abort(STREAM_CLOSED);
-      } else s.end(WS_CLOSE_GOING_AWAY);
-    }
-    return set.size;
+    return this.streams.closeAll(u);
   }
 
   /** ForwardEvents: the attempt failed; answer, retry, or cut. */
@@ -243,7 +229,13 @@ export class RequestPath implements ForwardEvents {
     if (res.destroyed || res.writableEnded) return; // the client is gone; nothing to answer
     const upstream = ex.upstream;
     this.metrics.upstreamError(upstream?.name ?? NO_INSTANCE, kind);
-    if (upstream !== null) this.ejector.recordFailure(upstream);
+    if (upstream !== null) {
+      this.ejector.recordFailure(upstream);
+      if (kind === 'timeout') {
+        const body = res.headersSent;
+        this.logTimeout(upstream, body ? 'body' : 'response', performance.now() - ex.attemptStart, body ? this.config.timeouts.idleMs : this.config.timeouts.responseMs);
+      }
+    }
     if (res.headersSent) {
       // Part of the response already went out: the only honest signal left is to cut it.
       res.destroy();
@@ -292,20 +284,70 @@ export class RequestPath implements ForwardEvents {
     const pinned = name === undefined ? undefined : this.pool.get(name);
     const upstream = pinned !== undefined && pinned.servesPinned ? pinned : this.pool.pickForNewRequest();
     if (upstream === undefined) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n' + BODY_503.toString());
+      writeUpgradeError(socket, 503, BODY_503);
       return;
     }
-    // A WebSocket is in flight on its instance for as long as it is open: a drain waits for it.
-    upstream.acquire();
-    this.tunnels.add(socket);
-    this.addStream(upstream, socket);
-    socket.once('close', () => {
-      upstream.release();
-      this.tunnels.delete(socket);
-      this.removeStream(upstream, socket);
-    });
     setForwardedHeaders(req, this.config.trustedProxies);
-    this.forwarder.upgrade(req, socket, head, upstream);
+    const pending: PendingUpgrade = { req, head, upstream, attempts: 0, failed: [] };
+    (socket as CarryingSocket)[kUpgrade] = pending;
+    this.tunnels.add(socket);
+    socket.once('close', () => {
+      pending.upstream.release();
+      this.tunnels.delete(socket);
+      this.streams.remove(pending.upstream, socket);
+    });
+    this.sendUpgrade(socket, pending, upstream);
+  }
+
+  /** One attempt of an upgrade. A WebSocket is in flight on its instance while open: a drain waits for it. */
+  private sendUpgrade(socket: Duplex, pending: PendingUpgrade, upstream: Upstream): void {
+    pending.upstream = upstream;
+    pending.attempts++;
+    upstream.acquire();
+    this.streams.add(upstream, socket);
+    this.upgrades.forward(pending.req, socket, pending.head, upstream);
+  }
+
+  /** UpgradeEvents: the instance answered the upgrade (101, or a plain HTTP answer relayed as is). */
+  upgradeAnswered(upstream: Upstream, statusCode: number): void {
+    if (statusCode >= 500) this.ejector.recordFailure(upstream);
+    else this.ejector.recordSuccess(upstream);
+  }
+
+  /**
+   * UpgradeEvents: the upgrade failed before anything reached the client. Retried on another
+   * instance when the instance refused or dropped the connection (an upgrade is a GET; nothing was
+   * relayed), within `retries.maxAttempts`; never after a timeout. Else 502 (504 after a timeout).
+   */
+  upgradeFailed(socket: Duplex, upstream: Upstream, err: Error, kind: FailureKind, elapsedMs: number): void {
+    const pending = (socket as CarryingSocket)[kUpgrade];
+    if (pending === undefined || pending.upstream !== upstream) return;
+    this.metrics.upstreamError(upstream.name, kind);
+    this.ejector.recordFailure(upstream);
+    if (kind === 'timeout') this.logTimeout(upstream, 'upgrade', elapsedMs, this.config.timeouts.responseMs);
+    if (kind !== 'timeout' && pending.attempts < this.config.retries.maxAttempts && !this.closing) {
+      pending.failed.push(upstream);
+      const next = this.pool.pickForNewRequest(pending.failed);
+      if (next !== undefined) {
+        this.metrics.retry(upstream.name);
+        upstream.release();
+        this.streams.remove(upstream, socket);
+        this.sendUpgrade(socket, pending, next);
+        return;
+      }
+    }
+    const timedOut = kind === 'timeout' || (err as { code?: string }).code === 'LOCKSTEP_CONNECT_TIMEOUT';
+    writeUpgradeError(socket, timedOut ? 504 : 502, timedOut ? BODY_504 : BODY_502);
+  }
+
+  /**
+   * Log an upstream timeout, once per timed-out attempt (the request path's only per-request log:
+   * a timeout is rare and an operator needs it).
+   * @param phase `response` (no headers in time), `body` (stalled mid-body), `upgrade` (no answer
+   *   to a WebSocket upgrade).
+   */
+  private logTimeout(upstream: Upstream, phase: 'response' | 'body' | 'upgrade', elapsedMs: number, timeoutMs: number): void {
+    this.config.logger.warn({ instance: upstream.name, phase, elapsedMs: Math.round(elapsedMs), timeoutMs }, 'upstream timed out');
   }
 
   private sendError(res: http.ServerResponse, status: number, body: Buffer): void {
@@ -332,7 +374,7 @@ export class RequestPath implements ForwardEvents {
       const u = ex.upstream;
       if (u !== null) {
         u.release();
-        if (ex.streaming) this.removeStream(u, ex);
+        if (ex.streaming) this.streams.remove(u, ex);
       }
       this.metrics.observeRequest(u === null ? NO_INSTANCE : u.name, res.statusCode, (performance.now() - ex.start) / 1000, aborted, ex.upload);
       this.accessLog?.record(ex.req.method, ex.req.url, res.statusCode, u === null ? NO_INSTANCE : u.name, performance.now() - ex.start, ex.req.headers['x-request-id']);
@@ -366,6 +408,7 @@ export class RequestPath implements ForwardEvents {
       });
     }
     this.server.closeAllConnections();
+    this.upgrades.close();
     for (const t of this.tunnels) t.destroy();
     await closed;
     await this.forwarder.close();

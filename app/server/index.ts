@@ -33,6 +33,11 @@ async function main(): Promise<void> {
     closing = true;
     app.log.info({ signal }, 'shutting down');
     clearInterval(sweep);
+    // Keep-alive connections (the proxy's pool) that go idle while in-flight requests finish are
+    // closed at once: without this the process waited for them until the service's KILL.
+    const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+    idle.unref();
+    app.server.closeIdleConnections();
     app.close().then(
       () => process.exit(0),
       () => process.exit(1),

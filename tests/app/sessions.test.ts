@@ -260,6 +260,19 @@ describe('failed uploads leave nothing behind', () => {
   });
 });
 
+describe('file names from the client', () => {
+  it.each(['../../../escape-me.csv', '/tmp/lockstep-abs-escape.csv', '..\\..\\win-escape.csv'])('%s is kept as a bare name, never used as a path', async (name) => {
+    const { id } = await uploadOk(markerCsv('named'), { filename: name });
+    const bare = name.split(/[\\/]/).pop()!;
+    const meta = JSON.parse(readFileSync(join(app.dataDir, 'sessions', id, 'meta.json'), 'utf8')) as { files: { csv: { name: string } } };
+    expect(meta.files.csv.name).toBe(bare);
+    // Nothing written outside the session's directory under the client's name.
+    for (const dir of [app.dataDir, join(app.dataDir, '..'), join(app.dataDir, '..', '..'), join(app.dataDir, 'sessions')]) expect(existsSync(join(dir, bare))).toBe(false);
+    expect(existsSync('/tmp/lockstep-abs-escape.csv')).toBe(false);
+    expect((await readdir(join(app.dataDir, 'sessions', id))).some((f) => f.includes('..') || f.includes('escape'))).toBe(false);
+  });
+});
+
 describe('limits and restarts', () => {
   it('a file past UPLOAD_MAX_BYTES is refused with 413 and stores nothing', async () => {
     const small = await startApp(release, { UPLOAD_MAX_BYTES: '2000' });
