@@ -11,24 +11,30 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SFTPWrapper } from 'ssh2';
-import { UnreachableInstanceError } from '../../config/errors.ts';
+import { TransferError } from '../../config/errors.ts';
 import { shq } from './shell.ts';
 import type { ExecResult } from './types.ts';
 
-/** One SFTP operation; it calls `done` once, with an error or its value. */
-export type SftpOp<T> = (sftp: SFTPWrapper, done: (err: Error | undefined | null, value?: T) => void) => void;
-
 /** What the file functions need from the transport that owns the connection. */
 export interface SshFileChannel {
-  /** True: use SFTP. False: the server does not offer it, files go through a command. */
-  useSftp(): Promise<boolean>;
-  /** Run one SFTP operation; a connection drop while it runs becomes UnreachableInstanceError. */
-  withSftp<T>(op: SftpOp<T>): Promise<T>;
+  /** False once the server refused the SFTP subsystem: files then go through a command. */
+  useSftp(): boolean;
+  /**
+   * Run `fn` with an SFTP session of its own (closed afterwards); a connection drop while it runs
+   * becomes UnreachableInstanceError. @throws SftpUnavailable when the server has no SFTP.
+   */
+  withSftp<T>(fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T>;
+  /** Record that the server has no SFTP (later calls of useSftp() say false). */
+  noSftp(e: SftpUnavailable): void;
   /**
    * Run `script` with bash on a command channel, in line with the other commands. `stdin`, when
    * given, is called once the command starts and its stream is piped to the script.
    */
   runScript(command: string, script: string, stdin?: () => Readable): Promise<ExecResult>;
+  /** Remove a leftover temp file on its own command channel (bounded, best effort, never throws). */
+  removeLeftover(path: string): Promise<void>;
+  /** `user@host:port`, for messages. */
+  where(): string;
 }
 
 /** Turn an SFTP status error into a Node-style error code so callers branch as with fs. */
@@ -52,34 +58,95 @@ function commandFileError(op: string, path: string, stderr: string): Error {
  * rename over the target, so readers never see a partial file. The file keeps the local
  * file's permission bits. Over SFTP (rename: OpenSSH's posix-rename extension); when the
  * server has no SFTP subsystem, by streaming the file to `cat` on one command channel.
+ * Over SFTP the transfer is watched: no byte acknowledged for `bounds.noProgressMs`, more than
+ * `bounds.timeoutMs` in all, or `bounds.signal` aborted: the SFTP session is closed, the temp
+ * file removed (on a command channel of its own: a stalled sftp-server cannot do it) and
+ * TransferError thrown.
  * @throws Error with code ENOENT/EACCES/EIO (e.g. ENOENT for a missing parent directory);
- *   UnreachableInstanceError when the connection drops.
+ *   TransferError (stalled, too slow, interrupted); UnreachableInstanceError when the connection drops.
  */
-export async function putRemoteFile(ch: SshFileChannel, localPath: string, remotePath: string): Promise<void> {
+export async function putRemoteFile(
+  ch: SshFileChannel,
+  instance: string,
+  localPath: string,
+  remotePath: string,
+  bounds: { noProgressMs: number; timeoutMs: number; signal?: AbortSignal },
+): Promise<void> {
   const mode = (await stat(localPath)).mode & 0o7777;
   const tmp = `${dirname(remotePath)}/.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`;
-  if (!(await ch.useSftp())) {
-    const q = shq;
-    const script =
-      `cat > ${q(tmp)} && chmod ${mode.toString(8)} ${q(tmp)} && mv -f ${q(tmp)} ${q(remotePath)}` +
-      ` || { rc=$?; rm -f ${q(tmp)}; exit $rc; }`;
-    const r = await ch.runScript(`put ${remotePath}`, script, () => createReadStream(localPath));
-    if (r.code !== 0 || r.signal !== null) throw commandFileError('upload to', remotePath, r.stderr);
-    return;
-  }
-  try {
-    await ch.withSftp<void>((sftp, done) =>
-      sftp.fastPut(localPath, tmp, { mode }, (err) => done(err && sftpError('upload to', tmp, err))),
-    );
-    await ch.withSftp<void>((sftp, done) =>
-      sftp.ext_openssh_rename(tmp, remotePath, (err) => done(err && sftpError('rename to', remotePath, err))),
-    );
-  } catch (e) {
-    if (!(e instanceof UnreachableInstanceError)) {
-      await ch.withSftp<void>((sftp, done) => sftp.unlink(tmp, () => done(undefined))).catch(() => undefined);
+  if (bounds.signal?.aborted) throw new TransferError(instance, remotePath, 'interrupted (signal) before it started', true);
+  if (ch.useSftp()) {
+    try {
+      await ch.withSftp(async (sftp) => {
+        await watched(instance, remotePath, bounds, (step, done) =>
+          sftp.fastPut(localPath, tmp, { mode, step }, (err) => done(err && sftpError('upload to', tmp, err))),
+        );
+        await new Promise<void>((resolve, reject) =>
+          sftp.ext_openssh_rename(tmp, remotePath, (err) => (err ? reject(sftpError('rename to', remotePath, err)) : resolve())),
+        );
+      });
+      return;
+    } catch (e) {
+      if (e instanceof SftpUnavailable) ch.noSftp(e);
+      else {
+        // The temp name is ours alone; remove it whatever happened (a dropped connection is
+        // opened again for this; a host that stopped answering keeps it until the next
+        // deploy's `prepare` removes leftovers).
+        await ch.removeLeftover(tmp);
+        throw e;
+      }
     }
-    throw e;
   }
+  const q = shq;
+  const script =
+    `cat > ${q(tmp)} && chmod ${mode.toString(8)} ${q(tmp)} && mv -f ${q(tmp)} ${q(remotePath)}` +
+    ` || { rc=$?; rm -f ${q(tmp)}; exit $rc; }`;
+  const r = await ch.runScript(`put ${remotePath}`, script, () => createReadStream(localPath));
+  if (r.code !== 0 || r.signal !== null) throw commandFileError('upload to', remotePath, r.stderr);
+}
+
+/**
+ * Run a transfer whose progress `start` reports through `step`, bounded by no progress for
+ * `noProgressMs`, `timeoutMs` in all, and `signal`. @throws TransferError when a bound hits
+ * (the transfer itself is abandoned: the caller closes its channel).
+ */
+function watched(
+  instance: string,
+  path: string,
+  bounds: { noProgressMs: number; timeoutMs: number; signal?: AbortSignal },
+  start: (step: (transferred: number) => void, done: (err: Error | undefined | null) => void) => void,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let sent = 0;
+    let idle: NodeJS.Timeout | undefined;
+    const begun = Date.now();
+    let settled = false;
+    const finish = (err?: Error | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(idle);
+      clearTimeout(overall);
+      bounds.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve();
+    };
+    const fail = (reason: string, interrupted = false) => finish(new TransferError(instance, path, reason, interrupted));
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => fail(`stalled: no progress for ${bounds.noProgressMs} ms after ${sent} bytes (deploy.upload_no_progress_ms)`), bounds.noProgressMs);
+    };
+    const overall = setTimeout(() => fail(`did not finish within ${bounds.timeoutMs} ms (${sent} bytes sent; deploy.upload_timeout_ms)`), bounds.timeoutMs);
+    const onAbort = () => fail(`interrupted (signal) after ${sent} bytes in ${Date.now() - begun} ms`, true);
+    bounds.signal?.addEventListener('abort', onAbort, { once: true });
+    arm();
+    start(
+      (transferred) => {
+        sent = transferred;
+        if (!settled) arm();
+      },
+      (err) => finish(err),
+    );
+  });
 }
 
 /**
@@ -87,13 +154,21 @@ export async function putRemoteFile(ch: SshFileChannel, localPath: string, remot
  * @throws Error with code ENOENT when missing (EACCES, EIO otherwise); UnreachableInstanceError.
  */
 export async function readRemoteFile(ch: SshFileChannel, remotePath: string): Promise<string> {
-  if (!(await ch.useSftp())) {
-    const r = await ch.runScript(`read ${remotePath}`, `cat -- ${shq(remotePath)}`);
-    if (r.code !== 0 || r.signal !== null) throw commandFileError('read', remotePath, r.stderr);
-    return r.stdout;
+  if (ch.useSftp()) {
+    try {
+      const buf = await ch.withSftp(
+        (sftp) =>
+          new Promise<Buffer>((resolve, reject) =>
+            sftp.readFile(remotePath, (err: Error | undefined, data: Buffer) => (err ? reject(sftpError('read', remotePath, err)) : resolve(data))),
+          ),
+      );
+      return buf.toString('utf8');
+    } catch (e) {
+      if (!(e instanceof SftpUnavailable)) throw e;
+      ch.noSftp(e);
+    }
   }
-  const buf = await ch.withSftp<Buffer>((sftp, done) =>
-    sftp.readFile(remotePath, (err: Error | undefined, data: Buffer) => done(err && sftpError('read', remotePath, err), data)),
-  );
-  return buf.toString('utf8');
+  const r = await ch.runScript(`read ${remotePath}`, `cat -- ${shq(remotePath)}`);
+  if (r.code !== 0 || r.signal !== null) throw commandFileError('read', remotePath, r.stderr);
+  return r.stdout;
 }

@@ -10,7 +10,7 @@ import { loadInventory, type Inventory } from '../../config/inventory.ts';
 import { openFleet } from '../../deployer/fleet/fleet.ts';
 import { startProxy, type RunningProxy } from '../../proxy/index.ts';
 import { proxyConfigFromInventory, upstreamsFromInventory } from '../../proxy/inventory-config.ts';
-import { freePort, startSshHosts, type SshFleet } from '../helpers/sshd.ts';
+import { freePort, startSshHosts, type SshFleet, type SshFleetOptions } from '../helpers/sshd.ts';
 import type { Manifest } from '../../deployer/build/manifest.ts';
 
 export const repoRoot = resolve(import.meta.dirname, '..', '..');
@@ -41,14 +41,24 @@ export function realAppSection(buildDir: string): Record<string, unknown> {
 export async function startE2eFleet(
   count: number,
   baseAddress: string,
-  options: { proxy?: boolean; deploy?: Record<string, unknown>; app?: Record<string, unknown>; umask?: string } = {},
+  options: {
+    proxy?: boolean;
+    deploy?: Record<string, unknown>;
+    app?: Record<string, unknown>;
+    umask?: string;
+    /** Inventory `ssh` keys (keepalive, timeouts). */
+    sshInventory?: Record<string, unknown>;
+    /** sshd options of the hosts (extra sshd_config lines, SFTP subsystem command). */
+    sshd?: Pick<SshFleetOptions, 'sshdConfig' | 'sftpCommand'>;
+  } = {},
 ): Promise<E2eFleet> {
-  const ssh = await startSshHosts(count, { baseAddress, umask: options.umask });
+  const ssh = await startSshHosts(count, { baseAddress, umask: options.umask, ...options.sshd });
   const proxyPort = await freePort('127.0.0.1');
   const adminPort = await freePort('127.0.0.1');
   const file = ssh.writeInventory({
     app: { ...realAppSection(join(ssh.dir, 'app-build')), ...options.app },
     deploy: { activation_timeout_ms: 20000, drain_timeout_ms: 5000, ...options.deploy },
+    ...(options.sshInventory ? { ssh: options.sshInventory } : {}),
     proxy: { listen: `127.0.0.1:${proxyPort}`, admin_listen: `127.0.0.1:${adminPort}`, health_check: { interval_ms: 200, timeout_ms: 1000, rise: 1, fall: 2 } },
   });
   const inventory = loadInventory(file);
