@@ -30,6 +30,10 @@ export interface InstanceOutcome {
   now: string | null;
   state: InstanceState;
   error?: string;
+  /** True when the instance could not be reached to read what it serves (`now` is then unknown). */
+  unreachable?: boolean;
+  /** True when the rollout drained it in the proxy and could not enable it again. */
+  draining?: boolean;
 }
 
 export interface RolloutResult {
@@ -104,10 +108,11 @@ export function planBatches<T>(items: T[], batchSize: number | string, canary = 
   return batches;
 }
 
-async function activateOne(o: InstanceOps, id: string, digest: string, opts: RolloutOptions): Promise<void> {
+async function activateOne(o: InstanceOps, id: string, digest: string, opts: RolloutOptions, out: InstanceOutcome): Promise<void> {
   const inProxy = opts.proxy ? await opts.proxy.ensureKnown(o.name) : false;
   if (opts.proxy && inProxy) {
     opts.progress(o.name, 'draining in proxy');
+    out.draining = true;
     const { drained } = await opts.proxy.drain(o.name, opts.drainTimeoutMs);
     if (!drained) opts.progress(o.name, `drain timeout (${opts.drainTimeoutMs} ms) passed with requests in flight; switching anyway`);
   } else if (opts.proxy) {
@@ -123,7 +128,20 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
   }
   if (opts.proxy && inProxy) {
     await opts.proxy.enable(o.name, opts.activationTimeoutMs);
+    out.draining = false;
     opts.progress(o.name, 'enabled in proxy');
+  }
+}
+
+/** What `current` points at now; null with `out.unreachable` set when the host cannot be asked. */
+async function readNow(o: InstanceOps, out: InstanceOutcome): Promise<string | null> {
+  try {
+    const now = await o.currentRelease();
+    out.unreachable = false;
+    return now;
+  } catch {
+    out.unreachable = true;
+    return null;
   }
 }
 
@@ -178,7 +196,7 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
         switched.push(o);
         out.state = 'unknown';
         try {
-          await activateOne(o, manifest.release, manifest.digest, opts);
+          await activateOne(o, manifest.release, manifest.digest, opts, out);
           out.now = manifest.release;
           out.state = 'activated';
           await o.appendHistory({ event: opts.event ?? 'activate', release: manifest.release, digest: manifest.digest, previous: out.before }).catch(() => {});
@@ -186,7 +204,7 @@ export async function rollout(opts: RolloutOptions): Promise<RolloutResult> {
         } catch (e) {
           out.state = 'failed';
           out.error = (e as Error).message;
-          out.now = await o.currentRelease().catch(() => null);
+          out.now = await readNow(o, out);
           await o
             .appendHistory({ event: 'failed', release: manifest.release, digest: manifest.digest, previous: out.before, error: out.error })
             .catch(() => {});
@@ -238,13 +256,13 @@ async function rollBackOne(o: InstanceOps, out: InstanceOutcome, opts: RolloutOp
   try {
     opts.progress(o.name, `rolling back to ${target}`);
     const prev = JSON.parse(await o.transport.readFile(`${o.layout.releases}/${target}/manifest.json`)) as Manifest;
-    await activateOne(o, target, prev.digest, opts);
+    await activateOne(o, target, prev.digest, opts, out);
     await o.appendHistory({ event: 'rollback', release: target, digest: prev.digest, previous: opts.manifest.release }).catch(() => {});
     out.now = target;
     out.state = 'rolled-back';
   } catch (e) {
     out.state = 'unknown';
-    out.now = await o.currentRelease().catch(() => null);
+    out.now = await readNow(o, out);
     out.error = `${out.error ? `${out.error}; ` : ''}rollback failed: ${(e as Error).message}`;
     throw e;
   }

@@ -76,15 +76,24 @@ export async function putRemoteFile(
   const tmp = `${dirname(remotePath)}/.${basename(remotePath)}.tmp-${randomBytes(6).toString('hex')}`;
   if (bounds.signal?.aborted) throw new TransferError(instance, remotePath, 'interrupted (signal) before it started', true);
   if (ch.useSftp()) {
+    // The bounds cover the whole transfer, opening the SFTP session included (a stalled server
+    // may never answer its version handshake).
+    const watch = startWatch(instance, remotePath, bounds);
     try {
-      await ch.withSftp(async (sftp) => {
-        await watched(instance, remotePath, bounds, (step, done) =>
-          sftp.fastPut(localPath, tmp, { mode, step }, (err) => done(err && sftpError('upload to', tmp, err))),
-        );
-        await new Promise<void>((resolve, reject) =>
-          sftp.ext_openssh_rename(tmp, remotePath, (err) => (err ? reject(sftpError('rename to', remotePath, err)) : resolve())),
-        );
-      });
+      await Promise.race([
+        watch.failed,
+        ch.withSftp(async (sftp) => {
+          await new Promise<void>((resolve, reject) => {
+            // After the watch fired, withSftp closes the session: fastPut's late error is moot.
+            const step = (sent: number) => watch.progress(sent);
+            sftp.fastPut(localPath, tmp, { mode, step }, (err) => (err ? reject(sftpError('upload to', tmp, err)) : resolve()));
+            watch.failed.catch(reject);
+          });
+          await new Promise<void>((resolve, reject) =>
+            sftp.ext_openssh_rename(tmp, remotePath, (err) => (err ? reject(sftpError('rename to', remotePath, err)) : resolve())),
+          );
+        }),
+      ]);
       return;
     } catch (e) {
       if (e instanceof SftpUnavailable) ch.noSftp(e);
@@ -95,6 +104,8 @@ export async function putRemoteFile(
         await ch.removeLeftover(tmp);
         throw e;
       }
+    } finally {
+      watch.stop();
     }
   }
   const q = shq;
@@ -106,47 +117,52 @@ export async function putRemoteFile(
 }
 
 /**
- * Run a transfer whose progress `start` reports through `step`, bounded by no progress for
- * `noProgressMs`, `timeoutMs` in all, and `signal`. @throws TransferError when a bound hits
- * (the transfer itself is abandoned: the caller closes its channel).
+ * Watch a transfer: `failed` rejects with TransferError when no progress was reported for
+ * `noProgressMs`, the whole took longer than `timeoutMs`, or `signal` aborted; `progress(bytes)`
+ * reports bytes acknowledged so far; `stop()` ends the watch (then `failed` never settles).
  */
-function watched(
+function startWatch(
   instance: string,
   path: string,
   bounds: { noProgressMs: number; timeoutMs: number; signal?: AbortSignal },
-  start: (step: (transferred: number) => void, done: (err: Error | undefined | null) => void) => void,
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let sent = 0;
-    let idle: NodeJS.Timeout | undefined;
-    const begun = Date.now();
-    let settled = false;
-    const finish = (err?: Error | null) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(idle);
-      clearTimeout(overall);
-      bounds.signal?.removeEventListener('abort', onAbort);
-      if (err) reject(err);
-      else resolve();
-    };
-    const fail = (reason: string, interrupted = false) => finish(new TransferError(instance, path, reason, interrupted));
-    const arm = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => fail(`stalled: no progress for ${bounds.noProgressMs} ms after ${sent} bytes (deploy.upload_no_progress_ms)`), bounds.noProgressMs);
-    };
-    const overall = setTimeout(() => fail(`did not finish within ${bounds.timeoutMs} ms (${sent} bytes sent; deploy.upload_timeout_ms)`), bounds.timeoutMs);
-    const onAbort = () => fail(`interrupted (signal) after ${sent} bytes in ${Date.now() - begun} ms`, true);
-    bounds.signal?.addEventListener('abort', onAbort, { once: true });
-    arm();
-    start(
-      (transferred) => {
-        sent = transferred;
-        if (!settled) arm();
-      },
-      (err) => finish(err),
-    );
+): { failed: Promise<never>; progress(sent: number): void; stop(): void } {
+  let sent = 0;
+  let stopped = false;
+  let idle: NodeJS.Timeout | undefined;
+  let overall: NodeJS.Timeout | undefined;
+  const begun = Date.now();
+  let fail: (e: Error) => void = () => {};
+  const failed = new Promise<never>((_, reject) => {
+    fail = reject;
   });
+  failed.catch(() => undefined);
+  const stop = () => {
+    stopped = true;
+    clearTimeout(idle);
+    clearTimeout(overall);
+    bounds.signal?.removeEventListener('abort', onAbort);
+  };
+  const fire = (reason: string, interrupted = false) => {
+    if (stopped) return;
+    stop();
+    fail(new TransferError(instance, path, reason, interrupted));
+  };
+  const arm = () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => fire(`stalled: no progress for ${bounds.noProgressMs} ms after ${sent} bytes (deploy.upload_no_progress_ms)`), bounds.noProgressMs);
+  };
+  const onAbort = () => fire(`interrupted (signal) after ${sent} bytes in ${Date.now() - begun} ms`, true);
+  overall = setTimeout(() => fire(`did not finish within ${bounds.timeoutMs} ms (${sent} bytes sent; deploy.upload_timeout_ms)`), bounds.timeoutMs);
+  bounds.signal?.addEventListener('abort', onAbort, { once: true });
+  arm();
+  return {
+    failed,
+    progress(n) {
+      sent = n;
+      if (!stopped) arm();
+    },
+    stop,
+  };
 }
 
 /**

@@ -197,17 +197,13 @@ export class SshTransport implements Transport {
       };
       const abort = (err: Error) => finish(err);
       this.inFlight.add(abort);
-      this.openChannel<ClientChannel>(conn, 'start a command', (cb) => conn.exec(remote, cb)).then(({ channel, release: giveBack }) => {
-        if (settled) {
-          channel.close();
-          giveBack();
-          return;
-        }
-        release = giveBack;
-        const stdout: Buffer[] = [];
-        const stderr: Buffer[] = [];
-        let code: number | null | undefined;
-        let signal: string | null = null;
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let code: number | null | undefined;
+      let signal: string | null = null;
+      // Listeners go on in the open callback itself: a fast command's output, exit status and
+      // close can arrive in the same socket read as the open confirmation, before any await.
+      const attach = (channel: ClientChannel) => {
         channel.on('data', (c: Buffer) => stdout.push(c));
         channel.stderr.on('data', (c: Buffer) => stderr.push(c));
         channel.on('exit', (c: number | null, s?: string) => {
@@ -228,6 +224,14 @@ export class SshTransport implements Transport {
           }
           finish(undefined, { code, signal, stdout: out(), stderr: err() });
         });
+      };
+      this.openChannel<ClientChannel>(conn, 'start a command', (cb) => conn.exec(remote, cb), attach).then(({ channel, release: giveBack }) => {
+        if (settled) {
+          channel.close();
+          giveBack();
+          return;
+        }
+        release = giveBack;
         if (stdin) {
           stdin.once('error', (e: Error) => {
             finish(e);
@@ -261,17 +265,26 @@ export class SshTransport implements Transport {
    * open while other channels of ours are open, the gate lowers its limit and the open waits for
    * one of them to close; when it refuses with none open (a session that just ended can still
    * count for a moment), bounded retries 50 ms, 100 ms, ... apart.
+   * @param attach called with the channel in the open callback itself (put listeners on there).
    * @returns the channel and the function that frees its slot (call it when the channel closed).
    * @throws SftpUnavailable when the server has no SFTP subsystem; UnreachableInstanceError.
    */
-  private async openChannel<C>(conn: Client, what: string, open: (cb: (err: Error | undefined, channel: C) => void) => void): Promise<{ channel: C; release: () => void }> {
+  private async openChannel<C>(
+    conn: Client,
+    what: string,
+    open: (cb: (err: Error | undefined, channel: C) => void) => void,
+    attach?: (channel: C) => void,
+  ): Promise<{ channel: C; release: () => void }> {
     const gate = this.gates.get(conn) ?? new ChannelGate(MAX_CHANNELS);
     this.gates.set(conn, gate);
     for (let attempt = 0; ; ) {
       const release = await gate.acquire();
       const r = await new Promise<{ err?: Error; channel?: C; thrown?: boolean }>((resolve) => {
         try {
-          open((err, channel) => resolve({ err, channel }));
+          open((err, channel) => {
+            if (!err) attach?.(channel);
+            resolve({ err, channel });
+          });
         } catch (e) {
           // ssh2 throws (instead of calling back) when the socket is already gone.
           resolve({ err: e as Error, thrown: true });

@@ -46,6 +46,8 @@ export async function startE2eFleet(
     deploy?: Record<string, unknown>;
     app?: Record<string, unknown>;
     umask?: string;
+    /** Loopback address of the proxy and its admin API (ports picked by the kernel). Default 127.0.0.1. */
+    proxyAddress?: string;
     /** Inventory `ssh` keys (keepalive, timeouts). */
     sshInventory?: Record<string, unknown>;
     /** sshd options of the hosts (extra sshd_config lines, SFTP subsystem command). */
@@ -53,13 +55,14 @@ export async function startE2eFleet(
   } = {},
 ): Promise<E2eFleet> {
   const ssh = await startSshHosts(count, { baseAddress, umask: options.umask, ...options.sshd });
-  const proxyPort = await freePort('127.0.0.1');
-  const adminPort = await freePort('127.0.0.1');
+  const proxyAddress = options.proxyAddress ?? '127.0.0.1';
+  const proxyPort = await freePort(proxyAddress);
+  const adminPort = await freePort(proxyAddress);
   const file = ssh.writeInventory({
     app: { ...realAppSection(join(ssh.dir, 'app-build')), ...options.app },
     deploy: { activation_timeout_ms: 20000, drain_timeout_ms: 5000, ...options.deploy },
     ...(options.sshInventory ? { ssh: options.sshInventory } : {}),
-    proxy: { listen: `127.0.0.1:${proxyPort}`, admin_listen: `127.0.0.1:${adminPort}`, health_check: { interval_ms: 200, timeout_ms: 1000, rise: 1, fall: 2 } },
+    proxy: { listen: `${proxyAddress}:${proxyPort}`, admin_listen: `${proxyAddress}:${adminPort}`, health_check: { interval_ms: 200, timeout_ms: 1000, rise: 1, fall: 2 } },
   });
   const inventory = loadInventory(file);
   // Admin token and affinity secret come from files the proxy creates in the fleet's temp dir
