@@ -62,7 +62,7 @@ beforeAll(async () => {
     sshInventory: { connect_timeout_ms: CONNECT_MS, keepalive_interval_ms: KEEPALIVE_MS, keepalive_count_max: KEEPALIVE_COUNT },
     sshd: { sftpCommand: sftpWrapper, sshdConfig: ['MaxSessions 3', 'Match LocalAddress 127.0.16.3', '  MaxSessions 1'] },
   });
-  releases = await makeReleases(fleet.inventory, ['good', 'good', 'good']);
+  releases = await makeReleases(fleet.inventory, ['good', 'good', 'good', 'good']);
   const raw = parse(readFileSync(fleet.inventory.file, 'utf8')) as { deploy: Record<string, unknown> };
   raw.deploy.upload_no_progress_ms = 60_000;
   patientInventory = join(fleet.ssh.dir, 'inventory-patient.yaml');
@@ -258,11 +258,12 @@ describe('worst day over SSH', () => {
           }
         },
       });
-    const r = await deploy(fleet.inventory, { release: releases[2]!, factory: (i, inv) => truncating(createTransport(i, inv)) });
+    // A release no host has yet (the interrupted deploys above left releases[2]'s artifact on some).
+    const r = await deploy(fleet.inventory, { release: releases[3]!, factory: (i, inv) => truncating(createTransport(i, inv)) });
     expect(r.ok).toBe(false);
     const row = r.instances.find((i) => i.instance === 'ssh-1')!;
     expect(row.error).toMatch(/upload artifact: checksum mismatch on ssh-1 .*expected sha256 [0-9a-f]{64}, host has [0-9a-f]{64}/);
-    expect(existsSync(join(deployTo('ssh-1'), 'releases', releases[2]!))).toBe(false);
+    expect(existsSync(join(deployTo('ssh-1'), 'releases', releases[3]!))).toBe(false);
     for (const n of names) {
       expect(currentOnDisk(deployTo(n))).toBe(`releases/${releases[1]}`);
       expect(lockHeld(n)).toBe(false);
