@@ -34,6 +34,8 @@ const MAX_CHANNELS = 8;
  * most the connect timeout; else twice the keepalive interval) for the host to answer again.
  */
 const SUSPECT_CONNECT_MS = 2_000;
+/** Removing a partial upload's temp file gives up after this long (the next deploy's prepare removes it). */
+const LEFTOVER_RM_MS = 10_000;
 /** Bounded retries (50 ms, 100 ms, ... apart) of a channel open sshd refused. */
 const CHANNEL_OPEN_RETRIES = 5;
 
@@ -71,7 +73,14 @@ export class SshTransport implements Transport {
     noSftp: (e) => this.noSftp(e),
     runScript: (command, script, stdin) => this.run(command, script, {}, stdin?.()),
     removeLeftover: async (path) => {
-      await this.run(`rm ${path}`, `rm -f -- ${shq(path)}`, { timeoutMs: 10_000 }).catch(() => undefined);
+      // Bounded as a whole: the command may first wait for a channel slot (a stalled SFTP open
+      // holds one until the connection closes).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.run(`rm ${path}`, `rm -f -- ${shq(path)}`, { timeoutMs: LEFTOVER_RM_MS }).catch(() => undefined),
+        new Promise((resolve) => (timer = setTimeout(resolve, LEFTOVER_RM_MS))),
+      ]);
+      clearTimeout(timer);
     },
     where: () => this.where,
   };
