@@ -25,10 +25,10 @@ import type { Transport } from '../../deployer/transport/types.ts';
 import { currentOnDisk, makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
 
 const BASE = '127.0.16.1';
-/** Bounds in the test inventory (short, so cases stay fast). */
-const KEEPALIVE_MS = 500;
+/** Bounds in the test inventory: short, so cases stay fast, yet long enough for a loaded machine. */
+const KEEPALIVE_MS = 1_000;
 const KEEPALIVE_COUNT = 3;
-const CONNECT_MS = 2_000;
+const CONNECT_MS = 5_000;
 const NO_PROGRESS_MS = 1_500;
 /** Any CLI run here is killed after this (a hang fails the case instead of the whole file). */
 const RUN_BOUND_MS = 60_000;
