@@ -1,8 +1,9 @@
 /**
  * The SSH transport: one verified, authenticated connection per instance (node-ssh over
  * ssh2), reused for every command and file of a run. This file owns the open connection: when
- * it is (re)opened, what happens when it drops, the command channels (at most 8 at once, bounded
- * retries of refused channel opens, the timeout watchdog), the SFTP session, and close().
+ * it is (re)opened, what happens when it drops or goes silent (keepalive), the channels (commands
+ * and one SFTP session per transfer, at most 8 at once and fewer when sshd's MaxSessions refuses:
+ * ChannelGate; the timeout watchdog), and close().
  * Opening a connection and checking its host key (before any authentication) is ssh-connect.ts;
  * moving files over SFTP or a command channel is ssh-files.ts.
  */
