@@ -2,8 +2,10 @@
  * Files over an SSH connection: putRemoteFile (to a temp name, then an atomic rename, keeping
  * the local file's mode) and readRemoteFile, over SFTP, or through one command channel (`cat`)
  * when the server has no SFTP subsystem; and SFTP and command failures turned into Node-style
- * error codes (ENOENT, EACCES, EIO) so callers branch as with fs. The functions work over what
- * SshTransport (ssh.ts) lends them (SshFileChannel): its SFTP session, its command channels.
+ * error codes (ENOENT, EACCES, EIO) so callers branch as with fs. Uploads over SFTP are watched
+ * (no progress, overall time, abort signal: TransferError, temp file removed). The functions work
+ * over what SshTransport (ssh.ts) lends them (SshFileChannel): an SFTP session per call, its
+ * command channels.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
