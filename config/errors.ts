@@ -67,9 +67,25 @@ export class UnknownHostKeyError extends LockstepError {
 export class UnreachableInstanceError extends LockstepError {
   constructor(
     readonly instance: string,
-    reason: string,
+    readonly reason: string,
   ) {
     super('LOCKSTEP_UNREACHABLE', `instance ${instance} is unreachable: ${reason}`, 3);
+  }
+}
+
+/**
+ * A file transfer to an instance that stalled (no progress), took longer than its bound, or was
+ * interrupted by a signal. The partial file never reached its final path.
+ */
+export class TransferError extends LockstepError {
+  constructor(
+    readonly instance: string,
+    readonly path: string,
+    readonly reason: string,
+    /** True when a signal (Ctrl-C, SIGTERM) stopped it: do not retry. */
+    readonly interrupted: boolean,
+  ) {
+    super('LOCKSTEP_TRANSFER', `upload to ${instance} (${path}) ${reason}`, 3);
   }
 }
 
@@ -82,9 +98,12 @@ export class RemoteCommandError extends LockstepError {
     readonly signal: string | null,
     readonly stderr: string,
   ) {
-    const how = signal ? `was killed by ${signal}` : `exited ${exitStatus}`;
+    const how = signal ? `was killed by ${signal}` : exitStatus === null ? 'ended with no exit status' : `exited ${exitStatus}`;
     const tail = stderr.trim().split('\n').slice(-3).join(' | ');
-    super('LOCKSTEP_REMOTE_COMMAND', `on ${instance}: \`${command.split('\n')[0]}\` ${how}${tail ? `: ${tail}` : ''}`, 3);
+    // The command itself can be kilobytes (exported env, scripts): its start is enough to know it.
+    const first = command.split('\n')[0]!;
+    const shown = first.length > 100 ? `${first.slice(0, 100)}...` : first;
+    super('LOCKSTEP_REMOTE_COMMAND', `on ${instance}: \`${shown}\` ${how}${tail ? `: ${tail}` : ''}`, 3);
   }
 }
 

@@ -140,7 +140,9 @@ const DeploySchema = z
     hooks: HooksSchema.default({}),
     activation_timeout_ms: z.number().int().min(100).default(30_000).describe('health+version gate, per instance'),
     drain_timeout_ms: z.number().int().min(0).default(10_000),
-    connect_timeout_ms: z.number().int().min(100).default(10_000),
+    connect_timeout_ms: z.number().int().min(100).default(10_000).describe('bound on opening one SSH connection: TCP connect, banner, key exchange, authentication (ssh.connect_timeout_ms overrides)'),
+    upload_timeout_ms: z.number().int().min(1000).default(600_000).describe('an artifact upload to one instance taking longer than this is aborted (then retried once)'),
+    upload_no_progress_ms: z.number().int().min(500).default(15_000).describe('an artifact upload with no byte acknowledged for this long is aborted (then retried once)'),
     probe: ProbeSchema.default(PROBE_SECTION_DEFAULTS).describe('what users see during a deploy, rollback or repair (probe through the proxy); a failed probe request makes the exit code 1'),
   })
   .strict();
@@ -151,6 +153,9 @@ const SshSchema = z
     port: z.number().int().min(1).max(65535).default(22),
     identity_file: z.string().min(1).optional().describe('private key file (default: ~/.ssh/id_ed25519)'),
     known_hosts: z.string().min(1).default('.lockstep/known_hosts').describe('host keys Lockstep trusts'),
+    connect_timeout_ms: z.number().int().min(100).optional().describe('bound on opening one connection (default: deploy.connect_timeout_ms)'),
+    keepalive_interval_ms: z.number().int().min(100).default(2_500).describe('SSH keepalive probe every this many ms while a connection is idle on our side'),
+    keepalive_count_max: z.number().int().min(1).max(100).default(3).describe('this many unanswered keepalives in a row: the host counts as lost (about interval x (count + 1))'),
   })
   .strict();
 
@@ -193,9 +198,11 @@ export const InventorySchema = z
       activation_timeout_ms: 30_000,
       drain_timeout_ms: 10_000,
       connect_timeout_ms: 10_000,
+      upload_timeout_ms: 600_000,
+      upload_no_progress_ms: 15_000,
       probe: PROBE_SECTION_DEFAULTS,
     }),
-    ssh: SshSchema.default({ port: 22, known_hosts: '.lockstep/known_hosts' }),
+    ssh: SshSchema.default({ port: 22, known_hosts: '.lockstep/known_hosts', keepalive_interval_ms: 2_500, keepalive_count_max: 3 }),
     proxy: ProxySchema.optional(),
     instances: z.array(InstanceSchema).min(1, 'list at least one instance'),
   })
@@ -251,7 +258,16 @@ export interface Inventory {
   dir: string;
   app: RawInventory['app'];
   deploy: RawInventory['deploy'];
-  ssh: { port: number; identityFile: string; knownHosts: string; user: string };
+  ssh: {
+    port: number;
+    identityFile: string;
+    knownHosts: string;
+    user: string;
+    /** Bound on opening one connection, ms (ssh.connect_timeout_ms, else deploy.connect_timeout_ms). */
+    connectTimeoutMs: number;
+    keepaliveIntervalMs: number;
+    keepaliveCountMax: number;
+  };
   /** `admin_tls` and `admin_ca_file` paths are absolute here; `stateDir` is `state_dir` resolved. */
   proxy?: RawInventory['proxy'] & { adminTokenFile: string; stateDir: string };
   instances: Instance[];
@@ -363,6 +379,9 @@ export function parseInventory(text: string, file: string): Inventory {
       user: sshUser,
       identityFile: resolve(dir, expandHome(raw.ssh.identity_file ?? '~/.ssh/id_ed25519')),
       knownHosts: resolve(dir, expandHome(raw.ssh.known_hosts)),
+      connectTimeoutMs: raw.ssh.connect_timeout_ms ?? raw.deploy.connect_timeout_ms,
+      keepaliveIntervalMs: raw.ssh.keepalive_interval_ms,
+      keepaliveCountMax: raw.ssh.keepalive_count_max,
     },
     proxy: raw.proxy ? resolveProxyPaths(raw.proxy, dir) : undefined,
     instances,

@@ -172,7 +172,7 @@ export async function withInterrupts<T>(fn: (signal: AbortSignal) => Promise<T>,
       err(`lockstep: second ${sig}: exiting now; the lock may still be held: run \`lockstep status\` and \`lockstep lock status\` to see the state left behind`);
       process.exit(130);
     }
-    err(`lockstep: ${sig} received: finishing the step in progress, then rolling back what was switched and releasing the lock (send again to exit at once)`);
+    err(`lockstep: ${sig} received: finishing the step in progress (an upload in progress is aborted), then rolling back what was switched and releasing the lock (send again to exit at once)`);
     abort(sig);
   };
   interrupt = abort;

@@ -13,7 +13,7 @@ export function renderDeployReportText(r: DeployReport, verb = 'deploy'): string
       i.instance,
       i.before ?? '-',
       i.now ?? '-',
-      i.uploadedBytes ? `${i.uploadedBytes} B` : i.state === 'untouched' && !r.ok ? '-' : 'skipped (on host)',
+      i.uploadedBytes ? `${i.uploadedBytes} B` : i.uploadFailed ? 'FAILED' : i.state === 'untouched' && !r.ok ? '-' : i.state === 'failed' && r.phase === 'prepare' ? '-' : 'skipped (on host)',
       i.state,
     ]),
   );

@@ -126,7 +126,7 @@ export async function repairDrift(inventory: Inventory, firstScan: DriftScan, op
       holder.release = scan.report.expected.release;
     } catch (e) {
       lockFailure = e instanceof LockHeldError ? e.message : `${locked ? 'the scan under the lock failed' : 'taking the lock failed'}: ${(e as Error).message}`;
-      if (locked) await unlockFleet(fleet, String(holder.token));
+      if (locked) await unlockFleet(fleet, String(holder.token), progress);
       locked = false;
     }
   }
@@ -135,7 +135,7 @@ export async function repairDrift(inventory: Inventory, firstScan: DriftScan, op
   const releaseLock = async (): Promise<void> => {
     if (released || !fleet) return;
     released = true;
-    if (locked) await unlockFleet(fleet, String(holder.token));
+    if (locked) await unlockFleet(fleet, String(holder.token), progress);
     await fleet.close();
   };
   try {

@@ -36,7 +36,7 @@ export function openFleet(
   inventory: Inventory,
   options: { factory?: TransportFactory; instanceNames?: string[]; audit?: AuditContext } = {},
 ): Fleet {
-  const factory = options.factory ?? ((i, inv) => createTransport(i, inv, { connectTimeoutMs: inv.deploy.connect_timeout_ms, log: transportLog }));
+  const factory = options.factory ?? ((i, inv) => createTransport(i, inv, { log: transportLog }));
   const selected = options.instanceNames
     ? inventory.instances.filter((i) => options.instanceNames!.includes(i.name))
     : inventory.instances;

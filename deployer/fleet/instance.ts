@@ -13,6 +13,8 @@ import {
   LockHeldError,
   LockstepError,
   RemoteCommandError,
+  TransferError,
+  UnreachableInstanceError,
 } from '../../config/errors.ts';
 import type { Instance, Inventory } from '../../config/inventory.ts';
 import type { Manifest } from '../build/manifest.ts';
@@ -143,10 +145,20 @@ export class InstanceOps {
    * Upload the artifact unless the host already has a file with the right sha256.
    * The upload goes to a temp name, is hashed ON the host, and is renamed into place only when
    * it matches; a mismatch is uploaded again once, then fails.
+   * A transfer that stalls, overruns its bound (deploy.upload_no_progress_ms, upload_timeout_ms)
+   * or drops is tried once more; `options.signal` aborts it (not retried).
+   * @param options.onRetry called with the first attempt's error before the retry.
+   * @param options.onPhase told when the transfer ('upload') and the hash on the host ('verify') start.
    * @returns whether bytes were sent, and how many.
-   * @throws ChecksumMismatchError naming the host and both hashes after the second mismatch.
+   * @throws ChecksumMismatchError naming the host and both hashes after the second mismatch;
+   *   TransferError or UnreachableInstanceError when the second transfer fails too.
    */
-  async uploadArtifact(localArtifact: string, manifest: Manifest, onPhase: (phase: 'upload' | 'verify') => void = () => {}): Promise<{ uploaded: boolean; bytes: number }> {
+  async uploadArtifact(
+    localArtifact: string,
+    manifest: Manifest,
+    options: { signal?: AbortSignal; onRetry?: (why: string) => void; onPhase?: (phase: 'upload' | 'verify') => void } = {},
+  ): Promise<{ uploaded: boolean; bytes: number }> {
+    const onPhase = options.onPhase ?? (() => {});
     const expected = manifest.artifact.sha256;
     onPhase('verify');
     const present = (await this.run(cmd.artifactHash(this.layout, manifest.digest))).trim();
@@ -154,7 +166,24 @@ export class InstanceOps {
     let actual = '';
     for (let attempt = 1; attempt <= 2; attempt++) {
       onPhase('upload');
-      await this.transport.putFile(localArtifact, cmd.artifactUploadPath(this.layout, manifest.digest));
+      try {
+        await this.transport.putFile(localArtifact, cmd.artifactUploadPath(this.layout, manifest.digest), { signal: options.signal });
+      } catch (e) {
+        // A stalled, overlong or dropped transfer is tried once more (the connection is opened
+        // again when it dropped); an interrupt, a host that does not answer a connect, or a
+        // missing directory / denied permission is not.
+        const code = (e as NodeJS.ErrnoException).code;
+        const retry =
+          attempt === 1 &&
+          !options.signal?.aborted &&
+          !(e instanceof TransferError && e.interrupted) &&
+          !(e instanceof UnreachableInstanceError && /not retried/.test(e.reason)) &&
+          code !== 'ENOENT' &&
+          code !== 'EACCES';
+        if (!retry) throw e;
+        options.onRetry?.((e as Error).message);
+        continue;
+      }
       onPhase('verify');
       actual = (await this.run(cmd.uploadedHash(this.layout, manifest.digest))).trim();
       if (actual === expected) {

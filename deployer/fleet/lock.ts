@@ -194,9 +194,23 @@ export function lockHeartbeat(fleet: Fleet, holder: Record<string, unknown>): ()
   };
 }
 
-/** Release the lock on every instance where `token` holds it. Best effort. */
-export async function unlockFleet(fleet: Fleet, token: string): Promise<void> {
-  await fleet.each((o) => o.releaseLock(token));
+/**
+ * Release the lock on every instance where `token` holds it. Best effort: an instance that
+ * cannot be reached keeps the lock; `progress`, when given, gets one line naming it and the
+ * command that recovers (the lock is stale once this process is gone).
+ * @returns the instances whose lock could not be released, with why.
+ */
+export async function unlockFleet(
+  fleet: Fleet,
+  token: string,
+  progress?: (instance: string, line: string) => void,
+): Promise<{ instance: string; error: string }[]> {
+  const results = await fleet.each((o) => o.releaseLock(token));
+  const kept = results.flatMap((r, i) => (r.status === 'rejected' ? [{ instance: fleet.ops[i]!.name, error: reasonOf(r) }] : []));
+  for (const k of kept) {
+    progress?.(k.instance, `LOCK STILL HELD by this run: releasing it failed (${k.error}); once the host answers, run \`lockstep lock release --force\` (stale: this process is gone)`);
+  }
+  return kept;
 }
 
 /** True for a holder record written by `lockstep lock acquire` (a maintenance window). */

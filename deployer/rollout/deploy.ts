@@ -29,6 +29,8 @@ export interface DeployInstanceReport extends InstanceOutcome {
   uploadedBytes: number;
   /** True when releases/<id> already existed and verified. */
   reused: boolean;
+  /** True when the artifact upload to this instance failed (shown as such, not as skipped). */
+  uploadFailed?: boolean;
 }
 
 export interface DeployReport {
@@ -190,32 +192,58 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
 
       // Phase 1: everything short of activation, on every instance.
       const p1 = await fleet.each(async (o) => {
+        // The error names the step it failed in (and, through the error itself, the host).
+        let step = 'prepare layout';
+        try {
+          await prepareOne(o, (s) => (step = s));
+        } catch (e) {
+          if (e instanceof Error && !e.message.startsWith(`${step}: `)) e.message = `${step}: ${e.message}`;
+          throw e;
+        }
+      });
+      async function prepareOne(o: Fleet['ops'][number], setStep: (s: string) => void): Promise<void> {
         const row = rows.get(o.name)!;
         const leftovers = await o.prepare();
         if (leftovers.length) progress(o.name, `removed leftovers of killed deploys: ${leftovers.join(', ')}`);
+        setStep('upload artifact');
         progress(o.name, `uploading artifact (${manifest.artifact.bytes} bytes) unless present`);
-        const up = await withHeartbeat((l) => progress(o.name, l), 'the artifact upload and its sha256 check on the host', o.uploadArtifact(release.artifact, manifest, (phase) => progress(o.name, phase === 'upload' ? 'uploading' : 'checking sha256 on the host', phase)));
+        const up = await withHeartbeat(
+          (l) => progress(o.name, l),
+          'the artifact upload and its sha256 check on the host',
+          o.uploadArtifact(release.artifact, manifest, {
+            signal: options.signal,
+            onRetry: (why) => progress(o.name, `upload failed, retrying once: ${why}`),
+            onPhase: (phase) => progress(o.name, phase === 'upload' ? 'uploading' : 'checking sha256 on the host', phase),
+          }),
+        ).catch((e: Error) => {
+          row.uploadFailed = true;
+          throw e;
+        });
         row.uploadedBytes = up.bytes;
         progress(o.name, up.uploaded ? `uploaded ${up.bytes} bytes, sha256 verified on host` : 'artifact already on host (sha256 verified), upload skipped');
+        setStep('unpack and verify release');
         const { reused } = await withHeartbeat((l) => progress(o.name, l), 'unpack and file verification', o.unpackRelease(manifest, (phase) => progress(o.name, phase === 'unpack' ? 'unpacking' : 'verifying files on the host', phase)));
         row.reused = reused;
         progress(o.name, reused ? `releases/${manifest.release} present and verified` : `unpacked releases/${manifest.release}, ${manifest.files.length} files verified on host`);
+        setStep('link shared dirs');
         progress(o.name, 'linking shared dirs, publishing hashed assets', 'assets');
         await o.linkShared(manifest.release);
         // Before any activation, every instance can serve the new release's hashed assets (and
         // those of what the fleet runs now): a page from either release loads from any instance.
+        setStep('publish assets');
         const added = await publishReleaseAssets(o, manifest);
         progress(o.name, `asset store: ${added.length} new hashed asset(s) of ${manifest.release} published`);
         const running = [...new Set([...rows.values()].map((r) => r.before))].filter((id): id is string => !!id && id !== manifest.release);
         for (const w of await publishPresentReleases(o, running)) progress(o.name, `WARNING: ${w}`);
         if (hooks.before_activate) {
+          setStep('before_activate hook');
           progress(o.name, 'running before_activate hook', 'hook');
           await o.runHook(hooks.before_activate, 'before_activate', manifest, `${o.layout.releases}/${manifest.release}`).catch(async (e: Error) => {
             await o.appendHistory({ event: 'failed', release: manifest.release, digest: manifest.digest, previous: row.before, hook: 'before_activate', error: e.message }).catch(() => {});
             throw e;
           });
         }
-      });
+      }
       for (const [i, o] of fleet.ops.entries()) if (p1[i]!.status === 'fulfilled') progress(o.name, 'prepared; waiting for its batch', '-');
       const p1Failed = p1.map((r, i) => ({ r, o: fleet.ops[i]! })).filter(({ r }) => r.status === 'rejected');
       if (p1Failed.length > 0) {
@@ -267,7 +295,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
       }
       return report('done', true, options.instances ? state : `every instance serves ${manifest.release}`);
     } finally {
-      await unlockFleet(fleet, String(holder.token));
+      await unlockFleet(fleet, String(holder.token), progress);
     }
   } catch (e) {
     if (e instanceof LockstepError && e.exitCode === 2) throw e;

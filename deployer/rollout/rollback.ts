@@ -116,7 +116,7 @@ export async function rollback(inventory: Inventory, options: RollbackOptions = 
         durationMs: Date.now() - started,
       };
     } finally {
-      await unlockFleet(fleet, String(holder.token));
+      await unlockFleet(fleet, String(holder.token), progress);
     }
   } finally {
     await fleet.close();

@@ -32,6 +32,10 @@ export interface InstanceOutcome {
   now: string | null;
   state: InstanceState;
   error?: string;
+  /** True when the instance could not be reached to read what it serves (`now` is then unknown). */
+  unreachable?: boolean;
+  /** True when the rollout drained it in the proxy and could not enable it again. */
+  draining?: boolean;
 }
 
 export interface RolloutResult {
@@ -109,12 +113,13 @@ export function planBatches<T>(items: T[], batchSize: number | string, canary = 
   return batches;
 }
 
-async function activateOne(o: InstanceOps, id: string, digest: string, opts: RolloutOptions): Promise<void> {
+async function activateOne(o: InstanceOps, id: string, digest: string, opts: RolloutOptions, out: InstanceOutcome): Promise<void> {
   // Every long wait prints a heartbeat line at least every 5 s; each step names its phase.
   const beat = (line: string): void => opts.progress(o.name, line);
   const inProxy = opts.proxy ? await opts.proxy.ensureKnown(o.name) : false;
   if (opts.proxy && inProxy) {
     opts.progress(o.name, 'draining in proxy', 'drain');
+    out.draining = true;
     const { drained } = await withHeartbeat(beat, 'requests in flight to finish (drain)', opts.proxy.drain(o.name, opts.drainTimeoutMs), opts.drainTimeoutMs);
     if (!drained) opts.progress(o.name, `drain timeout (${opts.drainTimeoutMs} ms) passed with requests in flight; switching anyway`);
   } else if (opts.proxy) {
@@ -130,8 +135,21 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
   if (opts.proxy && inProxy) {
     opts.progress(o.name, 'enabling in proxy, waiting for its health checks', 'enable');
     await withHeartbeat(beat, 'the proxy to find it healthy', opts.proxy.enable(o.name, opts.activationTimeoutMs), opts.activationTimeoutMs);
+    out.draining = false;
     opts.progress(o.name, 'enabled in proxy', '-');
   } else opts.progress(o.name, 'gates passed', '-');
+}
+
+/** What `current` points at now; null with `out.unreachable` set when the host cannot be asked. */
+async function readNow(o: InstanceOps, out: InstanceOutcome): Promise<string | null> {
+  try {
+    const now = await o.currentRelease();
+    out.unreachable = false;
+    return now;
+  } catch {
+    out.unreachable = true;
+    return null;
+  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -211,7 +229,7 @@ async function rolloutAnnounced(opts: RolloutOptions, outcomes: Map<string, Inst
         switched.push(o);
         out.state = 'unknown';
         try {
-          await activateOne(o, manifest.release, manifest.digest, opts);
+          await activateOne(o, manifest.release, manifest.digest, opts, out);
           out.now = manifest.release;
           out.state = 'activated';
           await o.appendHistory({ event: opts.event ?? 'activate', release: manifest.release, digest: manifest.digest, previous: out.before }).catch(() => {});
@@ -219,7 +237,7 @@ async function rolloutAnnounced(opts: RolloutOptions, outcomes: Map<string, Inst
         } catch (e) {
           out.state = 'failed';
           out.error = (e as Error).message;
-          out.now = await o.currentRelease().catch(() => null);
+          out.now = await readNow(o, out);
           await o
             .appendHistory({ event: 'failed', release: manifest.release, digest: manifest.digest, previous: out.before, error: out.error })
             .catch(() => {});
@@ -271,13 +289,13 @@ async function rollBackOne(o: InstanceOps, out: InstanceOutcome, opts: RolloutOp
   try {
     opts.progress(o.name, `rolling back to ${target}`);
     const prev = JSON.parse(await o.transport.readFile(`${o.layout.releases}/${target}/manifest.json`)) as Manifest;
-    await activateOne(o, target, prev.digest, opts);
+    await activateOne(o, target, prev.digest, opts, out);
     await o.appendHistory({ event: 'rollback', release: target, digest: prev.digest, previous: opts.manifest.release }).catch(() => {});
     out.now = target;
     out.state = 'rolled-back';
   } catch (e) {
     out.state = 'unknown';
-    out.now = await o.currentRelease().catch(() => null);
+    out.now = await readNow(o, out);
     out.error = `${out.error ? `${out.error}; ` : ''}rollback failed: ${(e as Error).message}`;
     throw e;
   }

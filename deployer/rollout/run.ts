@@ -57,15 +57,18 @@ export async function runFleetRollout(o: FleetRolloutOptions): Promise<FleetRoll
 /**
  * What the fleet serves after a rollout, in one sentence: `every instance serves R` when it
  * succeeded; `rolled back: the whole fleet serves R` when it failed and every instance is back on
- * one release; else `MIXED FLEET: web-1=R1, web-2=R2, ...` (an instance whose release is not
- * known shows `none`).
+ * one release; else `MIXED FLEET: web-1=R1, web-2=R2, ...` (an instance that serves nothing
+ * shows `none`, one that could not be reached `unreachable`); instances the rollout left draining
+ * in the proxy are named after it.
  * @param outcomes the rollout's per-instance outcomes. @param ok whether the rollout succeeded.
  */
 export function describeFleetState(outcomes: InstanceOutcome[], ok: boolean): string {
-  const releases = new Set(outcomes.map((o) => o.now));
-  if (releases.size === 1) {
+  const draining = outcomes.filter((o) => o.draining).map((o) => o.instance);
+  const drainNote = draining.length ? `; left DRAINING in the proxy: ${draining.join(', ')} (run \`lockstep drift --repair\`)` : '';
+  const releases = new Set(outcomes.map((o) => (o.unreachable ? 'unreachable' : o.now)));
+  if (releases.size === 1 && !releases.has('unreachable')) {
     const only = [...releases][0] ?? 'nothing';
-    return ok ? `every instance serves ${only}` : `rolled back: the whole fleet serves ${only}`;
+    return (ok ? `every instance serves ${only}` : `rolled back: the whole fleet serves ${only}`) + drainNote;
   }
-  return `MIXED FLEET: ${outcomes.map((o) => `${o.instance}=${o.now ?? 'none'}`).join(', ')}`;
+  return `MIXED FLEET: ${outcomes.map((o) => `${o.instance}=${o.unreachable ? 'unreachable' : (o.now ?? 'none')}`).join(', ')}${drainNote}`;
 }

@@ -17,7 +17,7 @@ export { SshTransport, type SshTransportOptions, type VerifiedHostKey } from './
 export interface CreateTransportOptions {
   /** SSH only: record the key of a host missing from known_hosts instead of refusing. Default false. */
   trustUnknown?: boolean;
-  /** SSH only: bound on connect + key exchange + authentication, ms. Default: inventory deploy.connect_timeout_ms. */
+  /** SSH only: bound on connect + key exchange + authentication, ms. Default: inventory ssh.connect_timeout_ms, else deploy.connect_timeout_ms. */
   connectTimeoutMs?: number;
   /** Where connections and commands are logged (pass the CLI's pino logger). Default: nowhere. */
   log?: TransportLogger;
@@ -38,7 +38,10 @@ export function createTransport(instance: Instance, inventory: Inventory, option
     identityFile: inventory.ssh.identityFile,
     knownHostsFile: inventory.ssh.knownHosts,
     trustUnknown: options.trustUnknown ?? false,
-    connectTimeoutMs: options.connectTimeoutMs ?? inventory.deploy.connect_timeout_ms,
+    connectTimeoutMs: options.connectTimeoutMs ?? inventory.ssh.connectTimeoutMs,
+    keepaliveIntervalMs: inventory.ssh.keepaliveIntervalMs,
+    keepaliveCountMax: inventory.ssh.keepaliveCountMax,
+    upload: { noProgressMs: inventory.deploy.upload_no_progress_ms, timeoutMs: inventory.deploy.upload_timeout_ms },
     log: options.log,
   });
 }

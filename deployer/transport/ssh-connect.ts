@@ -22,9 +22,14 @@ import {
 import type { TransportLogger } from './log.ts';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** A silent peer (crashed host, network partition) is declared lost after about interval x (count + 1). */
-const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
-const KEEPALIVE_COUNT_MAX = 3;
+/**
+ * A silent peer (crashed or frozen host, network partition) is declared lost after about
+ * interval x (count + 1) without a packet from it (ssh2 sends a keepalive each interval and gives
+ * up when more than `count` go unanswered): 2.5 s x 4 = 10 s by default (inventory
+ * ssh.keepalive_interval_ms, ssh.keepalive_count_max).
+ */
+const DEFAULT_KEEPALIVE_INTERVAL_MS = 2_500;
+const DEFAULT_KEEPALIVE_COUNT_MAX = 3;
 
 export interface SshTransportOptions {
   /** Instance name, for messages. */
@@ -45,10 +50,15 @@ export interface SshTransportOptions {
   /** Where connection events and commands are logged (a pino logger fits). Default: nowhere. */
   log?: TransportLogger;
   /**
-   * SSH keepalive interval, ms. After 3 unanswered keepalives the connection counts as lost and
-   * running operations fail with UnreachableInstanceError. Default 5 000.
+   * SSH keepalive interval, ms. After `keepaliveCountMax` unanswered keepalives in a row the
+   * connection counts as lost and running operations fail with UnreachableInstanceError.
+   * Default 2 500.
    */
   keepaliveIntervalMs?: number;
+  /** Unanswered keepalives in a row before the connection counts as lost. Default 3. */
+  keepaliveCountMax?: number;
+  /** Upload bounds (putFile), ms: no byte acknowledged for `noProgressMs`, or longer than `timeoutMs` in all. */
+  upload?: { noProgressMs: number; timeoutMs: number };
 }
 
 /** How the host key of the current connection was accepted. */
@@ -139,7 +149,7 @@ export async function openSshConnection(
       hostVerifier,
       readyTimeout: timeout,
       keepaliveInterval: options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
-      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      keepaliveCountMax: options.keepaliveCountMax ?? DEFAULT_KEEPALIVE_COUNT_MAX,
       algorithms: { serverHostKey: preferredHostKeyAlgorithms(recordedTypes) as ServerHostKeyAlgorithm[] },
     });
   } catch (e) {

@@ -1,21 +1,22 @@
 /**
  * The SSH transport: one verified, authenticated connection per instance (node-ssh over
  * ssh2), reused for every command and file of a run. This file owns the open connection: when
- * it is (re)opened, what happens when it drops, the command channels (at most 8 at once, bounded
- * retries of refused channel opens, the timeout watchdog), the SFTP session, and close().
+ * it is (re)opened, what happens when it drops or goes silent (keepalive), the channels (commands
+ * and one SFTP session per transfer, at most 8 at once and fewer when sshd's MaxSessions refuses:
+ * ChannelGate; the timeout watchdog), and close().
  * Opening a connection and checking its host key (before any authentication) is ssh-connect.ts;
  * moving files over SFTP or a command channel is ssh-files.ts.
  */
 import type { Readable } from 'node:stream';
 import type { NodeSSH } from 'node-ssh';
-import pLimit from 'p-limit';
 import type { Client, ClientChannel, SFTPWrapper } from 'ssh2';
 import { UnreachableInstanceError } from '../../config/errors.ts';
 import { commandSummary, silentLogger, type TransportLogger } from './log.ts';
 import { buildScript, shq, withWatchdog } from './shell.ts';
 import { openSshConnection, sshWhere, type SshTransportOptions, type VerifiedHostKey } from './ssh-connect.ts';
-import { putRemoteFile, readRemoteFile, SftpUnavailable, type SftpOp, type SshFileChannel } from './ssh-files.ts';
-import type { ExecOptions, ExecResult, Transport } from './types.ts';
+import { ChannelGate } from './channel-gate.ts';
+import { putRemoteFile, readRemoteFile, SftpUnavailable, type SshFileChannel } from './ssh-files.ts';
+import type { ExecOptions, ExecResult, PutFileOptions, Transport } from './types.ts';
 
 export type { SshTransportOptions, VerifiedHostKey } from './ssh-connect.ts';
 
@@ -24,11 +25,18 @@ const KILL_GRACE_MS = 5_000;
 /** How long close() waits for the server to acknowledge before dropping the socket. */
 const CLOSE_GRACE_MS = 2_000;
 /**
- * Commands running at once on one connection. sshd allows MaxSessions (default 10, sshd_config(5))
- * sessions per connection, SFTP takes one; beyond that channel opens are refused, so callers
- * that start more than this in parallel wait in line instead of failing.
+ * Channels (commands and SFTP sessions) open at once on one connection, at most. sshd allows
+ * MaxSessions (default 10, sshd_config(5)) per connection; a server set lower is learnt from its
+ * first refusal (ChannelGate), so callers that start more in parallel wait in line instead of failing.
  */
-const MAX_CONCURRENT_COMMANDS = 8;
+const MAX_CHANNELS = 8;
+/**
+ * After a connection was lost to the keepalive, the next connect waits at least this long (and at
+ * most the connect timeout; else twice the keepalive interval) for the host to answer again.
+ */
+const SUSPECT_CONNECT_MS = 2_000;
+/** Removing a partial upload's temp file gives up after this long (the next deploy's prepare removes it). */
+const LEFTOVER_RM_MS = 10_000;
 /** Bounded retries (50 ms, 100 ms, ... apart) of a channel open sshd refused. */
 const CHANNEL_OPEN_RETRIES = 5;
 
@@ -42,16 +50,40 @@ export class SshTransport implements Transport {
   private readonly log: TransportLogger;
   private ssh: NodeSSH | undefined;
   private connecting: Promise<void> | undefined;
-  private sftp: Promise<SFTPWrapper> | undefined;
   /** Abort callbacks of operations in flight, called when the connection drops. */
   private readonly inFlight = new Set<(err: Error) => void>();
   private closing = false;
-  private readonly commandSlots = pLimit(MAX_CONCURRENT_COMMANDS);
-  /** What ssh-files.ts works over: the SFTP session, or a command channel when there is none. */
+  /** The channel gate of each connection (see ChannelGate). */
+  private readonly gates = new WeakMap<Client, ChannelGate>();
+  /**
+   * Set when a connect timed out (the host accepts TCP but does not answer SSH: frozen, or not
+   * sshd): later operations of this transport fail at once with this reason instead of each
+   * waiting for a connect timeout of its own. A refused or closed connection is not this: it is
+   * opened again.
+   */
+  private lost: string | undefined;
+  /**
+   * Set when the connection was lost to the keepalive (the host went silent): the next connect
+   * gets a short second chance (SUSPECT_CONNECT_MS bound) instead of the full connect timeout.
+   */
+  private suspect = false;
+  /** What ssh-files.ts works over: SFTP sessions, or command channels when there is no SFTP. */
   private readonly files: SshFileChannel = {
-    useSftp: () => this.useSftp(),
-    withSftp: <T>(op: SftpOp<T>) => this.withSftp(op),
-    runScript: (command, script, stdin) => this.commandSlots(() => this.run(command, script, {}, stdin?.())),
+    useSftp: () => !this.sftpUnavailable,
+    withSftp: <T>(fn: (sftp: SFTPWrapper) => Promise<T>) => this.withSftp(fn),
+    noSftp: (e) => this.noSftp(e),
+    runScript: (command, script, stdin) => this.run(command, script, {}, stdin?.()),
+    removeLeftover: async (path) => {
+      // Bounded as a whole: the command may first wait for a channel slot (a stalled SFTP open
+      // holds one until the connection closes).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.run(`rm ${path}`, `rm -f -- ${shq(path)}`, { timeoutMs: LEFTOVER_RM_MS }).catch(() => undefined),
+        new Promise((resolve) => (timer = setTimeout(resolve, LEFTOVER_RM_MS))),
+      ]);
+      clearTimeout(timer);
+    },
+    where: () => this.where,
   };
 
   constructor(options: SshTransportOptions) {
@@ -75,6 +107,7 @@ export class SshTransport implements Transport {
    */
   connect(): Promise<void> {
     if (this.ssh?.isConnected()) return Promise.resolve();
+    if (this.lost) return Promise.reject(new UnreachableInstanceError(this.instance, this.lost));
     this.connecting ??= this.open().finally(() => {
       this.connecting = undefined;
     });
@@ -83,7 +116,17 @@ export class SshTransport implements Transport {
 
   private async open(): Promise<void> {
     this.closing = false;
-    const { ssh, hostKey } = await openSshConnection(this.options, this.log);
+    let opened: Awaited<ReturnType<typeof openSshConnection>>;
+    try {
+      const full = this.options.connectTimeoutMs ?? 10_000;
+      const quick = Math.min(full, Math.max(SUSPECT_CONNECT_MS, 2 * (this.options.keepaliveIntervalMs ?? 2_500)));
+      opened = await openSshConnection(this.suspect ? { ...this.options, connectTimeoutMs: quick } : this.options, this.log);
+      this.suspect = false;
+    } catch (e) {
+      if (e instanceof UnreachableInstanceError && /^no SSH answer/.test(e.reason)) this.lost = `${e.reason} (not retried in this run)`;
+      throw e;
+    }
+    const { ssh, hostKey } = opened;
     const { host, port, user } = this.options;
     const logFields = { instance: this.instance, host, port, user };
     const conn = ssh.connection!;
@@ -94,12 +137,12 @@ export class SshTransport implements Transport {
       lastError = err;
     });
     conn.on('close', () => {
-      if (this.ssh === ssh) {
-        this.ssh = undefined;
-        this.sftp = undefined;
-      }
+      if (this.ssh === ssh) this.ssh = undefined;
       if (this.closing) return;
-      const reason = `connection to ${this.where} lost${lastError ? ` (${lastError.message})` : ''}`;
+      const silent = lastError && /keepalive timeout/i.test(lastError.message);
+      const ka = `no answer to ${this.options.keepaliveCountMax ?? 3} keepalives ${this.options.keepaliveIntervalMs ?? 2_500} ms apart`;
+      const reason = `connection to ${this.where} lost${silent ? `: ${ka}` : lastError ? ` (${lastError.message})` : ''}`;
+      if (silent) this.suspect = true;
       this.log.warn({ ...logFields, error: lastError?.message }, 'ssh connection lost');
       for (const abort of [...this.inFlight]) abort(new UnreachableInstanceError(this.instance, reason));
     });
@@ -128,15 +171,13 @@ export class SshTransport implements Transport {
    */
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const script = buildScript(command, options);
-    return this.commandSlots(async () => {
-      const started = Date.now();
-      const r = await this.run(command, script, options);
-      this.log.debug(
-        { instance: this.instance, command: commandSummary(command), code: r.code, signal: r.signal, ms: Date.now() - started },
-        'exec',
-      );
-      return r;
-    });
+    const started = Date.now();
+    const r = await this.run(command, script, options);
+    this.log.debug(
+      { instance: this.instance, command: commandSummary(command), code: r.code, signal: r.signal, ms: Date.now() - started },
+      'exec',
+    );
+    return r;
   }
 
   /**
@@ -154,43 +195,25 @@ export class SshTransport implements Transport {
     return new Promise<ExecResult>((resolve, reject) => {
       const timers: NodeJS.Timeout[] = [];
       let settled = false;
+      let release: (() => void) | undefined;
       const finish = (err: Error | undefined, result?: ExecResult) => {
         if (settled) return;
         settled = true;
         timers.forEach(clearTimeout);
         this.inFlight.delete(abort);
+        release?.();
         if (err) reject(err);
         else resolve(result!);
       };
       const abort = (err: Error) => finish(err);
       this.inFlight.add(abort);
-      const start = (attempt: number) => {
-        try {
-          openChannel(attempt);
-        } catch (e) {
-          // ssh2 throws (instead of calling back) when the socket is already gone.
-          finish(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost (${(e as Error).message})`));
-        }
-      };
-      const openChannel = (attempt: number) => conn.exec(remote, (err: Error | undefined, channel: ClientChannel) => {
-        if (settled) {
-          channel?.close();
-          return;
-        }
-        if (err) {
-          // A refused channel open on a live connection is sshd's per-connection session limit
-          // (sessions that just ended can still count for a moment): wait and ask again.
-          if (/Channel open failure/.test(err.message) && attempt < CHANNEL_OPEN_RETRIES && this.ssh?.connection === conn) {
-            timers.push(setTimeout(() => start(attempt + 1), 50 * 2 ** attempt));
-            return;
-          }
-          finish(new UnreachableInstanceError(this.instance, `cannot start a command on ${this.where}: ${err.message}`));
-          return;
-        }
-        const stdout: Buffer[] = [];
-        const stderr: Buffer[] = [];
-        let code: number | null | undefined;
-        let signal: string | null = null;
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let code: number | null | undefined;
+      let signal: string | null = null;
+      // Listeners go on in the open callback itself: a fast command's output, exit status and
+      // close can arrive in the same socket read as the open confirmation, before any await.
+      const attach = (channel: ClientChannel) => {
         channel.on('data', (c: Buffer) => stdout.push(c));
         channel.stderr.on('data', (c: Buffer) => stderr.push(c));
         channel.on('exit', (c: number | null, s?: string) => {
@@ -198,17 +221,27 @@ export class SshTransport implements Transport {
           signal = s ?? null;
         });
         channel.on('close', () => {
+          const out = () => Buffer.concat(stdout).toString('utf8');
+          const err = () => Buffer.concat(stderr).toString('utf8');
           if (code === undefined) {
-            finish(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost while running \`${command.split('\n')[0]}\``));
+            // ssh2 emits the connection's 'close' (which fails every operation in flight as
+            // unreachable) before it closes the channels of a dropped connection: a channel that
+            // closes without an exit status on a live connection is the server's doing.
+            if (this.ssh?.connection !== conn) {
+              finish(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost while running \`${commandSummary(command)}\``));
+            } else finish(undefined, { code: null, signal: null, stdout: out(), stderr: `${err()}\nlockstep: ${this.where} closed the command without an exit status\n` });
             return;
           }
-          finish(undefined, {
-            code,
-            signal,
-            stdout: Buffer.concat(stdout).toString('utf8'),
-            stderr: Buffer.concat(stderr).toString('utf8'),
-          });
+          finish(undefined, { code, signal, stdout: out(), stderr: err() });
         });
+      };
+      this.openChannel<ClientChannel>(conn, 'start a command', (cb) => conn.exec(remote, cb), attach).then(({ channel, release: giveBack }) => {
+        if (settled) {
+          channel.close();
+          giveBack();
+          return;
+        }
+        release = giveBack;
         if (stdin) {
           stdin.once('error', (e: Error) => {
             finish(e);
@@ -233,74 +266,101 @@ export class SshTransport implements Transport {
             }, options.timeoutMs + 2 * KILL_GRACE_MS + 1_000),
           );
         }
-      });
-      start(0);
+      }, (e: Error) => finish(e));
     });
   }
 
-  private async sftpSession(): Promise<SFTPWrapper> {
-    const conn = await this.connection();
-    this.sftp ??= new Promise<SFTPWrapper>((resolve, reject) => {
-      const start = (attempt: number) => {
+  /**
+   * Open one channel on `conn` through its ChannelGate: wait for a slot; when sshd refuses the
+   * open while other channels of ours are open, the gate lowers its limit and the open waits for
+   * one of them to close; when it refuses with none open (a session that just ended can still
+   * count for a moment), bounded retries 50 ms, 100 ms, ... apart.
+   * @param attach called with the channel in the open callback itself (put listeners on there).
+   * @returns the channel and the function that frees its slot (call it when the channel closed).
+   * @throws SftpUnavailable when the server has no SFTP subsystem; UnreachableInstanceError.
+   */
+  private async openChannel<C>(
+    conn: Client,
+    what: string,
+    open: (cb: (err: Error | undefined, channel: C) => void) => void,
+    attach?: (channel: C) => void,
+  ): Promise<{ channel: C; release: () => void }> {
+    const gate = this.gates.get(conn) ?? new ChannelGate(MAX_CHANNELS);
+    this.gates.set(conn, gate);
+    for (let attempt = 0; ; ) {
+      const release = await gate.acquire();
+      const r = await new Promise<{ err?: Error; channel?: C; thrown?: boolean }>((resolve) => {
         try {
-          openSftp(attempt);
+          open((err, channel) => {
+            if (!err) attach?.(channel);
+            resolve({ err, channel });
+          });
         } catch (e) {
-          reject(new UnreachableInstanceError(this.instance, `connection to ${this.where} lost (${(e as Error).message})`));
+          // ssh2 throws (instead of calling back) when the socket is already gone.
+          resolve({ err: e as Error, thrown: true });
         }
-      };
-      const openSftp = (attempt: number) =>
-        conn.sftp((err, sftp) => {
-          if (!err) return resolve(sftp);
-          if (/Unable to start subsystem/.test(err.message)) return reject(new SftpUnavailable(err.message));
-          // Same transient session-limit refusal as for commands (see run()).
-          if (/Channel open failure/.test(err.message) && attempt < CHANNEL_OPEN_RETRIES && this.ssh?.connection === conn) {
-            setTimeout(() => start(attempt + 1), 50 * 2 ** attempt);
-            return;
-          }
-          reject(new UnreachableInstanceError(this.instance, `cannot open SFTP on ${this.where}: ${err.message}`));
-        });
-      start(0);
-    });
-    this.sftp.catch(() => {
-      this.sftp = undefined;
-    });
-    return this.sftp;
+      });
+      if (!r.err) return { channel: r.channel!, release };
+      const live = !r.thrown && this.ssh?.connection === conn;
+      if (live && /Channel open failure/.test(r.err.message)) {
+        const queued = gate.refused();
+        release();
+        if (queued) {
+          this.log.debug({ instance: this.instance, limit: gate.limit }, 'ssh: channel refused (MaxSessions); queueing');
+          continue;
+        }
+        if (attempt < CHANNEL_OPEN_RETRIES) {
+          await new Promise((res) => setTimeout(res, 50 * 2 ** attempt++));
+          if (this.ssh?.connection === conn) continue;
+        }
+      } else release();
+      if (/Unable to start subsystem/.test(r.err.message)) throw new SftpUnavailable(r.err.message);
+      if (!live) throw new UnreachableInstanceError(this.instance, `connection to ${this.where} lost (${r.err.message})`);
+      throw new UnreachableInstanceError(this.instance, `cannot ${what} on ${this.where}: ${r.err.message}`);
+    }
   }
 
-  /** Run one SFTP operation; a connection drop while it runs becomes UnreachableInstanceError. */
-  private withSftp<T>(op: SftpOp<T>): Promise<T> {
-    return this.sftpSession().then(
-      (sftp) =>
-        new Promise<T>((resolve, reject) => {
-          const abort = (err: Error) => {
-            this.inFlight.delete(abort);
-            reject(err);
-          };
-          this.inFlight.add(abort);
-          op(sftp, (err, value) => {
-            this.inFlight.delete(abort);
-            if (err) reject(err);
-            else resolve(value as T);
-          });
-        }),
-    );
+  /**
+   * Run `fn` with an SFTP session of its own, closed afterwards (so it holds a channel only while
+   * it works). A connection drop while it runs becomes UnreachableInstanceError.
+   */
+  private async withSftp<T>(fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T> {
+    const conn = await this.connection();
+    const { channel: sftp, release } = await this.openChannel<SFTPWrapper>(conn, 'open SFTP', (cb) => conn.sftp(cb));
+    let abort: (err: Error) => void = () => {};
+    const dropped = new Promise<never>((_, reject) => {
+      abort = reject;
+    });
+    dropped.catch(() => undefined);
+    this.inFlight.add(abort);
+    try {
+      return await Promise.race([fn(sftp), dropped]);
+    } finally {
+      this.inFlight.delete(abort);
+      // The slot is free once the server closed its side; a stopped sftp-server never does, so
+      // after a grace the slot is given back anyway (sshd then may refuse an open: see openChannel).
+      const grace = setTimeout(release, CLOSE_GRACE_MS);
+      grace.unref();
+      sftp.once('close', () => {
+        clearTimeout(grace);
+        release();
+      });
+      try {
+        sftp.end();
+      } catch {
+        release();
+      }
+    }
   }
 
   /** True once the server refused the SFTP subsystem: files then go through exec + stdin. */
   private sftpUnavailable = false;
 
-  /** Use SFTP unless the server does not offer it (some hardened servers disable the subsystem). */
-  private async useSftp(): Promise<boolean> {
-    if (this.sftpUnavailable) return false;
-    try {
-      await this.sftpSession();
-      return true;
-    } catch (e) {
-      if (!(e instanceof SftpUnavailable)) throw e;
-      this.sftpUnavailable = true;
-      this.log.warn({ instance: this.instance, error: e.message }, 'ssh: no SFTP on this host, files go through exec');
-      return false;
-    }
+  /** The server refused the SFTP subsystem: from now on files go through a command channel. */
+  private noSftp(e: SftpUnavailable): void {
+    if (this.sftpUnavailable) return;
+    this.sftpUnavailable = true;
+    this.log.warn({ instance: this.instance, error: e.message }, 'ssh: no SFTP on this host, files go through exec');
   }
 
   /**
@@ -308,11 +368,18 @@ export class SshTransport implements Transport {
    * rename over the target, so readers never see a partial file. The file keeps the local
    * file's permission bits. Over SFTP (rename: OpenSSH's posix-rename extension); when the
    * server has no SFTP subsystem, by streaming the file to `cat` on one command channel.
+   * @param options bounds (default: the transport's `upload` option): no progress for
+   *   `noProgressMs`, `timeoutMs` in all, or `signal`: the transfer is abandoned, the temp file removed.
    * @throws Error with code ENOENT/EACCES/EIO (e.g. ENOENT for a missing parent directory);
-   *   UnreachableInstanceError when the connection drops.
+   *   TransferError (stalled, too slow, interrupted); UnreachableInstanceError when the connection drops.
    */
-  putFile(localPath: string, remotePath: string): Promise<void> {
-    return putRemoteFile(this.files, localPath, remotePath);
+  putFile(localPath: string, remotePath: string, options: PutFileOptions = {}): Promise<void> {
+    const up = this.options.upload ?? { noProgressMs: 15_000, timeoutMs: 600_000 };
+    return putRemoteFile(this.files, this.instance, localPath, remotePath, {
+      noProgressMs: options.noProgressMs ?? up.noProgressMs,
+      timeoutMs: options.timeoutMs ?? up.timeoutMs,
+      signal: options.signal,
+    });
   }
 
   /**
@@ -329,7 +396,6 @@ export class SshTransport implements Transport {
     if (this.connecting) await this.connecting.catch(() => undefined);
     const ssh = this.ssh;
     this.ssh = undefined;
-    this.sftp = undefined;
     if (!ssh) return;
     this.closing = true;
     for (const abort of [...this.inFlight]) abort(new UnreachableInstanceError(this.instance, 'connection closed by lockstep'));

@@ -38,7 +38,7 @@ export interface TrustHostResult {
  * Fetch each SSH instance's host key (without authenticating, like ssh-keyscan) and record
  * unknown ones in the inventory's known_hosts. Local instances are skipped.
  * @param options.instances names to limit the run to (default: every ssh instance).
- * @param options.timeoutMs per-host bound, ms (default: inventory deploy.connect_timeout_ms).
+ * @param options.timeoutMs per-host bound, ms (default: inventory ssh.connect_timeout_ms, else deploy.connect_timeout_ms).
  * @returns one result per SSH instance, in inventory order.
  * @throws ConfigError for a name in `instances` that the inventory does not have, or an
  *   unreadable known_hosts file.
@@ -57,7 +57,7 @@ export async function trustHosts(
   }
   const sshInstances = selected.filter((i) => i.transport === 'ssh');
   const file = inventory.ssh.knownHosts;
-  const timeoutMs = options.timeoutMs ?? inventory.deploy.connect_timeout_ms;
+  const timeoutMs = options.timeoutMs ?? inventory.ssh.connectTimeoutMs;
   const limit = pLimit(inventory.deploy.concurrency);
   let known: KnownHosts;
   try {

@@ -20,6 +20,16 @@ export interface ExecOptions {
   timeoutMs?: number;
 }
 
+/** Bounds of one file transfer (putFile). */
+export interface PutFileOptions {
+  /** Abort the transfer (the partial file is removed); it then fails with TransferError (interrupted). */
+  signal?: AbortSignal;
+  /** Abort when no byte was acknowledged for this many ms. Default: the transport's setting. */
+  noProgressMs?: number;
+  /** Abort when the whole transfer takes longer than this many ms. Default: the transport's setting. */
+  timeoutMs?: number;
+}
+
 export interface Transport {
   /** Instance name, for messages. */
   readonly instance: string;
@@ -27,8 +37,11 @@ export interface Transport {
   connect(): Promise<void>;
   /** Run a shell command (bash -c semantics) on the instance. Never throws for a non-zero exit. */
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
-  /** Copy a local file to an absolute path on the instance (parent directory must exist). */
-  putFile(localPath: string, remotePath: string): Promise<void>;
+  /**
+   * Copy a local file to an absolute path on the instance (parent directory must exist), through
+   * a temp name renamed into place. @throws TransferError when it stalls, overruns or is aborted.
+   */
+  putFile(localPath: string, remotePath: string, options?: PutFileOptions): Promise<void>;
   /** Read a UTF-8 file from the instance. Throws when missing. */
   readFile(remotePath: string): Promise<string>;
   /** Close the connection. Idempotent. */

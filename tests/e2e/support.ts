@@ -12,7 +12,7 @@ import pino from 'pino';
 import { startEngine, type RunningEngine } from '../../proxy/engine.ts';
 import { startProxy, type RunningProxy } from '../../proxy/index.ts';
 import { proxyConfigFromInventory, upstreamsFromInventory } from '../../proxy/inventory-config.ts';
-import { freePort, startSshHosts, type SshFleet } from '../helpers/sshd.ts';
+import { freePort, startSshHosts, type SshFleet, type SshFleetOptions } from '../helpers/sshd.ts';
 import type { Manifest } from '../../deployer/build/manifest.ts';
 
 export const repoRoot = resolve(import.meta.dirname, '..', '..');
@@ -54,13 +54,17 @@ export async function startE2eFleet(
     umask?: string;
     /** `haproxy`: run the HAProxy engine (proxy/engine.ts) instead of the in-process Lockstep proxy. */
     engine?: 'lockstep' | 'haproxy';
-    /** Address of the proxy and admin listeners. Default 127.0.0.1. */
+    /** Loopback address of the proxy and its admin API (ports picked by the kernel). Default 127.0.0.1. */
     proxyAddress?: string;
     /** Overrides of the inventory's proxy section. */
     proxySection?: Record<string, unknown>;
+    /** Inventory `ssh` keys (keepalive, timeouts). */
+    sshInventory?: Record<string, unknown>;
+    /** sshd options of the hosts (extra sshd_config lines, SFTP subsystem command). */
+    sshd?: Pick<SshFleetOptions, 'sshdConfig' | 'sftpCommand'>;
   } = {},
 ): Promise<E2eFleet> {
-  const ssh = await startSshHosts(count, { baseAddress, umask: options.umask });
+  const ssh = await startSshHosts(count, { baseAddress, umask: options.umask, ...options.sshd });
   const proxyAddress = options.proxyAddress ?? '127.0.0.1';
   const proxyPort = await freePort(proxyAddress);
   const adminPort = await freePort(proxyAddress);
@@ -68,6 +72,7 @@ export async function startE2eFleet(
   const file = ssh.writeInventory({
     app: { ...realAppSection(join(ssh.dir, 'app-build')), ...options.app },
     deploy: { activation_timeout_ms: 20000, drain_timeout_ms: 5000, ...options.deploy },
+    ...(options.sshInventory ? { ssh: options.sshInventory } : {}),
     proxy: {
       listen: `${proxyAddress}:${proxyPort}`,
       admin_listen: `${proxyAddress}:${adminPort}`,

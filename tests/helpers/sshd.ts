@@ -39,6 +39,8 @@ export interface SshHost {
   extraHostKeys: { type: 'rsa' | 'ecdsa'; file: string; fingerprint: string }[];
   /** sshd's stderr (LogLevel as configured). */
   logFile: string;
+  /** The host's own directory (holds deployTo; HOME of its sessions). */
+  hostDir: string;
 }
 
 export interface SshFleetOptions {
@@ -57,6 +59,16 @@ export interface SshFleetOptions {
    * as a deploy user's login umask would apply. Default: this process's umask.
    */
   umask?: string;
+  /**
+   * Extra sshd_config lines for every host, at the end of the file (e.g. `MaxSessions 3`, or a
+   * `Match LocalAddress 127.0.16.3` block for one host). Default none.
+   */
+  sshdConfig?: string[];
+  /**
+   * The SFTP subsystem command. Default `internal-sftp`. A command (e.g. a wrapper script around
+   * /usr/lib/openssh/sftp-server) runs as the login user with HOME set to the host's directory.
+   */
+  sftpCommand?: string;
 }
 
 export interface InventoryExtra {
@@ -64,6 +76,8 @@ export interface InventoryExtra {
   app?: Record<string, unknown>;
   deploy?: Record<string, unknown>;
   proxy?: Record<string, unknown>;
+  /** Extra keys of the inventory `ssh` section (keepalive, timeouts). */
+  ssh?: Record<string, unknown>;
   /** Override the known_hosts path written into the inventory. Default: the fleet's. */
   knownHosts?: string;
   /** Port every instance's app listens on (each on its own address). Default 4100 + host index. */
@@ -188,7 +202,6 @@ function descendantsOf(pid: number): number[] {
 
 interface HostState extends SshHost {
   configFile: string;
-  hostDir: string;
   process?: ChildProcess;
 }
 
@@ -281,8 +294,10 @@ export async function startSshHosts(count: number, options: SshFleetOptions = {}
         // A clean server's login: this machine's own ~/.bashrc (pyenv init, ~250 ms) would
         // otherwise run on every command, since bash sources it for sessions started by sshd.
         `SetEnv HOME=${h.hostDir}`,
-        ...(options.sftp === false ? [] : ['Subsystem sftp internal-sftp']),
+        ...(options.sftp === false ? [] : [`Subsystem sftp ${options.sftpCommand ?? 'internal-sftp'}`]),
         `LogLevel ${logLevel}`,
+        // Last: they may open a `Match` block.
+        ...(options.sshdConfig ?? []),
         '',
       ].join('\n'),
     );
@@ -434,7 +449,7 @@ function writeInventoryFile(fleet: SshFleet, extra: InventoryExtra): string {
   const doc: Record<string, unknown> = {
     app: extra.app ?? STUB_APP,
     ...(extra.deploy ? { deploy: extra.deploy } : {}),
-    ssh: { user: fleet.user, identity_file: fleet.identityFile, known_hosts: extra.knownHosts ?? fleet.knownHostsFile },
+    ssh: { user: fleet.user, identity_file: fleet.identityFile, known_hosts: extra.knownHosts ?? fleet.knownHostsFile, ...extra.ssh },
     ...(extra.proxy ? { proxy: extra.proxy } : {}),
     instances: fleet.hosts.map((h, i) => ({
       name: h.name,
