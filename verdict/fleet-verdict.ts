@@ -17,8 +17,9 @@
  *   5. DEGRADED     one digest, but some instance is not serving: its /version does not answer,
  *                   its health path fails, the proxy finds it unhealthy or does not have it. Exit 1.
  *   6. PARITY       every instance serves one digest. Exit 0.
- * Whatever the state, a secondary source that could not be read (SSH, the proxy's admin API) is
- * named in `notes` and makes the exit code 3: the answer is incomplete.
+ * A secondary source that could not be read (SSH, the proxy's admin API) is named in `notes`; it
+ * turns PARITY's exit 0 into 3 (parity cannot be confirmed), while a problem already found keeps
+ * its exit 1 (what was not read cannot undo it).
  * An instance drained or disabled in the proxy by hand (no deploy holds the lock) still counts as
  * serving its release: an operator may do so on purpose; it is named in `notes`.
  */
@@ -122,9 +123,10 @@ function groups(instances: VerdictInstance[]): string {
  */
 export function fleetVerdict(input: VerdictInput): FleetVerdict {
   const v = judge(input);
-  // A source that could not be read makes the answer incomplete, whatever the state (exit 3).
+  // A source that could not be read makes a PARITY answer incomplete (exit 3: it cannot be
+  // confirmed). A problem already found stays exit 1: what was not read cannot undo it.
   const unread = input.instances.some((i) => (i.unread ?? []).length > 0);
-  return unread && v.exitCode !== 3 ? { ...v, exitCode: 3 } : v;
+  return unread && v.exitCode === 0 ? { ...v, exitCode: 3 } : v;
 }
 
 function judge(input: VerdictInput): FleetVerdict {

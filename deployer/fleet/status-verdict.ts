@@ -49,10 +49,18 @@ export function verdictInstance(r: InstanceStatus): VerdictInstance {
  * The verdict of `lockstep status`.
  * @param rows fleetStatus rows. @param ttlMs deploy.lock_ttl_ms (ms).
  * @param announced the rollout the deployer announced to the proxy (GET /admin/rollout), if any:
- *   it wins over the locks (it knows k of n as the deployer counts it).
+ *   it wins over the locks (it knows k of n as the deployer counts it) while a live lock backs
+ *   it, or while some lock could not be read.
  */
 export function statusVerdict(rows: InstanceStatus[], ttlMs: number, announced: RolloutInProgress | null = null, nowMs = Date.now()): FleetVerdict {
   const idle = outOfRotation(rows, ttlMs, nowMs);
   const problems = idle.length ? [rotationVerdict(idle).replace(/^NOT IN PARITY: /, '')] : [];
-  return fleetVerdict({ instances: rows.map(verdictInstance), rollout: announced ?? rolloutFromLocks(rows, ttlMs, nowMs), problems });
+  // The announcement (refreshed by a live deployer, kept by the proxy up to its ttl) counts only
+  // while a live lock backs it: a deployer killed mid-rollout leaves an announcement behind for
+  // a few seconds, and its stale lock must be reported as such, not as a rollout. When a lock
+  // could not be read (ssh unreachable), the announcement is the best knowledge there is.
+  const fromLocks = rolloutFromLocks(rows, ttlMs, nowMs);
+  const locksRead = rows.every((r) => r.reachable);
+  const rollout = fromLocks ? (announced ?? fromLocks) : locksRead ? null : announced;
+  return fleetVerdict({ instances: rows.map(verdictInstance), rollout, problems });
 }

@@ -197,7 +197,7 @@ export async function deploy(inventory: Inventory, options: DeployOptions = {}):
         try {
           await prepareOne(o, (s) => (step = s));
         } catch (e) {
-          if (e instanceof Error && !e.message.startsWith(`${step}: `)) e.message = `${step}: ${e.message}`;
+          if (e instanceof Error && !e.message.toLowerCase().includes(step.toLowerCase())) e.message = `${step}: ${e.message}`;
           throw e;
         }
       });
