@@ -8,6 +8,7 @@ import type { Manifest } from '../build/manifest.ts';
 import type { Inventory } from '../../config/inventory.ts';
 import { startAnnouncement, type RolloutAnnouncer } from './announce.ts';
 import { withHeartbeat } from './heartbeat.ts';
+import { waitStable } from './stability.ts';
 
 /** What the rollout needs from the proxy; the deployer's proxy client implements it. */
 export interface ProxyControl extends Partial<RolloutAnnouncer> {
@@ -55,6 +56,8 @@ export interface RolloutSettings {
   pauseMs: number;
   activationTimeoutMs: number;
   drainTimeoutMs: number;
+  /** After the gates, the instance must stay healthy (same process) this long, ms; 0: off. */
+  stabilityWindowMs: number;
   /** Remote command run in `current` after each instance passed its gates. */
   afterActivate?: string;
 }
@@ -67,6 +70,7 @@ export function rolloutSettings(deploy: Inventory['deploy']): RolloutSettings {
     pauseMs: deploy.pause_ms,
     activationTimeoutMs: deploy.activation_timeout_ms,
     drainTimeoutMs: deploy.drain_timeout_ms,
+    stabilityWindowMs: deploy.stability_window_ms,
     afterActivate: deploy.hooks.after_activate,
   };
 }
@@ -127,7 +131,11 @@ async function activateOne(o: InstanceOps, id: string, digest: string, opts: Rol
   }
   const replaced = await withHeartbeat(beat, 'the restart command', o.activate(id, (phase) => opts.progress(o.name, phase === 'switch' ? `switching current -> ${id}` : 'restarting (service restart command)', phase)), opts.activationTimeoutMs);
   opts.progress(o.name, 'waiting for health and version gates', 'gates');
-  await withHeartbeat(beat, `${o.inventory.app.health_path} and ${o.inventory.app.version_path} (health and version gates)`, o.waitForGates(digest, opts.activationTimeoutMs, replaced), opts.activationTimeoutMs);
+  const gated = await withHeartbeat(beat, `${o.inventory.app.health_path} and ${o.inventory.app.version_path} (health and version gates)`, o.waitForGates(digest, opts.activationTimeoutMs, replaced), opts.activationTimeoutMs);
+  if (opts.stabilityWindowMs > 0) {
+    opts.progress(o.name, `gates passed; staying healthy for ${opts.stabilityWindowMs} ms (stability window)`, 'gates');
+    await waitStable(o, gated, opts.stabilityWindowMs, opts.signal);
+  }
   if (opts.afterActivate) {
     opts.progress(o.name, 'running after_activate hook', 'hook');
     await withHeartbeat(beat, 'the after_activate hook', o.runHook(opts.afterActivate, 'after_activate', { release: id, digest }), opts.activationTimeoutMs);

@@ -20,7 +20,7 @@ function writeInventory(hooks: Record<string, string>): string {
     file,
     stringify({
       app: realAppSection(join(dir, 'build')),
-      deploy: { activation_timeout_ms: 15000, hooks },
+      deploy: { activation_timeout_ms: 15000, stability_window_ms: 0, hooks },
       instances: ports.map((p, i) => ({ name: `inst-${i + 1}`, transport: 'local', deploy_to: `fleet/inst-${i + 1}`, app_port: p })),
     }),
   );

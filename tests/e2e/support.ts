@@ -62,6 +62,8 @@ export async function startE2eFleet(
     sshInventory?: Record<string, unknown>;
     /** sshd options of the hosts (extra sshd_config lines, SFTP subsystem command). */
     sshd?: Pick<SshFleetOptions, 'sshdConfig' | 'sftpCommand'>;
+    /** Logger of the in-process proxy (default silent), e.g. to search its log lines. */
+    proxyLogger?: pino.Logger;
   } = {},
 ): Promise<E2eFleet> {
   const ssh = await startSshHosts(count, { baseAddress, umask: options.umask, ...options.sshd });
@@ -71,7 +73,9 @@ export async function startE2eFleet(
   const haproxy = options.engine === 'haproxy';
   const file = ssh.writeInventory({
     app: { ...realAppSection(join(ssh.dir, 'app-build')), ...options.app },
-    deploy: { activation_timeout_ms: 20000, drain_timeout_ms: 5000, ...options.deploy },
+    // Stability window off by default here (it adds its length to every batch of every e2e
+    // deploy); the crash-loop case turns it on (tests/e2e/worst-day-ssh.test.ts).
+    deploy: { activation_timeout_ms: 20000, drain_timeout_ms: 5000, stability_window_ms: 0, ...options.deploy },
     ...(options.sshInventory ? { ssh: options.sshInventory } : {}),
     proxy: {
       listen: `${proxyAddress}:${proxyPort}`,
@@ -89,7 +93,7 @@ export async function startE2eFleet(
   const proxy =
     options.proxy === false || haproxy
       ? undefined
-      : await startProxy(proxyConfigFromInventory(inventory), { reloadSource: () => upstreamsFromInventory(loadInventory(file)) });
+      : await startProxy(proxyConfigFromInventory(inventory, process.env, options.proxyLogger), { reloadSource: () => upstreamsFromInventory(loadInventory(file)) });
   return {
     ssh,
     inventory,
@@ -133,9 +137,10 @@ export async function versionOf(url: string): Promise<{ release: string; digest:
 /**
  * A release variant for tests: `good` adds a marker file and a hashed module of its own that its
  * index.html references (so two releases' pages need different assets, as real builds do);
- * `broken` serves 500 on every path.
+ * `broken` serves 500 on every path; `crashes` is the real app that exits (code 1) 1 s after its
+ * first health check answer (a crash loop without a supervisor: it answers health once, then dies).
  */
-export type ReleaseKind = 'good' | 'broken';
+export type ReleaseKind = 'good' | 'broken' | 'crashes';
 
 /** Add `public/assets/variant-<sha8>.js` (content `tag`) and reference it from `public/index.html`. */
 export function addHashedModule(dir: string, tag: string): void {
@@ -170,6 +175,29 @@ export async function makeReleases(inventory: Inventory, kinds: ReleaseKind[]): 
       writeFileSync(
         join(dir, 'server', 'index.mjs'),
         `import http from 'node:http';\n// variant ${n}\nhttp.createServer((q, r) => { r.statusCode = 500; r.end('broken release'); }).listen(Number(process.env.PORT), process.env.HOST);\n`,
+      );
+    }
+    if (kind === 'crashes') {
+      // The entry keeps its name (bin/service finds its process by it) and loads the real server.
+      const { renameSync } = await import('node:fs');
+      renameSync(join(dir, 'server', 'index.mjs'), join(dir, 'server', 'real.mjs'));
+      writeFileSync(
+        join(dir, 'server', 'index.mjs'),
+        [
+          `import http from 'node:http';`,
+          `// variant ${n}: exits 1 s after its first ${inventory.app.health_path} answer`,
+          `const emit = http.Server.prototype.emit;`,
+          `let armed = false;`,
+          `http.Server.prototype.emit = function (event, req, ...rest) {`,
+          `  if (event === 'request' && !armed && req.url.startsWith(${JSON.stringify(inventory.app.health_path)})) {`,
+          `    armed = true;`,
+          `    setTimeout(() => { console.error('crash-loop variant: exiting'); process.exit(1); }, 1000);`,
+          `  }`,
+          `  return emit.call(this, event, req, ...rest);`,
+          `};`,
+          `await import('./real.mjs');`,
+          '',
+        ].join('\n'),
       );
     }
     const minute = String(10 + n).padStart(2, '0');
