@@ -26,10 +26,21 @@ describe('rollout probe start', () => {
   });
 
   it('runs when the page answers 200 before the operation', async () => {
-    server = createServer((_req, res) => res.end('<html><head></head><body>ok</body></html>'));
+    let seen = 0;
+    server = createServer((_req, res) => {
+      seen++;
+      res.end('<html><head></head><body>ok</body></html>');
+    });
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
     const notes: string[] = [];
-    const { probe } = await withRolloutProbe(withListen(`127.0.0.1:${(server.address() as AddressInfo).port}`), true, () => new Promise((r) => setTimeout(r, 300)), (l) => notes.push(l));
+    // The operation lasts until the probe has sent requests of its own (after the serving check's
+    // one), bounded at 10 s: no assumption on how fast the probe starts on a loaded machine.
+    const operation = async (): Promise<void> => {
+      const until = Date.now() + 10_000;
+      const start = seen;
+      while (seen < start + 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    };
+    const { probe } = await withRolloutProbe(withListen(`127.0.0.1:${(server.address() as AddressInfo).port}`), true, operation, (l) => notes.push(l));
     expect(notes).toEqual([]);
     expect(probe).not.toBeNull();
     expect(probe!.requests).toBeGreaterThan(0);
