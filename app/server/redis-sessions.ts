@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { v4 as uuidv4 } from 'uuid';
 import { AppError } from './errors.ts';
-import { isUuidV4, notFound, safeName, type SessionFile, type SessionStore } from './sessions.ts';
+import { isUuidV4, notFound, parseSessionJson, safeName, type SessionFile, type SessionStore } from './sessions.ts';
 
 /** KEYS[1] upload key, KEYS[2] session key; ARGV ttl ms, upload id, created_at, name/value pairs. */
 const CREATE = `
@@ -190,12 +190,7 @@ export class RedisSessionStore implements SessionStore {
 
   /** One JSON file of the session, parsed. @returns null when absent. */
   async readJson<T>(id: string, name: string): Promise<T | null> {
-    try {
-      return JSON.parse((await this.readFile(id, name)).toString('utf8')) as T;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
+    return parseSessionJson<T>(() => this.readFile(id, name));
   }
 
   /** @throws ENOENT for an unknown session, AppError 413 when the session would exceed the bound. */

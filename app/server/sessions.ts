@@ -74,6 +74,20 @@ export function notFound(what: string): NodeJS.ErrnoException {
 }
 
 /** The sessions of one data directory: create atomically, resolve a cookie, expire, sweep. */
+/**
+ * One JSON file of a session, parsed, for every store: `read` gives its bytes (UTF-8).
+ * @returns null when the file (or the session) does not exist (`read` throws ENOENT).
+ * @throws a SyntaxError for a file that is not JSON, and any other error of `read`.
+ */
+export async function parseSessionJson<T>(read: () => Promise<Buffer>): Promise<T | null> {
+  try {
+    return JSON.parse((await read()).toString('utf8')) as T;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
 export class DiskSessionStore implements SessionStore {
   readonly mode = 'local' as const;
   readonly root: string;
@@ -148,12 +162,7 @@ export class DiskSessionStore implements SessionStore {
 
   /** Read and parse a JSON file of a session. @returns null when the file does not exist. */
   async readJson<T>(id: string, name: string): Promise<T | null> {
-    try {
-      return JSON.parse((await this.readFile(id, name)).toString('utf8')) as T;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
+    return parseSessionJson<T>(() => this.readFile(id, name));
   }
 
   /** Replace one file of an existing session atomically (temp file, then rename). */

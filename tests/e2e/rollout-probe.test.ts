@@ -2,16 +2,14 @@
 // probe sends cookie-less page loads (every asset of the page) and one cookie-holding session
 // through the real proxy; the summary, --json and the history carry what users saw, and a failed
 // request makes the exit code 1. Three real sshd hosts, the real app, the real proxy in this process.
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../deployer/rollout/deploy.ts';
 import { proxyControlFor } from '../../deployer/balancer/control.ts';
 import { upstreamsFromInventory } from '../../proxy/inventory-config.ts';
 import type { ProbeFigures } from '../../deployer/checks/rollout-probe.ts';
-import { makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
+import { makeReleases, startE2eFleet, type E2eFleet, runCliAsync, type CliRun } from './support.ts';
 
 let fleet: E2eFleet;
 let good1 = '';
@@ -19,15 +17,8 @@ let good2 = '';
 const progress = () => {};
 
 /** The CLI in a child process, asynchronously (the proxy runs in this process). */
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), ...args, '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (status) => done({ status, stdout, stderr }));
-  });
+function cli(args: string[]): Promise<CliRun> {
+  return runCliAsync(fleet.inventory.file, args);
 }
 
 beforeAll(async () => {

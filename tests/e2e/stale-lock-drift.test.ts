@@ -14,7 +14,7 @@ import { openFleet } from '../../deployer/fleet/fleet.ts';
 import { breakLocks, lockFleet, newLockHolder, unlockFleet } from '../../deployer/fleet/lock.ts';
 import { loadLocalRelease } from '../../deployer/build/release-source.ts';
 import type { DriftReport } from '../../deployer/drift/types.ts';
-import { makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
+import { makeReleases, repoRoot, startE2eFleet, type E2eFleet, runCliAsync, type CliRun } from './support.ts';
 
 let fleet: E2eFleet;
 let good1 = '';
@@ -22,15 +22,8 @@ let good2 = '';
 const progress = () => {};
 
 /** The CLI in a child process, asynchronously (the proxy runs in this process), killed after `timeoutMs`. */
-function cli(args: string[], timeoutMs = 120_000): Promise<{ status: number | null; signal: string | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), ...args, '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (status, signal) => done({ status, signal, stdout, stderr }));
-  });
+function cli(args: string[], timeoutMs = 120_000): Promise<CliRun> {
+  return runCliAsync(fleet.inventory.file, args, timeoutMs);
 }
 
 beforeAll(async () => {

@@ -4,27 +4,18 @@
 // (GET /admin/rollout), clearing it at the end; `status` reports each source for what it is, so
 // with one host's sshd stopped the app still shows its release, healthy, enabled in the proxy,
 // and the verdict stays PARITY with the ssh failure named (exit 3), as text and as --json.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { proxyClientFromInventory } from '../../deployer/balancer/admin-client.ts';
 import type { FleetVerdict, RolloutInProgress } from '../../verdict/fleet-verdict.ts';
 import type { InstanceStatus } from '../../deployer/fleet/status.ts';
-import { makeReleases, repoRoot, startE2eFleet, type E2eFleet } from './support.ts';
+import { makeReleases, startE2eFleet, type E2eFleet, runCliAsync, type CliRun } from './support.ts';
 
 let fleet: E2eFleet;
 let r1 = '';
 
-/** The CLI in a child process (the proxy runs in this process), killed after `timeoutMs`. */
-function cli(args: string[], timeoutMs = 120_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), ...args, '--inventory', fleet.inventory.file], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (status) => done({ status, stdout, stderr }));
-  });
+/** The CLI in a child process, asynchronously (the proxy runs in this process), killed after `timeoutMs`. */
+function cli(args: string[], timeoutMs = 120_000): Promise<CliRun> {
+  return runCliAsync(fleet.inventory.file, args, timeoutMs);
 }
 
 beforeAll(async () => {

@@ -2,6 +2,7 @@
  * End-to-end fixtures: real sshd hosts running the real app, the real proxy in front, and the
  * deployer driving them exactly as the CLI does.
  */
+import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -205,4 +206,28 @@ export async function makeReleases(inventory: Inventory, kinds: ReleaseKind[]): 
     ids.push(r.release);
   }
   return ids;
+}
+
+/** What a CLI run in a child process printed and how it ended. */
+export interface CliRun {
+  status: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run the compiled CLI (`bin/lockstep.mjs`) with `args` against `inventoryFile` in a child
+ * process, asynchronously (a proxy started by the test in this process keeps serving), killed
+ * with SIGKILL after `timeoutMs` (ms; then `signal` is 'SIGKILL'). Never rejects.
+ */
+export function runCliAsync(inventoryFile: string, args: string[], timeoutMs = 180_000): Promise<CliRun> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [join(repoRoot, 'bin/lockstep.mjs'), ...args, '--inventory', inventoryFile], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status, signal) => done({ status, signal, stdout, stderr }));
+  });
 }
