@@ -235,7 +235,9 @@ describe('aborted and failed requests leave nothing behind', () => {
       const count = (k: string): void => void statuses.set(k, (statuses.get(k) ?? 0) + 1);
       await cycles(40, 10, async () => count(`hang ${(await request(`${p.url}/hang`)).status}`));
       await cycles(40, 10, async () => count(`reset ${(await request(`${p.url}/reset`)).status}`));
-      await cycles(40, 10, () => request(`${p.url}/stall`).then(() => count('stall complete'), () => count('stall cut')));
+      // A stalled body is cut; on a loaded machine the instance may even miss the 150 ms header
+      // bound (a complete 504): either way no client may get a complete 200 for a stalled body.
+      await cycles(40, 10, () => request(`${p.url}/stall`).then((r) => count(r.status === 200 ? 'stall complete' : 'stall cut'), () => count('stall cut')));
       // Clients that give up while the instance hangs.
       await cycles(40, 10, () => new Promise<void>((resolve) => {
         const req = http.request(`${p.url}/hang`, { agent: false });
