@@ -9,7 +9,7 @@ export default defineConfig({
     hookTimeout: 180_000,
     // Two cores: run files in at most two forks so real servers are not starved.
     pool: 'forks',
-    maxWorkers: 3,
+    maxWorkers: 2,
     globalSetup: ['tests/helpers/global-setup.ts'],
   },
 });
